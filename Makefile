@@ -1,0 +1,45 @@
+# gcleaner build entry points. `make test` and `make run` do all their own setup.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+TORCH_VERSION := 2.13.0
+TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION)
+PYG_STAMP := $(VENV)/.pyg
+
+# torch-sys finds libtorch through the venv's python (LIBTORCH_USE_PYTORCH).
+export VIRTUAL_ENV := $(VENV)
+export PATH := $(VENV)/bin:$(PATH)
+export LIBTORCH_USE_PYTORCH := 1
+export LIBTORCH_BYPASS_VERSION_CHECK :=
+
+.PHONY: setup build test run bench clean-venv
+
+setup: $(TORCH_STAMP)
+
+$(TORCH_STAMP):
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check "torch==$(TORCH_VERSION)"
+	@touch $@
+
+# Python packages used only by the interop tests and the PyG benchmark.
+$(PYG_STAMP): $(TORCH_STAMP)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check torch_geometric safetensors numpy
+	@touch $@
+
+build: setup
+	cargo build --release --locked
+
+test: setup $(PYG_STAMP)
+	cargo build --release --locked
+	cargo test --release --locked --workspace
+
+run: build
+	target/release/gcleaner info
+
+bench: build $(PYG_STAMP)
+	@echo "bench targets arrive with the training loop"
+
+clean-venv:
+	rm -rf $(VENV)

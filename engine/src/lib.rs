@@ -1,0 +1,16 @@
+//! gcleaner-engine: the synchronous core of gcleaner.
+//!
+//! Graph datasets and their loaders ([`data`]), the four GNN graph classifiers with
+//! PyTorch-Geometric-compatible safetensors weights ([`models`]), training and metrics
+//! ([`train`], [`metrics`]). The engine never touches async runtimes or databases: the service
+//! calls it from blocking threads.
+
+pub mod data;
+pub mod error;
+pub mod metrics;
+pub mod models;
+pub mod progress;
+pub mod rng;
+pub mod train;
+
+pub use error::{Error, Result};

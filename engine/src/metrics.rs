@@ -1,0 +1,1 @@
+//! Accuracy, per-class recall, confusion matrices and attack success rate.
