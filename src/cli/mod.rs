@@ -1,4 +1,9 @@
-//! Command-line interface: one subcommand per module.
+//! Command-line interface: one file per subcommand group.
+
+mod common;
+mod eval;
+mod features_arg;
+mod train;
 
 use std::process::ExitCode;
 
@@ -13,22 +18,33 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train a graph classifier and save it with its spec.
+    Train(train::TrainArgs),
+    /// Accuracy, per-class recall and confusion matrix of a model on a labelled dataset.
+    Eval(eval::ModelDataArgs),
+    /// Per-graph logits and predicted classes of a model on a dataset.
+    Predict(eval::ModelDataArgs),
     /// Print the libtorch build and the devices it sees.
     Info,
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<()> = match cli.command {
+    let result = match cli.command {
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::eval(args),
+        Command::Predict(args) => eval::predict(args),
         Command::Info => {
-            println!("cuda available: {}", tch::Cuda::is_available());
+            println!("gcleaner {}", env!("CARGO_PKG_VERSION"));
+            println!("cuda available: {} ({} device(s))", tch::Cuda::is_available(), tch::Cuda::device_count());
             Ok(())
         }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // One line: what went wrong and where, with the chain of causes.
+            eprintln!("error: {}", format!("{err:#}").replace('\n', " "));
             ExitCode::FAILURE
         }
     }
