@@ -3,6 +3,7 @@
 mod common;
 mod eval;
 mod features_arg;
+mod synth;
 mod train;
 
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ enum Command {
     Eval(eval::ModelDataArgs),
     /// Per-graph logits and predicted classes of a model on a dataset.
     Predict(eval::ModelDataArgs),
+    /// Write a generated demo dataset (two structural classes) as JSON.
+    Synth(synth::SynthArgs),
     /// Print the libtorch build and the devices it sees.
     Info,
 }
@@ -34,6 +37,7 @@ pub fn main() -> ExitCode {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::eval(args),
         Command::Predict(args) => eval::predict(args),
+        Command::Synth(args) => synth::run(args),
         Command::Info => {
             println!("gcleaner {}", env!("CARGO_PKG_VERSION"));
             println!("cuda available: {} ({} device(s))", tch::Cuda::is_available(), tch::Cuda::device_count());
