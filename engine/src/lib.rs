@@ -7,9 +7,11 @@
 
 pub mod data;
 pub mod error;
+pub mod explain;
 pub mod metrics;
 pub mod models;
 pub mod progress;
+pub mod purify;
 pub mod rng;
 pub mod train;
 
