@@ -4,6 +4,7 @@
 
 pub mod evidence;
 pub mod generator;
+pub mod html;
 pub mod montage;
 pub mod recovery;
 pub mod report;
@@ -210,6 +211,11 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
 
     let t = Instant::now();
     let after = report::measure_holdout(&purified, &holdout_set, &trigger, target, config)?;
+    let train_positions = least_important_nodes(&train_importance, trigger.size);
+    let projection = report::Projection {
+        before: report::project_embeddings(model, &train_graphs, &train_labels, &train_positions, &trigger)?,
+        after: report::project_embeddings(&purified, &train_graphs, &train_labels, &train_positions, &trigger)?,
+    };
     let evaluation_s = t.elapsed().as_secs_f64();
 
     let verdict = Verdict::new(backdoor, chosen.evidence.score, config.evidence_threshold, target, outcome.is_some());
@@ -231,6 +237,7 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
         unlearning: outcome,
         holdout: HoldoutReport { before, after },
         attack: None,
+        projection: Some(projection),
         timings: Timings { explain_s, recovery_s, unlearning_s, evaluation_s, total_s: started.elapsed().as_secs_f64() },
     };
     Ok(PurifyOutcome { model: purified, report })

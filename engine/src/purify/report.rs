@@ -35,7 +35,23 @@ pub struct PurifyReport {
     pub holdout: HoldoutReport,
     /// True ASR and accuracy on an attack's evaluation sets, when given.
     pub attack: Option<AttackEvaluation>,
+    /// 2-D PCA of the clean sample's graph embeddings, clean and triggered, before and after.
+    pub projection: Option<Projection>,
     pub timings: Timings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectedPoint {
+    pub x: f64,
+    pub y: f64,
+    pub triggered: bool,
+    pub label: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Projection {
+    pub before: Vec<ProjectedPoint>,
+    pub after: Vec<ProjectedPoint>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,4 +157,43 @@ pub fn measure_holdout(
         .collect();
     let flip_rate = evidence::measure(model, &holdout.graphs, &placements, trigger, Some(target))?.flip_rate;
     Ok(HoldoutMeasurement { evaluation, flip_rate })
+}
+
+/// Graph embeddings of `graphs`, clean and with `trigger` at `positions`, projected on their
+/// first two principal components.
+pub fn project_embeddings(
+    model: &GnnModel,
+    graphs: &[&crate::data::Graph],
+    labels: &[usize],
+    positions: &[Vec<usize>],
+    trigger: &Trigger,
+) -> Result<Vec<ProjectedPoint>> {
+    use crate::models::GraphInput;
+    use tch::{Device, Kind, Tensor};
+    let device = model.device();
+    let batch = MontageBatch::build(graphs, labels, positions, trigger.size, &model.spec().features, device)?;
+    let embeddings = tch::no_grad(|| {
+        let run = |(x, ei, ew): (Tensor, Tensor, Tensor)| {
+            let input = GraphInput { x: &x, edge_index: &ei, edge_weight: Some(&ew), batch: &batch.batch, num_graphs: batch.num_graphs };
+            model.forward_t(&input, false).embedding
+        };
+        let clean = run(batch.assemble_clean());
+        let triggered = run(batch.assemble(&trigger.adjacency(device), trigger.features(device).as_ref()));
+        Tensor::cat(&[clean, triggered], 0).to_device(Device::Cpu).to_kind(Kind::Double)
+    });
+    let centred = &embeddings - embeddings.mean_dim([0i64].as_slice(), true, Kind::Double);
+    let (_, _, vh) = centred.f_linalg_svd(false, None::<&str>)?;
+    let components = vh.narrow(0, 0, 2.min(vh.size()[0])).tr();
+    let coords = centred.matmul(&components);
+    let cols = coords.size()[1] as usize;
+    let flat = Vec::<f64>::try_from(coords.contiguous().view([-1]))?;
+    let n = graphs.len();
+    Ok((0..2 * n)
+        .map(|i| ProjectedPoint {
+            x: flat[i * cols],
+            y: if cols > 1 { flat[i * cols + 1] } else { 0.0 },
+            triggered: i >= n,
+            label: labels[i % n],
+        })
+        .collect())
 }
