@@ -3,6 +3,7 @@
 mod common;
 mod eval;
 mod features_arg;
+mod purify;
 mod synth;
 mod train;
 
@@ -25,6 +26,8 @@ enum Command {
     Eval(eval::ModelDataArgs),
     /// Per-graph logits and predicted classes of a model on a dataset.
     Predict(eval::ModelDataArgs),
+    /// Recover and unlearn a backdoor trigger: purified model, report.json, report.html.
+    Purify(Box<purify::PurifyArgs>),
     /// Write a generated demo dataset (two structural classes) as JSON.
     Synth(synth::SynthArgs),
     /// Print the libtorch build and the devices it sees.
@@ -37,6 +40,7 @@ pub fn main() -> ExitCode {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::eval(args),
         Command::Predict(args) => eval::predict(args),
+        Command::Purify(args) => purify::run(*args),
         Command::Synth(args) => synth::run(args),
         Command::Info => {
             println!("gcleaner {}", env!("CARGO_PKG_VERSION"));
