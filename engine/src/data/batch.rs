@@ -119,3 +119,70 @@ pub fn make_batches(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph(num_nodes: usize, edges: &[(u32, u32)], label: usize) -> Graph {
+        Graph { num_nodes, edges: edges.to_vec(), node_labels: None, node_attributes: None, label }
+    }
+
+    fn ints(t: &Tensor) -> Vec<i64> {
+        Vec::<i64>::try_from(t.flatten(0, -1)).unwrap()
+    }
+
+    #[test]
+    fn disjoint_union_offsets_edges_and_assigns_batch_positions() {
+        let triangle = graph(3, &[(0, 1), (0, 2), (1, 2)], 1);
+        let pair_and_isolated = graph(3, &[(0, 1)], 0);
+        let spec = FeatureSpec::OneHotDegree { max_degree: 2 };
+        let b = GraphBatch::new(&[&triangle, &pair_and_isolated], vec![7, 3], &spec, Device::Cpu).unwrap();
+
+        assert_eq!(b.x.size(), vec![6, 3]);
+        assert_eq!(b.x.kind(), tch::Kind::Float);
+        let x = Vec::<f32>::try_from(b.x.flatten(0, -1)).unwrap();
+        #[rustfmt::skip]
+        assert_eq!(x, vec![
+            0., 0., 1.,  0., 0., 1.,  0., 0., 1.,
+            0., 1., 0.,  0., 1., 0.,  1., 0., 0.,
+        ]);
+        assert_eq!(b.edge_index.size(), vec![2, 8]);
+        assert_eq!(ints(&b.edge_index.get(0)), vec![0, 1, 0, 2, 1, 2, 3, 4]);
+        assert_eq!(ints(&b.edge_index.get(1)), vec![1, 0, 2, 0, 2, 1, 4, 3]);
+        assert_eq!(ints(&b.batch), vec![0, 0, 0, 1, 1, 1]);
+        assert_eq!(ints(&b.labels), vec![1, 0]);
+        assert_eq!(b.num_graphs, 2);
+        assert_eq!(b.graph_indices, vec![7, 3]);
+        assert_eq!(b.num_nodes(), 6);
+        assert_eq!(b.num_directed_edges(), 8);
+    }
+
+    #[test]
+    fn edgeless_batch_has_an_empty_edge_index() {
+        let spec = FeatureSpec::OneHotDegree { max_degree: 1 };
+        let b = GraphBatch::new(&[&graph(2, &[], 0)], vec![0], &spec, Device::Cpu).unwrap();
+        assert_eq!(b.edge_index.size(), vec![2, 0]);
+        assert_eq!(b.edge_index.kind(), tch::Kind::Int64);
+    }
+
+    #[test]
+    fn make_batches_chunks_in_order_and_reports_bad_graphs() {
+        let graphs = (0..5).map(|i| graph(i + 1, &[], i % 2)).collect();
+        let ds = Dataset { name: "t".into(), graphs, class_labels: vec![0, 1] };
+        let spec = FeatureSpec::OneHotDegree { max_degree: 1 };
+        let batches = make_batches(&ds, &[4, 0, 2, 1, 3], 2, &spec, Device::Cpu).unwrap();
+        let indices: Vec<_> = batches.iter().map(|b| b.graph_indices.clone()).collect();
+        assert_eq!(indices, vec![vec![4, 0], vec![2, 1], vec![3]]);
+        assert_eq!(batches[0].num_nodes(), 6);
+        assert_eq!(ints(&batches[0].batch), vec![0, 0, 0, 0, 0, 1]);
+
+        assert!(make_batches(&ds, &[0], 0, &spec, Device::Cpu).is_err());
+        let err = make_batches(&ds, &[5], 2, &spec, Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("graph index 5"), "{err}");
+        let labels = FeatureSpec::NodeLabelsOneHot { num_labels: 2 };
+        let err = make_batches(&ds, &[0, 3], 2, &labels, Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("graph 0") && err.contains("node labels"), "{err}");
+        assert!(GraphBatch::new(&[], vec![], &spec, Device::Cpu).is_err());
+    }
+}

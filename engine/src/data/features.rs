@@ -134,3 +134,128 @@ impl FeatureSpec {
         FeatureSpec::OneHotDegree { max_degree: ds.max_degree().min(DEFAULT_MAX_DEGREE_CAP) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 0-1-2 path plus isolated node 3, labels [0, 5, 2, 1], attributes (i, 10 i).
+    fn path_graph() -> Graph {
+        Graph {
+            num_nodes: 4,
+            edges: vec![(0, 1), (1, 2)],
+            node_labels: Some(vec![0, 5, 2, 1]),
+            node_attributes: Some(vec![0.0, 0.0, 1.0, 10.0, 2.0, 20.0, 3.0, 30.0]),
+            label: 0,
+        }
+    }
+
+    #[test]
+    fn one_hot_degree_puts_large_degrees_in_the_last_bucket() {
+        let spec = FeatureSpec::OneHotDegree { max_degree: 1 };
+        assert_eq!(spec.dim(), 2);
+        // Degrees 1, 2, 1, 0; degree 2 overflows into bucket 1.
+        let x = spec.node_features(&path_graph()).unwrap();
+        assert_eq!(x, vec![0., 1., 0., 1., 0., 1., 1., 0.]);
+
+        let wide = FeatureSpec::OneHotDegree { max_degree: 3 };
+        let x = wide.node_features(&path_graph()).unwrap();
+        assert_eq!(x, vec![0., 1., 0., 0., 0., 0., 1., 0., 0., 1., 0., 0., 1., 0., 0., 0.]);
+    }
+
+    #[test]
+    fn node_label_one_hot_overflows_and_needs_labels() {
+        let spec = FeatureSpec::NodeLabelsOneHot { num_labels: 3 };
+        let x = spec.node_features(&path_graph()).unwrap();
+        assert_eq!(x, vec![1., 0., 0., 0., 0., 1., 0., 0., 1., 0., 1., 0.]);
+
+        let unlabelled = Graph { node_labels: None, ..path_graph() };
+        let err = spec.node_features(&unlabelled).unwrap_err().to_string();
+        assert!(err.contains("node labels"), "{err}");
+    }
+
+    #[test]
+    fn node_attributes_are_copied_and_width_checked() {
+        let spec = FeatureSpec::NodeAttributes { dim: 2 };
+        assert_eq!(spec.node_features(&path_graph()).unwrap(), path_graph().node_attributes.unwrap());
+
+        let err = FeatureSpec::NodeAttributes { dim: 3 }.node_features(&path_graph()).unwrap_err();
+        assert!(err.to_string().contains("expect 3 attributes"), "{err}");
+        let bare = Graph { node_attributes: None, ..path_graph() };
+        let err = spec.node_features(&bare).unwrap_err();
+        assert!(err.to_string().contains("has none"), "{err}");
+    }
+
+    #[test]
+    fn concat_places_parts_side_by_side() {
+        let spec = FeatureSpec::Concat {
+            parts: vec![
+                FeatureSpec::OneHotDegree { max_degree: 2 },
+                FeatureSpec::NodeAttributes { dim: 2 },
+            ],
+        };
+        assert_eq!(spec.dim(), 5);
+        let x = spec.node_features(&path_graph()).unwrap();
+        #[rustfmt::skip]
+        let expected = vec![
+            0., 1., 0.,  0., 0.,
+            0., 0., 1.,  1., 10.,
+            0., 1., 0.,  2., 20.,
+            1., 0., 0.,  3., 30.,
+        ];
+        assert_eq!(x, expected);
+    }
+
+    #[test]
+    fn degenerate_specs_and_graphs_are_errors_not_panics() {
+        for spec in [
+            FeatureSpec::NodeLabelsOneHot { num_labels: 0 },
+            FeatureSpec::NodeAttributes { dim: 0 },
+            FeatureSpec::Concat { parts: vec![] },
+            FeatureSpec::OneHotDegree { max_degree: usize::MAX },
+            FeatureSpec::OneHotDegree { max_degree: MAX_FEATURE_DIM },
+        ] {
+            assert!(spec.node_features(&path_graph()).is_err(), "{spec:?}");
+        }
+        let broken = Graph { edges: vec![(0, 7)], ..path_graph() };
+        let err = FeatureSpec::default().node_features(&broken).unwrap_err();
+        assert!(err.to_string().contains("(0, 7)"), "{err}");
+        let short_labels = Graph { node_labels: Some(vec![1]), ..path_graph() };
+        assert!(FeatureSpec::NodeLabelsOneHot { num_labels: 2 }.node_features(&short_labels).is_err());
+    }
+
+    #[test]
+    fn default_is_degree_up_to_the_dataset_max_with_a_cap() {
+        let ds = Dataset { name: "p".into(), graphs: vec![path_graph()], class_labels: vec![0] };
+        assert_eq!(FeatureSpec::default_for(&ds), FeatureSpec::OneHotDegree { max_degree: 2 });
+
+        let star = Graph {
+            num_nodes: 41,
+            edges: (1..41).map(|i| (0, i)).collect(),
+            node_labels: Some(vec![0; 41]),
+            node_attributes: None,
+            label: 0,
+        };
+        let ds = Dataset { name: "s".into(), graphs: vec![star], class_labels: vec![0] };
+        assert_eq!(
+            FeatureSpec::default_for(&ds),
+            FeatureSpec::OneHotDegree { max_degree: DEFAULT_MAX_DEGREE_CAP }
+        );
+    }
+
+    #[test]
+    fn spec_json_uses_the_kind_tag() {
+        let spec = FeatureSpec::Concat {
+            parts: vec![
+                FeatureSpec::OneHotDegree { max_degree: 4 },
+                FeatureSpec::NodeLabelsOneHot { num_labels: 7 },
+            ],
+        };
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"concat","parts":[{"kind":"one_hot_degree","max_degree":4},{"kind":"node_labels_one_hot","num_labels":7}]}"#
+        );
+        assert_eq!(serde_json::from_str::<FeatureSpec>(&json).unwrap(), spec);
+    }
+}

@@ -237,3 +237,69 @@ fn check_unique(labels: &[i64]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graphs(n: usize) -> Vec<Graph> {
+        (0..n)
+            .map(|i| Graph { num_nodes: i + 1, edges: vec![], node_labels: None, node_attributes: None, label: 0 })
+            .collect()
+    }
+
+    #[test]
+    fn original_labels_map_to_sorted_classes() {
+        let ds = Dataset::from_original_labels("m", graphs(4), &[1, -1, 1, 7]).unwrap();
+        assert_eq!(ds.class_labels, vec![-1, 1, 7]);
+        assert_eq!(ds.graphs.iter().map(|g| g.label).collect::<Vec<_>>(), vec![1, 0, 1, 2]);
+        assert_eq!(ds.original_label(3), Some(7));
+        assert_eq!(ds.class_counts(), vec![1, 2, 1]);
+        assert!(Dataset::from_original_labels("m", graphs(2), &[1]).is_err());
+    }
+
+    #[test]
+    fn with_class_labels_follows_the_model_order() {
+        let ds = Dataset::from_original_labels("m", graphs(3), &[-1, 1, 1]).unwrap();
+        let flipped = ds.with_class_labels(&[1, -1]).unwrap();
+        assert_eq!(flipped.graphs.iter().map(|g| g.label).collect::<Vec<_>>(), vec![1, 0, 0]);
+        assert_eq!(flipped.class_labels, vec![1, -1]);
+        let wider = ds.with_class_labels(&[-1, 0, 1]).unwrap();
+        assert_eq!(wider.graphs.iter().map(|g| g.label).collect::<Vec<_>>(), vec![0, 2, 2]);
+
+        let err = ds.with_class_labels(&[0, 1]).unwrap_err().to_string();
+        assert!(err.contains("labelled -1"), "{err}");
+        assert!(ds.with_class_labels(&[1, 1, -1]).is_err());
+    }
+
+    #[test]
+    fn keep_classes_filters_and_reindexes() {
+        let ds = Dataset::from_original_labels("f", graphs(6), &[0, 1, 2, 4, 5, 2]).unwrap();
+        let kept = ds.keep_classes(&[0, 2, 4, 5]).unwrap();
+        assert_eq!(kept.class_labels, vec![0, 2, 4, 5]);
+        assert_eq!(kept.graphs.iter().map(|g| g.label).collect::<Vec<_>>(), vec![0, 1, 2, 3, 1]);
+        // The graph with label 1 (2 nodes) is gone; order is kept.
+        assert_eq!(kept.graphs.iter().map(|g| g.num_nodes).collect::<Vec<_>>(), vec![1, 3, 4, 5, 6]);
+        let err = ds.keep_classes(&[0, 3]).unwrap_err().to_string();
+        assert!(err.contains("no class labelled 3"), "{err}");
+        assert!(ds.keep_classes(&[]).is_err());
+        assert!(ds.keep_classes(&[2, 2]).is_err());
+    }
+
+    #[test]
+    fn validate_catches_inconsistent_graphs() {
+        let mut g = graphs(3).pop().unwrap();
+        g.edges = vec![(0, 2)];
+        assert!(g.validate().is_ok());
+        g.node_attributes = Some(vec![0.0; 7]);
+        assert!(g.validate().is_err());
+        g.node_attributes = Some(vec![0.0; 6]);
+        assert_eq!(g.attr_dim(), 2);
+        g.node_labels = Some(vec![0; 2]);
+        assert!(g.validate().is_err());
+        g.node_labels = None;
+        g.edges.push((1, 3));
+        assert!(g.validate().is_err());
+        assert_eq!(g.degrees(), vec![1, 1, 1]);
+    }
+}
