@@ -121,7 +121,13 @@ pub fn load_json_dataset(path: &Path) -> Result<Dataset> {
         let start = lines.line_of(raw.get().as_ptr() as usize - text.as_ptr() as usize);
         let at = |message: String| Error::parse(path, start, format!("graph {index}: {message}"));
         let g: GraphIn = serde_json::from_str(raw.get())
-            .map_err(|e| Error::parse(path, start + e.line().max(1) - 1, format!("graph {index}: {e}")))?;
+            .map_err(|e| {
+                // serde's own position is relative to the graph's text: drop it, keep the message.
+                let message = e.to_string();
+                let suffix = format!(" at line {} column {}", e.line(), e.column());
+                let message = message.strip_suffix(&suffix).unwrap_or(&message);
+                Error::parse(path, start + e.line().max(1) - 1, format!("graph {index}: {message}"))
+            })?;
         let graph = convert_graph(&g, &mut attr_width).map_err(at)?;
         total_nodes += graph.num_nodes;
         if total_nodes > MAX_TOTAL_NODES {

@@ -130,10 +130,10 @@ fn read_graph_indicator(path: &Path) -> Result<NodeIndex> {
     while let Some((no, text)) = reader.next_record()? {
         let field = single_field(path, no, text, "the graph id of this node")?;
         let id: u64 = parse_field(field, "graph id").map_err(|m| Error::parse(path, no, m))?;
+        if id == 0 {
+            return Err(Error::parse(path, no, "graph ids start at 1, found 0"));
+        }
         if id != previous {
-            if id == 0 {
-                return Err(Error::parse(path, no, "graph ids start at 1, found 0"));
-            }
             if id < previous {
                 return Err(Error::parse(
                     path,
