@@ -83,6 +83,21 @@ fn tu_folder_loads_with_canonical_edges_and_remapped_labels() {
 }
 
 #[test]
+fn tu_graph_ids_skipped_by_the_indicator_are_graphs_without_nodes() {
+    let dir = tu_dir_with(&[
+        ("DS_graph_indicator.txt", Some("1\n1\n1\n3\n3\n")),
+        ("DS_graph_labels.txt", Some("0\n1\n0\n")),
+        ("DS_A.txt", Some("1, 2\n4, 5\n")),
+    ]);
+    let ds = load_tu_dir(dir.path()).unwrap();
+    assert_eq!(ds.graphs.iter().map(|g| g.num_nodes).collect::<Vec<_>>(), vec![3, 0, 2]);
+    assert_eq!(ds.graphs[1].node_labels, Some(vec![]));
+    assert_eq!(ds.graphs[1].label, 1);
+    assert_eq!(ds.graphs[2].edges, vec![(0, 1)]);
+    assert_eq!(ds.graphs[2].node_attributes, Some(vec![3.5, 4.0, 4.5, 5.0]));
+}
+
+#[test]
 fn tu_optional_files_may_be_absent_and_lines_may_use_spaces_or_crlf() {
     let dir = tu_dir_with(&[
         ("DS_node_labels.txt", None),
@@ -116,7 +131,8 @@ fn tu_malformed_lines_are_reported_with_file_and_line() {
         ("DS_A.txt", "1, 2\n1,\n", "DS_A.txt:2:", "empty field"),
         ("DS_A.txt", "1, 2\n\n2, 3\n", "DS_A.txt:2:", "blank line"),
         ("DS_graph_indicator.txt", "1\n1\n2\n1\n2\n", "DS_graph_indicator.txt:4:", "graph id 1 after 2"),
-        ("DS_graph_indicator.txt", "1\n1\n1\n3\n3\n", "DS_graph_indicator.txt:4:", "graph 2 has no nodes"),
+        ("DS_graph_indicator.txt", "1\n1\n1\n3\n3\n", "DS_graph_labels.txt:3:", "file ends after 2 graph labels, but graph_indicator implies 3"),
+        ("DS_graph_indicator.txt", "1\n1\n1\n2\n9999999\n", "DS_graph_indicator.txt:5:", "limit"),
         ("DS_graph_indicator.txt", "0\n1\n1\n2\n2\n", "DS_graph_indicator.txt:1:", "start at 1"),
         ("DS_graph_indicator.txt", "1\n1\n1\n2\n2, 2\n", "DS_graph_indicator.txt:5:", "expected 1 column"),
         ("DS_graph_indicator.txt", "1\n1\n1\n2\n-2\n", "DS_graph_indicator.txt:5:", "graph id must be"),

@@ -13,6 +13,9 @@ pub const MAX_NODES_PER_GRAPH: usize = 1_000_000;
 /// Most nodes in a whole dataset (feature matrices are `nodes x features` floats).
 pub const MAX_TOTAL_NODES: usize = 50_000_000;
 
+/// Most graphs in a dataset (bounds TU graph ids, which can skip over node-less graphs).
+pub const MAX_GRAPHS: usize = 2_000_000;
+
 /// Most bytes an archive may unpack to, counted while decompressing.
 pub const MAX_ARCHIVE_UNPACKED_BYTES: u64 = 64 * 1024 * 1024;
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::graph::{Dataset, Graph};
-use super::limits::{MAX_NODES_PER_GRAPH, MAX_TOTAL_NODES};
+use super::limits::{MAX_GRAPHS, MAX_NODES_PER_GRAPH, MAX_TOTAL_NODES};
 use super::text::{parse_field, parse_finite, split_fields, LineReader};
 use crate::{Error, Result};
 
@@ -94,7 +94,7 @@ fn required(path: PathBuf, prefix: &str) -> Result<PathBuf> {
 }
 
 /// Which graph each node belongs to. Nodes of one graph are contiguous, so a graph is the node
-/// range `graph_start[g]..graph_start[g + 1]`.
+/// range `graph_start[g]..graph_start[g + 1]` (empty for a graph id the indicator skips).
 struct NodeIndex {
     node_graph: Vec<u32>,
     graph_start: Vec<usize>,
@@ -133,30 +133,24 @@ fn read_graph_indicator(path: &Path) -> Result<NodeIndex> {
         if id == 0 {
             return Err(Error::parse(path, no, "graph ids start at 1, found 0"));
         }
-        if id != previous {
-            if id < previous {
-                return Err(Error::parse(
-                    path,
-                    no,
-                    format!(
-                        "graph id {id} after {previous}: the nodes of each graph must be \
-                         contiguous and graphs in increasing order"
-                    ),
-                ));
-            }
-            if id > previous + 1 {
-                return Err(Error::parse(
-                    path,
-                    no,
-                    format!(
-                        "graph id {id} after {previous}: graph ids must be consecutive \
-                         (graph {} has no nodes)",
-                        previous + 1
-                    ),
-                ));
-            }
+        if id < previous {
+            return Err(Error::parse(
+                path,
+                no,
+                format!(
+                    "graph id {id} after {previous}: the nodes of each graph must be contiguous \
+                     and graphs in increasing order"
+                ),
+            ));
+        }
+        if id > MAX_GRAPHS as u64 {
+            return Err(Error::parse(path, no, format!("graph id {id} is over the {MAX_GRAPHS} graphs limit")));
+        }
+        // Skipped ids are graphs without nodes (TU Fingerprint has 651 of them): each gets an
+        // empty node range starting here.
+        while previous < id {
             index.graph_start.push(index.node_graph.len());
-            previous = id;
+            previous += 1;
         }
         let graph_size = index.node_graph.len() - index.graph_start[index.graph_start.len() - 1];
         if graph_size >= MAX_NODES_PER_GRAPH {
@@ -173,7 +167,7 @@ fn read_graph_indicator(path: &Path) -> Result<NodeIndex> {
                 format!("the dataset has more than {MAX_TOTAL_NODES} nodes"),
             ));
         }
-        // `previous` is at most MAX_TOTAL_NODES here, far below u32::MAX.
+        // `previous` is at most MAX_GRAPHS here, far below u32::MAX.
         index.node_graph.push((previous - 1) as u32);
     }
     if index.node_graph.is_empty() {
