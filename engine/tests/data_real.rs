@@ -28,7 +28,11 @@ fn load(relative: &str) -> Option<Dataset> {
 fn check_graphs_are_canonical(ds: &Dataset) {
     for (i, g) in ds.graphs.iter().enumerate() {
         g.validate().unwrap_or_else(|e| panic!("{} graph {i}: {e}", ds.name));
-        assert!(g.edges.windows(2).all(|w| w[0] < w[1]), "{} graph {i}: edges sorted, unique", ds.name);
+        assert!(
+            g.edges.windows(2).all(|w| w[0] < w[1]),
+            "{} graph {i}: edges sorted, unique",
+            ds.name
+        );
         assert!(g.edges.iter().all(|&(u, v)| u < v), "{} graph {i}: u < v", ds.name);
         assert!(g.label < ds.num_classes());
     }
@@ -47,9 +51,7 @@ fn aids() {
     let spec = FeatureSpec::default_for(&ds);
     assert_eq!(spec, FeatureSpec::OneHotDegree { max_degree: ds.max_degree() });
     assert!(ds.max_degree() <= 6);
-    let both = FeatureSpec::Concat {
-        parts: vec![spec, FeatureSpec::NodeAttributes { dim: 4 }],
-    };
+    let both = FeatureSpec::Concat { parts: vec![spec, FeatureSpec::NodeAttributes { dim: 4 }] };
     let indices: Vec<usize> = (0..ds.len()).collect();
     let batches = make_batches(&ds, &indices, 64, &both, Device::Cpu).unwrap();
     assert_eq!(batches.len(), 18);

@@ -246,7 +246,11 @@ impl<R: Read> Read for BoundedStream<R> {
 fn extract_tar<R: Read>(sink: &mut Sink<'_>, stream: R) -> Result<()> {
     let archive_path = sink.archive;
     let exceeded = Rc::new(Cell::new(false));
-    let bounded = BoundedStream { inner: stream, remaining: MAX_ARCHIVE_FILE_BYTES, exceeded: exceeded.clone() };
+    let bounded = BoundedStream {
+        inner: stream,
+        remaining: MAX_ARCHIVE_FILE_BYTES,
+        exceeded: exceeded.clone(),
+    };
     let mut tar = tar::Archive::new(bounded);
     let stream_error = |e: std::io::Error, sink: &Sink<'_>| {
         if exceeded.get() {

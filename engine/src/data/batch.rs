@@ -67,7 +67,7 @@ impl GraphBatch {
                 sources.extend([u, v]);
                 targets.extend([v, u]);
             }
-            batch.extend(std::iter::repeat(position as i64).take(g.num_nodes));
+            batch.extend(std::iter::repeat_n(position as i64, g.num_nodes));
             labels.push(g.label as i64);
             offset += g.num_nodes as i64;
         }
@@ -137,7 +137,8 @@ mod tests {
         let triangle = graph(3, &[(0, 1), (0, 2), (1, 2)], 1);
         let pair_and_isolated = graph(3, &[(0, 1)], 0);
         let spec = FeatureSpec::OneHotDegree { max_degree: 2 };
-        let b = GraphBatch::new(&[&triangle, &pair_and_isolated], vec![7, 3], &spec, Device::Cpu).unwrap();
+        let b = GraphBatch::new(&[&triangle, &pair_and_isolated], vec![7, 3], &spec, Device::Cpu)
+            .unwrap();
 
         assert_eq!(b.x.size(), vec![6, 3]);
         assert_eq!(b.x.kind(), tch::Kind::Float);

@@ -42,7 +42,9 @@ impl FeatureSpec {
             FeatureSpec::OneHotDegree { max_degree } => max_degree.saturating_add(1),
             FeatureSpec::NodeLabelsOneHot { num_labels } => *num_labels,
             FeatureSpec::NodeAttributes { dim } => *dim,
-            FeatureSpec::Concat { parts } => parts.iter().fold(0, |sum, p| sum.saturating_add(p.dim())),
+            FeatureSpec::Concat { parts } => {
+                parts.iter().fold(0, |sum, p| sum.saturating_add(p.dim()))
+            }
         }
     }
 
@@ -104,7 +106,9 @@ impl FeatureSpec {
             }
             FeatureSpec::NodeAttributes { dim } => {
                 let attrs = g.node_attributes.as_ref().ok_or_else(|| {
-                    Error::invalid("node_attributes features need node attributes, but the graph has none")
+                    Error::invalid(
+                        "node_attributes features need node attributes, but the graph has none",
+                    )
                 })?;
                 if g.num_nodes > 0 && g.attr_dim() != *dim {
                     return Err(Error::invalid(format!(
@@ -177,7 +181,10 @@ mod tests {
     #[test]
     fn node_attributes_are_copied_and_width_checked() {
         let spec = FeatureSpec::NodeAttributes { dim: 2 };
-        assert_eq!(spec.node_features(&path_graph()).unwrap(), path_graph().node_attributes.unwrap());
+        assert_eq!(
+            spec.node_features(&path_graph()).unwrap(),
+            path_graph().node_attributes.unwrap()
+        );
 
         let err = FeatureSpec::NodeAttributes { dim: 3 }.node_features(&path_graph()).unwrap_err();
         assert!(err.to_string().contains("expect 3 attributes"), "{err}");
@@ -221,7 +228,9 @@ mod tests {
         let err = FeatureSpec::default().node_features(&broken).unwrap_err();
         assert!(err.to_string().contains("(0, 7)"), "{err}");
         let short_labels = Graph { node_labels: Some(vec![1]), ..path_graph() };
-        assert!(FeatureSpec::NodeLabelsOneHot { num_labels: 2 }.node_features(&short_labels).is_err());
+        assert!(FeatureSpec::NodeLabelsOneHot { num_labels: 2 }
+            .node_features(&short_labels)
+            .is_err());
     }
 
     #[test]

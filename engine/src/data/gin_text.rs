@@ -24,8 +24,7 @@ pub fn load_gin_text(path: &Path) -> Result<Dataset> {
     // Attribute width, fixed by the first node line; `Some(0)` means no attributes.
     let mut attr_width: Option<usize> = None;
 
-    loop {
-        let Some((header_no, header)) = reader.next_line()? else { break };
+    while let Some((header_no, header)) = reader.next_line()? {
         if header.trim().is_empty() {
             continue;
         }
@@ -54,11 +53,17 @@ pub fn load_gin_text(path: &Path) -> Result<Dataset> {
         let n: usize = parse_field(n_field, "node count").map_err(|m| err(header_no, m))?;
         let label: i64 = parse_field(label_field, "graph label").map_err(|m| err(header_no, m))?;
         if n > MAX_NODES_PER_GRAPH {
-            return Err(err(header_no, format!("graph has {n} nodes, over the {MAX_NODES_PER_GRAPH} limit")));
+            return Err(err(
+                header_no,
+                format!("graph has {n} nodes, over the {MAX_NODES_PER_GRAPH} limit"),
+            ));
         }
         total_nodes += n;
         if total_nodes > MAX_TOTAL_NODES {
-            return Err(err(header_no, format!("the dataset has more than {MAX_TOTAL_NODES} nodes")));
+            return Err(err(
+                header_no,
+                format!("the dataset has more than {MAX_TOTAL_NODES} nodes"),
+            ));
         }
 
         let mut edges = Vec::new();

@@ -50,15 +50,13 @@ impl Graph {
     /// pass; this guards graphs assembled elsewhere (attacks, callers of the library).
     pub fn validate(&self) -> Result<()> {
         let n = self.num_nodes;
-        if let Some(&(u, v)) = self.edges.iter().find(|&&(u, v)| u as usize >= n || v as usize >= n) {
+        if let Some(&(u, v)) = self.edges.iter().find(|&&(u, v)| u as usize >= n || v as usize >= n)
+        {
             return Err(Error::invalid(format!("edge ({u}, {v}) names a node outside 0..{n}")));
         }
         if let Some(labels) = &self.node_labels {
             if labels.len() != n {
-                return Err(Error::invalid(format!(
-                    "{} node labels for {n} nodes",
-                    labels.len()
-                )));
+                return Err(Error::invalid(format!("{} node labels for {n} nodes", labels.len())));
             }
         }
         if let Some(attrs) = &self.node_attributes {
@@ -135,7 +133,10 @@ impl Dataset {
         let mut graphs = self.graphs.clone();
         for (i, g) in graphs.iter_mut().enumerate() {
             let original = self.original_label(i).ok_or_else(|| {
-                Error::invalid(format!("graph {i} has class {} outside the dataset's classes", g.label))
+                Error::invalid(format!(
+                    "graph {i} has class {} outside the dataset's classes",
+                    g.label
+                ))
             })?;
             g.label = labels.iter().position(|&l| l == original).ok_or_else(|| {
                 Error::invalid(format!(
@@ -244,7 +245,13 @@ mod tests {
 
     fn graphs(n: usize) -> Vec<Graph> {
         (0..n)
-            .map(|i| Graph { num_nodes: i + 1, edges: vec![], node_labels: None, node_attributes: None, label: 0 })
+            .map(|i| Graph {
+                num_nodes: i + 1,
+                edges: vec![],
+                node_labels: None,
+                node_attributes: None,
+                label: 0,
+            })
             .collect()
     }
 
@@ -279,7 +286,10 @@ mod tests {
         assert_eq!(kept.class_labels, vec![0, 2, 4, 5]);
         assert_eq!(kept.graphs.iter().map(|g| g.label).collect::<Vec<_>>(), vec![0, 1, 2, 3, 1]);
         // The graph with label 1 (2 nodes) is gone; order is kept.
-        assert_eq!(kept.graphs.iter().map(|g| g.num_nodes).collect::<Vec<_>>(), vec![1, 3, 4, 5, 6]);
+        assert_eq!(
+            kept.graphs.iter().map(|g| g.num_nodes).collect::<Vec<_>>(),
+            vec![1, 3, 4, 5, 6]
+        );
         let err = ds.keep_classes(&[0, 3]).unwrap_err().to_string();
         assert!(err.contains("no class labelled 3"), "{err}");
         assert!(ds.keep_classes(&[]).is_err());

@@ -104,7 +104,10 @@ pub fn locate_dataset(root: &Path) -> Result<Located> {
             let entry = entry.map_err(|e| Error::io(&dir, e))?;
             visited += 1;
             if visited > MAX_ARCHIVE_ENTRIES {
-                return Err(Error::file(root, format!("more than {MAX_ARCHIVE_ENTRIES} entries to search for a dataset")));
+                return Err(Error::file(
+                    root,
+                    format!("more than {MAX_ARCHIVE_ENTRIES} entries to search for a dataset"),
+                ));
             }
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') || name == "__MACOSX" {
@@ -155,7 +158,9 @@ fn is_candidate_file(name: &str) -> bool {
 fn relocate(err: Error, unpacked: &Path, archive: &Path) -> Error {
     let prefix = unpacked.display().to_string();
     let rename = |path: String| match path.strip_prefix(&prefix) {
-        Some(inner) => format!("{}!{}", archive.display(), if inner.is_empty() { "/" } else { inner }),
+        Some(inner) => {
+            format!("{}!{}", archive.display(), if inner.is_empty() { "/" } else { inner })
+        }
         None => path,
     };
     match err {

@@ -172,7 +172,10 @@ pub(crate) fn split_fields(line: &str) -> Result<Vec<&str>, String> {
 
 /// Parses one field, describing it as `what` in the error message.
 pub(crate) fn parse_field<T: FromStr>(field: &str, what: &str) -> Result<T, String> {
-    field.trim().parse::<T>().map_err(|_| format!("{what} must be {}, found {field:?}", kind_of::<T>()))
+    field
+        .trim()
+        .parse::<T>()
+        .map_err(|_| format!("{what} must be {}, found {field:?}", kind_of::<T>()))
 }
 
 /// Parses a finite float (NaN and infinities are refused: they poison every later sum).
@@ -250,7 +253,7 @@ mod tests {
     fn overlong_line_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let mut content = b"1\n".to_vec();
-        content.extend(std::iter::repeat(b'7').take(MAX_LINE_BYTES + 10));
+        content.extend(std::iter::repeat_n(b'7', MAX_LINE_BYTES + 10));
         let p = write(dir.path(), "long.txt", &content);
         let mut r = LineReader::open(&p).unwrap();
         r.next_line().unwrap();

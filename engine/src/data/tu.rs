@@ -38,8 +38,9 @@ pub fn tu_prefix(dir: &Path) -> Result<Option<String>> {
 
 /// Loads the TU dataset in `dir`.
 pub fn load_tu_dir(dir: &Path) -> Result<Dataset> {
-    let prefix = tu_prefix(dir)?
-        .ok_or_else(|| Error::file(dir, "no *_A.txt file here, so this is not a TU dataset folder"))?;
+    let prefix = tu_prefix(dir)?.ok_or_else(|| {
+        Error::file(dir, "no *_A.txt file here, so this is not a TU dataset folder")
+    })?;
     let part = |suffix: &str| dir.join(format!("{prefix}_{suffix}.txt"));
 
     let nodes = read_graph_indicator(&required(part("graph_indicator"), &prefix)?)?;
@@ -144,7 +145,11 @@ fn read_graph_indicator(path: &Path) -> Result<NodeIndex> {
             ));
         }
         if id > MAX_GRAPHS as u64 {
-            return Err(Error::parse(path, no, format!("graph id {id} is over the {MAX_GRAPHS} graphs limit")));
+            return Err(Error::parse(
+                path,
+                no,
+                format!("graph id {id} is over the {MAX_GRAPHS} graphs limit"),
+            ));
         }
         // Skipped ids are graphs without nodes (TU Fingerprint has 651 of them): each gets an
         // empty node range starting here.
@@ -178,15 +183,18 @@ fn read_graph_indicator(path: &Path) -> Result<NodeIndex> {
 
 /// A per-item file (one line per node or graph) with more lines than items.
 fn too_many(path: &Path, no: usize, expected: usize, what: &str, reference: &str) -> Error {
-    Error::parse(
-        path,
-        no,
-        format!("more {what} than expected: {reference} implies {expected}"),
-    )
+    Error::parse(path, no, format!("more {what} than expected: {reference} implies {expected}"))
 }
 
 /// A per-item file that ends before every item has its line.
-fn too_few(path: &Path, reader: &LineReader, got: usize, expected: usize, what: &str, reference: &str) -> Error {
+fn too_few(
+    path: &Path,
+    reader: &LineReader,
+    got: usize,
+    expected: usize,
+    what: &str,
+    reference: &str,
+) -> Error {
     Error::parse(
         path,
         reader.line_no() + 1,
@@ -203,7 +211,8 @@ fn read_graph_labels(path: &Path, num_graphs: usize) -> Result<Vec<i64>> {
             return Err(too_many(path, no, num_graphs, "graph labels", reference));
         }
         let field = single_field(path, no, text, "the label of this graph")?;
-        labels.push(parse_field::<i64>(field, "graph label").map_err(|m| Error::parse(path, no, m))?);
+        labels
+            .push(parse_field::<i64>(field, "graph label").map_err(|m| Error::parse(path, no, m))?);
     }
     if labels.len() < num_graphs {
         return Err(too_few(path, &reader, labels.len(), num_graphs, "graph labels", reference));
@@ -220,7 +229,8 @@ fn read_node_labels(path: &Path, num_nodes: usize) -> Result<Vec<u32>> {
             return Err(too_many(path, no, num_nodes, "node labels", reference));
         }
         let field = single_field(path, no, text, "the label of this node")?;
-        labels.push(parse_field::<u32>(field, "node label").map_err(|m| Error::parse(path, no, m))?);
+        labels
+            .push(parse_field::<u32>(field, "node label").map_err(|m| Error::parse(path, no, m))?);
     }
     if labels.len() < num_nodes {
         return Err(too_few(path, &reader, labels.len(), num_nodes, "node labels", reference));
@@ -250,7 +260,9 @@ fn read_node_attributes(path: &Path, num_nodes: usize) -> Result<(Vec<f32>, usiz
             ));
         }
         for field in fields {
-            values.push(parse_finite(field, "node attribute").map_err(|m| Error::parse(path, no, m))?);
+            values.push(
+                parse_finite(field, "node attribute").map_err(|m| Error::parse(path, no, m))?,
+            );
         }
         rows += 1;
     }
