@@ -456,7 +456,7 @@ fn load_dataset_detects_each_format() {
     write(root.path(), "gin/README.txt", "not a dataset");
     assert_eq!(load_dataset(&root.path().join("gin")).unwrap().name, "bitcoinish");
 
-    let json = write(root.path(), "json/data", JSON_DOC);
+    let json = write(root.path(), "json/data", &format!("\u{feff}{JSON_DOC}"));
     assert_eq!(load_dataset(&json).unwrap().name, "toy", "JSON is recognised by content");
 
     // A folder holding a TU folder one level down.
@@ -474,6 +474,9 @@ fn load_dataset_detects_each_format() {
     std::fs::create_dir_all(root.path().join("empty")).unwrap();
     let err = load_dataset(&root.path().join("empty")).unwrap_err().to_string();
     assert!(err.contains("no dataset found"), "{err}");
+
+    let err = load_dataset(Path::new("/dev/null")).unwrap_err().to_string();
+    assert!(err.contains("not a regular file"), "{err}");
 
     let err = load_dataset(&root.path().join("absent")).unwrap_err().to_string();
     assert!(err.contains("absent") && err.contains("not found"), "{err}");

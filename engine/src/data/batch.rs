@@ -160,6 +160,17 @@ mod tests {
     }
 
     #[test]
+    fn tensors_land_on_the_requested_device() {
+        let device = Device::cuda_if_available();
+        let spec = FeatureSpec::OneHotDegree { max_degree: 1 };
+        let b = GraphBatch::new(&[&graph(2, &[(0, 1)], 1)], vec![0], &spec, device).unwrap();
+        for t in [&b.x, &b.edge_index, &b.batch, &b.labels] {
+            assert_eq!(t.device(), device);
+        }
+        assert_eq!(ints(&b.edge_index.to_device(Device::Cpu)), vec![0, 1, 1, 0]);
+    }
+
+    #[test]
     fn edgeless_batch_has_an_empty_edge_index() {
         let spec = FeatureSpec::OneHotDegree { max_degree: 1 };
         let b = GraphBatch::new(&[&graph(2, &[], 0)], vec![0], &spec, Device::Cpu).unwrap();

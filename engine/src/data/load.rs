@@ -16,6 +16,7 @@ use super::gin_text::load_gin_text;
 use super::graph::Dataset;
 use super::json::load_json_dataset;
 use super::limits::MAX_ARCHIVE_ENTRIES;
+use super::text::UTF8_BOM;
 use super::tu::{load_tu_dir, tu_prefix};
 use crate::{Error, Result};
 
@@ -29,6 +30,10 @@ pub fn load_dataset(path: &Path) -> Result<Dataset> {
     })?;
     if meta.is_dir() {
         return load_dir(path);
+    }
+    if !meta.is_file() {
+        // Opening a FIFO or device could block or never end.
+        return Err(Error::file(path, "not a regular file or folder"));
     }
     if let Some(kind) = sniff_archive(path)? {
         let unpacked = extract_archive(path, kind)?;
@@ -65,7 +70,8 @@ fn is_json(path: &Path) -> Result<bool> {
     std::fs::File::open(path)
         .and_then(|f| f.take(4096).read_to_end(&mut head))
         .map_err(|e| Error::io(path, e))?;
-    let first = head.iter().find(|b| !b.is_ascii_whitespace());
+    let content = head.strip_prefix(UTF8_BOM).unwrap_or(&head);
+    let first = content.iter().find(|b| !b.is_ascii_whitespace());
     Ok(matches!(first, Some(b'{' | b'[')))
 }
 

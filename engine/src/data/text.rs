@@ -9,6 +9,9 @@ use std::str::FromStr;
 use super::limits::{MAX_FILE_BYTES, MAX_LINE_BYTES};
 use crate::{Error, Result};
 
+/// Byte order mark some Windows editors put at the start of UTF-8 files; it is not content.
+pub(crate) const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
 /// Opens a regular file for reading after checking its size against [`MAX_FILE_BYTES`].
 pub(crate) fn open_bounded(path: &Path) -> Result<Take<File>> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
@@ -37,6 +40,9 @@ pub(crate) fn read_to_string_bounded(path: &Path) -> Result<String> {
     open_bounded(path)?.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(too_large(path));
+    }
+    if bytes.starts_with(UTF8_BOM) {
+        bytes.drain(..UTF8_BOM.len());
     }
     String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
@@ -152,6 +158,9 @@ impl LineReader {
         while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
             self.buf.pop();
         }
+        if self.line_no == 1 && self.buf.starts_with(UTF8_BOM) {
+            self.buf.drain(..UTF8_BOM.len());
+        }
         Ok(true)
     }
 }
@@ -211,9 +220,9 @@ mod tests {
     }
 
     #[test]
-    fn lines_are_numbered_and_stripped_of_crlf() {
+    fn lines_are_numbered_and_stripped_of_crlf_and_bom() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), "a.txt", b"1, 2\r\n3,4\n\n5");
+        let p = write(dir.path(), "a.txt", b"\xef\xbb\xbf1, 2\r\n3,4\n\n5");
         let mut r = LineReader::open(&p).unwrap();
         assert_eq!(r.next_line().unwrap(), Some((1, "1, 2")));
         assert_eq!(r.next_line().unwrap(), Some((2, "3,4")));
