@@ -11,6 +11,7 @@ pub mod json;
 pub mod limits;
 pub mod load;
 pub mod split;
+pub mod synthetic;
 mod text;
 pub mod tu;
 
