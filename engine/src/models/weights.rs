@@ -194,30 +194,33 @@ fn read_weights_file(path: &Path, limits: &WeightLimits) -> Result<Vec<u8>> {
     if bytes.len() as u64 > limits.max_file_bytes {
         return Err(Error::weights(path, format!("file is larger than the limit of {} bytes", limits.max_file_bytes)));
     }
+    // A safetensors file opens with its header length (u64 LE) and then '{'. Its first bytes
+    // can look like a pickle or zip signature (a header of 128 bytes starts with 0x80), so the
+    // signatures are only consulted for files that are not plausibly safetensors.
+    let header_len = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    let available = (bytes.len() as u64).saturating_sub(8);
+    let plausible = matches!(header_len, Some(n) if (2..=available.min(MAX_HEADER_BYTES)).contains(&n))
+        && bytes.get(8) == Some(&b'{');
+    if plausible {
+        return Ok(bytes);
+    }
     if bytes.starts_with(b"PK") {
-        return Err(pickle_refusal(path, "the file is a zip archive (torch.save format)"));
+        return Err(pickle_refusal(path, "the file is a zip archive (the torch.save format)"));
     }
     if bytes.first() == Some(&0x80) {
         return Err(pickle_refusal(path, "the file starts with a pickle protocol marker"));
     }
-    if bytes.len() < 8 {
-        return Err(Error::weights(path, format!("not a safetensors file: only {} bytes", bytes.len())));
-    }
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-    let available = bytes.len() as u64 - 8;
-    if header_len < 2 || header_len > available || header_len > MAX_HEADER_BYTES {
-        return Err(Error::weights(
-            path,
-            format!(
-                "not a safetensors file: header length {header_len} is implausible for a {}-byte file (limit {MAX_HEADER_BYTES})",
+    Err(Error::weights(
+        path,
+        match header_len {
+            None => format!("not a safetensors file: only {} bytes", bytes.len()),
+            Some(n) if n > MAX_HEADER_BYTES || n > available => format!(
+                "not a safetensors file: header length {n} is implausible for a {}-byte file (limit {MAX_HEADER_BYTES})",
                 bytes.len()
             ),
-        ));
-    }
-    if bytes[8] != b'{' {
-        return Err(Error::weights(path, "not a safetensors file: the header is not a JSON object"));
-    }
-    Ok(bytes)
+            Some(_) => "not a safetensors file: the header is not a JSON object".to_string(),
+        },
+    ))
 }
 
 struct CheckedWeights {
