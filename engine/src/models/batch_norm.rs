@@ -68,3 +68,47 @@ pub fn expected_tensors(prefix: &str, dim: usize) -> Vec<super::weights::Expecte
         T::counter(&format!("{prefix}.num_batches_tracked")),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::test_support::{assert_close, set};
+    use tch::Device;
+
+    #[test]
+    fn train_mode_uses_batch_statistics_and_updates_running_ones() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = BatchNorm1d::new(&(vs.root() / "bn1"), 1);
+        set(&bn.weight, &[2.0]);
+        set(&bn.bias, &[0.5]);
+        let x = Tensor::from_slice(&[1.0f32, 3.0]).view([2, 1]);
+        // batch mean 2, biased variance 1 (for normalising), unbiased variance 2 (for running_var)
+        let scale = 2.0 / (1.0 + EPS).sqrt();
+        assert_close(&bn.forward_t(&x, true), &[0.5 - scale, 0.5 + scale], 1e-6);
+        assert_close(&bn.running_mean, &[0.9 * 0.0 + 0.1 * 2.0], 1e-7);
+        assert_close(&bn.running_var, &[0.9 * 1.0 + 0.1 * 2.0], 1e-7);
+        assert_eq!(bn.num_batches_tracked.int64_value(&[]), 1);
+    }
+
+    #[test]
+    fn eval_mode_uses_running_statistics_and_changes_nothing() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = BatchNorm1d::new(&(vs.root() / "bn1"), 1);
+        set(&bn.running_mean, &[1.0]);
+        set(&bn.running_var, &[4.0]);
+        let x = Tensor::from_slice(&[1.0f32, 5.0]).view([2, 1]);
+        assert_close(&bn.forward_t(&x, false), &[0.0, 4.0 / (4.0 + EPS).sqrt()], 1e-6);
+        assert_close(&bn.running_mean, &[1.0], 0.0);
+        assert_close(&bn.running_var, &[4.0], 0.0);
+        assert_eq!(bn.num_batches_tracked.int64_value(&[]), 0);
+    }
+
+    #[test]
+    fn a_single_row_in_train_mode_leaves_the_running_statistics_finite() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = BatchNorm1d::new(&(vs.root() / "bn1"), 2);
+        let out = bn.forward_t(&Tensor::from_slice(&[3.0f32, -1.0]).view([1, 2]), true);
+        assert_close(&out, &[3.0 / (1.0 + EPS).sqrt(), -1.0 / (1.0 + EPS).sqrt()], 1e-6);
+        assert_close(&bn.running_var, &[1.0, 1.0], 0.0);
+    }
+}

@@ -124,3 +124,66 @@ impl Gat {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::test_support::{assert_close, set, symmetric_weights, TinyBatch};
+    use tch::Device;
+
+    /// z = x; score(j -> i) = LeakyReLU_0.2(-z_j + z_i); bias 0.1.
+    fn conv(vs: &nn::VarStore) -> GatConv {
+        let c = GatConv::new(&(vs.root() / "conv1"), 1, 1);
+        set(&c.lin.ws, &[1.0]);
+        set(&c.att_src, &[-1.0]);
+        set(&c.att_dst, &[1.0]);
+        set(&c.bias, &[0.1]);
+        c
+    }
+
+    /// sum_k softmax(scores)_k * weight_k * value_k
+    fn attend(scores: &[f64], weights: &[f64], values: &[f64]) -> f64 {
+        let total: f64 = scores.iter().map(|s| s.exp()).sum();
+        scores.iter().zip(weights).zip(values).map(|((s, w), v)| s.exp() / total * w * v).sum()
+    }
+
+    #[test]
+    fn gat_conv_softmaxes_leaky_scores_over_neighbours_and_self() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = conv(&vs);
+        let g = TinyBatch::path3();
+        let edges = Edges::new(&g.input());
+        let out = conv.forward(&g.x, &EdgesWithSelfLoops::new(&edges, Kind::Float));
+        // node 0 <- {1: -2 + 1 = -1 -> -0.2, self: 0}
+        // node 1 <- {0: -1 + 2 = 1, 2: -3 + 2 = -1 -> -0.2, self: 0}
+        // node 2 <- {1: -2 + 3 = 1, self: 0}
+        assert_close(
+            &out,
+            &[
+                attend(&[-0.2, 0.0], &[1.0, 1.0], &[2.0, 1.0]) + 0.1,
+                attend(&[1.0, -0.2, 0.0], &[1.0, 1.0, 1.0], &[1.0, 3.0, 2.0]) + 0.1,
+                attend(&[1.0, 0.0], &[1.0, 1.0], &[2.0, 3.0]) + 0.1,
+            ],
+            1e-6,
+        );
+    }
+
+    #[test]
+    fn gat_conv_multiplies_coefficients_by_edge_weights_after_the_softmax() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = conv(&vs);
+        let g = TinyBatch::path3();
+        let w = symmetric_weights(&[0.5, 2.0]);
+        let edges = Edges::new(&g.input().with_edge_weight(&w));
+        let out = conv.forward(&g.x, &EdgesWithSelfLoops::new(&edges, Kind::Float));
+        assert_close(
+            &out,
+            &[
+                attend(&[-0.2, 0.0], &[0.5, 1.0], &[2.0, 1.0]) + 0.1,
+                attend(&[1.0, -0.2, 0.0], &[0.5, 2.0, 1.0], &[1.0, 3.0, 2.0]) + 0.1,
+                attend(&[1.0, 0.0], &[2.0, 1.0], &[2.0, 3.0]) + 0.1,
+            ],
+            1e-6,
+        );
+    }
+}

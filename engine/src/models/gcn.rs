@@ -95,3 +95,54 @@ impl Gcn {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::test_support::{assert_close, set, symmetric_weights, TinyBatch};
+    use tch::{Device, Kind};
+
+    fn conv(vs: &nn::VarStore) -> GcnConv {
+        let c = GcnConv::new(&(vs.root() / "conv1"), 1, 1);
+        set(&c.lin.ws, &[1.0]);
+        set(&c.bias, &[0.25]);
+        c
+    }
+
+    #[test]
+    fn gcn_conv_normalises_symmetrically_with_self_loops() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = conv(&vs);
+        let g = TinyBatch::path3();
+        let edges = Edges::new(&g.input());
+        let out = conv.forward(&g.x, &edges, &GcnNorm::new(&edges, Kind::Float));
+        // degrees with self-loops: 2, 3, 2
+        let s6 = 6f64.sqrt();
+        assert_close(
+            &out,
+            &[1.0 / 2.0 + 2.0 / s6 + 0.25, 2.0 / 3.0 + 1.0 / s6 + 3.0 / s6 + 0.25, 3.0 / 2.0 + 2.0 / s6 + 0.25],
+            1e-6,
+        );
+    }
+
+    #[test]
+    fn gcn_conv_uses_edge_weights_in_degrees_and_messages() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = conv(&vs);
+        let g = TinyBatch::path3();
+        let w = symmetric_weights(&[0.5, 2.0]);
+        let edges = Edges::new(&g.input().with_edge_weight(&w));
+        let out = conv.forward(&g.x, &edges, &GcnNorm::new(&edges, Kind::Float));
+        // weighted degrees with self-loops: 1.5, 3.5, 3
+        let (d0, d1, d2) = (1.5f64, 3.5f64, 3.0f64);
+        assert_close(
+            &out,
+            &[
+                1.0 / d0 + 0.5 * 2.0 / (d0 * d1).sqrt() + 0.25,
+                2.0 / d1 + 0.5 * 1.0 / (d0 * d1).sqrt() + 2.0 * 3.0 / (d1 * d2).sqrt() + 0.25,
+                3.0 / d2 + 2.0 * 2.0 / (d1 * d2).sqrt() + 0.25,
+            ],
+            1e-6,
+        );
+    }
+}

@@ -80,3 +80,52 @@ impl Gin {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::edges::Edges;
+    use crate::models::test_support::{assert_close, set, symmetric_weights, TinyBatch};
+    use tch::Device;
+
+    /// eps = 0.5, MLP: relu(2 a - 1) then identity + 0.5, on one feature.
+    fn conv(vs: &nn::VarStore) -> GinConv {
+        let c = GinConv::new(&(vs.root() / "conv1"), 1, 1);
+        set(&c.eps, &[0.5]);
+        set(&c.lin1.ws, &[2.0]);
+        set(c.lin1.bs.as_ref().unwrap(), &[-1.0]);
+        set(&c.lin2.ws, &[1.0]);
+        set(c.lin2.bs.as_ref().unwrap(), &[0.5]);
+        c
+    }
+
+    #[test]
+    fn gin_conv_adds_neighbour_sum_to_scaled_self_then_applies_the_mlp() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = conv(&vs);
+        let g = TinyBatch::path3();
+        // a = 1.5 x_i + sum of neighbours: 1.5 + 2 = 3.5, 3 + 1 + 3 = 7, 4.5 + 2 = 6.5
+        let out = conv.forward(&g.x, &Edges::new(&g.input()));
+        assert_close(&out, &[2.0 * 3.5 - 1.0 + 0.5, 2.0 * 7.0 - 1.0 + 0.5, 2.0 * 6.5 - 1.0 + 0.5], 1e-6);
+    }
+
+    #[test]
+    fn gin_conv_scales_each_message_by_its_edge_weight() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = conv(&vs);
+        let g = TinyBatch::path3();
+        let w = symmetric_weights(&[0.5, 2.0]);
+        // a0 = 1.5 + 0.5 * 2 = 2.5, a1 = 3 + 0.5 * 1 + 2 * 3 = 9.5, a2 = 4.5 + 2 * 2 = 8.5
+        let out = conv.forward(&g.x, &Edges::new(&g.input().with_edge_weight(&w)));
+        assert_close(&out, &[4.5, 18.5, 16.5], 1e-6);
+    }
+
+    #[test]
+    fn gin_conv_of_an_isolated_node_sees_only_itself() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = conv(&vs);
+        let g = TinyBatch::new(&[(1, vec![])], &[2.0]);
+        let out = conv.forward(&g.x, &Edges::new(&g.input()));
+        assert_close(&out, &[2.0 * 3.0 - 1.0 + 0.5], 1e-6);
+    }
+}

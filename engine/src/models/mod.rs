@@ -13,12 +13,18 @@ pub mod gcn;
 pub mod gin;
 pub mod head;
 pub mod init;
+#[cfg(test)]
+mod model_tests;
 pub mod normalize;
 pub mod pooling;
 pub mod sage;
 pub mod scatter;
 pub mod spec;
+#[cfg(test)]
+mod test_support;
 pub mod weights;
+#[cfg(test)]
+mod weights_tests;
 
 use std::path::Path;
 

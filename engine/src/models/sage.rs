@@ -78,3 +78,53 @@ impl Sage {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::test_support::{assert_close, set, symmetric_weights, TinyBatch};
+    use tch::{Device, Kind};
+
+    /// lin_l: 2 m + 1, lin_r: 3 x.
+    fn conv(vs: &nn::VarStore) -> SageConv {
+        let c = SageConv::new(&(vs.root() / "conv1"), 1, 1);
+        set(&c.lin_l.ws, &[2.0]);
+        set(c.lin_l.bs.as_ref().unwrap(), &[1.0]);
+        set(&c.lin_r.ws, &[3.0]);
+        c
+    }
+
+    fn run(conv: &SageConv, g: &TinyBatch, w: Option<&Tensor>) -> Tensor {
+        let mut input = g.input();
+        if let Some(w) = w {
+            input = input.with_edge_weight(w);
+        }
+        let edges = Edges::new(&input);
+        let inv = counts(&edges.dst, edges.num_nodes, Kind::Float).clamp_min(1.0).reciprocal().unsqueeze(1);
+        conv.forward(&g.x, &edges, &inv)
+    }
+
+    #[test]
+    fn sage_conv_combines_neighbour_mean_and_root() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = conv(&vs);
+        // means: 2, (1 + 3) / 2 = 2, 2
+        assert_close(&run(&conv, &TinyBatch::path3(), None), &[4.0 + 1.0 + 3.0, 4.0 + 1.0 + 6.0, 4.0 + 1.0 + 9.0], 1e-6);
+    }
+
+    #[test]
+    fn sage_conv_weights_messages_and_divides_by_neighbour_count() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = conv(&vs);
+        let w = symmetric_weights(&[0.5, 2.0]);
+        // means: 0.5 * 2 = 1, (0.5 * 1 + 2 * 3) / 2 = 3.25, 2 * 2 = 4
+        assert_close(&run(&conv, &TinyBatch::path3(), Some(&w)), &[2.0 + 1.0 + 3.0, 6.5 + 1.0 + 6.0, 8.0 + 1.0 + 9.0], 1e-6);
+    }
+
+    #[test]
+    fn sage_conv_of_an_isolated_node_has_a_zero_mean() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = conv(&vs);
+        assert_close(&run(&conv, &TinyBatch::new(&[(1, vec![])], &[5.0]), None), &[1.0 + 15.0], 1e-6);
+    }
+}

@@ -180,3 +180,56 @@ fn feature_width(features: &FeatureSpec) -> usize {
         FeatureSpec::Concat { parts } => parts.iter().fold(0usize, |acc, p| acc.saturating_add(feature_width(p))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gin() -> ModelSpec {
+        ModelSpec::published(Arch::Gin, 11, 64, 2, FeatureSpec::OneHotDegree { max_degree: 10 })
+    }
+
+    #[test]
+    fn published_specs_are_valid_and_round_trip_through_json() {
+        let spec = gin();
+        assert_eq!((spec.num_layers, spec.pooling), (5, Pooling::Sum));
+        let back = ModelSpec::from_json(&spec.to_json()).unwrap();
+        assert_eq!(back, spec);
+        let sage = ModelSpec::published(Arch::Sage, 3, 64, 2, FeatureSpec::NodeAttributes { dim: 3 });
+        assert_eq!((sage.num_layers, sage.pooling), (7, Pooling::Mean));
+    }
+
+    #[test]
+    fn validate_lists_every_problem() {
+        let mut spec = gin();
+        spec.format = "other".into();
+        spec.hidden = MAX_HIDDEN + 1;
+        spec.num_layers = 65;
+        spec.num_classes = 1;
+        spec.in_features = 12;
+        spec.class_labels = Some(vec![1, 1, 2]);
+        let err = spec.validate().unwrap_err().to_string();
+        for needle in ["format", "hidden", "num_layers", "num_classes", "in_features is 12", "class_labels has 3", "duplicates"] {
+            assert!(err.contains(needle), "{needle:?} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn feature_width_covers_concatenations() {
+        let mut spec = gin();
+        spec.features = FeatureSpec::Concat {
+            parts: vec![FeatureSpec::OneHotDegree { max_degree: 4 }, FeatureSpec::NodeLabelsOneHot { num_labels: 6 }],
+        };
+        assert!(spec.validate().is_ok());
+        spec.features = FeatureSpec::OneHotDegree { max_degree: usize::MAX };
+        assert!(spec.validate().unwrap_err().to_string().contains("in_features"));
+    }
+
+    #[test]
+    fn from_json_rejects_unknown_fields_and_bad_json() {
+        let mut value: serde_json::Value = serde_json::from_str(&gin().to_json()).unwrap();
+        value["dropout"] = serde_json::json!(0.5);
+        assert!(ModelSpec::from_json(&value.to_string()).unwrap_err().to_string().contains("dropout"));
+        assert!(ModelSpec::from_json("{").is_err());
+    }
+}

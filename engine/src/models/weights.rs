@@ -292,6 +292,11 @@ fn check_tensor(want: &ExpectedTensor, view: &TensorView<'_>) -> std::result::Re
         return Err(format!("shape {:?}, the spec expects {:?}", view.shape(), want.shape));
     }
     let dims: Vec<i64> = want.shape.iter().map(|&d| d as i64).collect();
+    // libtorch copies `numel * element size` bytes without bounds checks: make sure they exist.
+    let numel: usize = want.shape.iter().product();
+    if view.data().len() != numel * kind.elt_size_in_bytes() {
+        return Err(format!("holds {} bytes, expected {}", view.data().len(), numel * kind.elt_size_in_bytes()));
+    }
     let raw = Tensor::f_from_data_size(view.data(), &dims, kind).map_err(|e| e.to_string())?;
     if want.role == TensorRole::Counter {
         return Ok(raw);
