@@ -38,4 +38,10 @@ impl Edges {
     pub fn weighted_sum(&self, x: &Tensor) -> Tensor {
         scatter_sum(&self.weighted_messages(x), &self.dst, self.num_nodes)
     }
+
+    /// `base_i + sum_{j -> i} w_ji * x_j`: the messages are added onto a copy of `base`, one
+    /// op instead of a zero fill, a scatter and an add.
+    pub fn add_weighted_sum(&self, base: &Tensor, x: &Tensor) -> Tensor {
+        base.index_add(0, &self.dst, &self.weighted_messages(x))
+    }
 }

@@ -52,7 +52,8 @@ impl GcnConv {
     pub fn forward(&self, x: &Tensor, edges: &Edges, norm: &GcnNorm) -> Tensor {
         let xw = self.lin.forward(x);
         let messages = xw.index_select(0, &edges.src) * norm.edge.unsqueeze(1);
-        scatter_sum(&messages, &edges.dst, edges.num_nodes) + xw * norm.self_loop.unsqueeze(1) + &self.bias
+        // Messages added onto the self-loop term and bias: no zero fill, no extra sums.
+        (&xw * norm.self_loop.unsqueeze(1) + &self.bias).index_add(0, &edges.dst, &messages)
     }
 }
 
