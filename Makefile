@@ -12,7 +12,6 @@ PYG_STAMP := $(VENV)/.pyg
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
-export LIBTORCH_BYPASS_VERSION_CHECK :=
 
 .PHONY: setup build test run bench clean-venv
 

@@ -198,3 +198,10 @@ mod tests {
         assert!(GraphBatch::new(&[], vec![], &spec, Device::Cpu).is_err());
     }
 }
+
+impl GraphBatch {
+    /// The batch as model input (edge weights 1.0).
+    pub fn input(&self) -> crate::models::GraphInput<'_> {
+        crate::models::GraphInput::new(&self.x, &self.edge_index, &self.batch, self.num_graphs)
+    }
+}

@@ -182,7 +182,7 @@ pub fn project_embeddings(
         Tensor::cat(&[clean, triggered], 0).to_device(Device::Cpu).to_kind(Kind::Double)
     });
     let centred = &embeddings - embeddings.mean_dim([0i64].as_slice(), true, Kind::Double);
-    let (_, _, vh) = centred.f_linalg_svd(false, None::<&str>)?;
+    let (_, _, vh) = Tensor::f_linalg_svd(&centred, false, "")?;
     let components = vh.narrow(0, 0, 2.min(vh.size()[0])).tr();
     let coords = centred.matmul(&components);
     let cols = coords.size()[1] as usize;
