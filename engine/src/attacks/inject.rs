@@ -45,7 +45,7 @@ pub fn inject(graph: &Graph, trigger: &Trigger, positions: &[usize]) -> Result<G
     let node_labels = graph.node_labels.as_ref().map(|labels| {
         let fill = most_common_label(labels);
         let mut labels = labels.clone();
-        labels.extend(std::iter::repeat(fill).take(added));
+        labels.extend(std::iter::repeat_n(fill, added));
         labels
     });
     let node_attributes = graph.node_attributes.as_ref().map(|attributes| {

@@ -201,8 +201,8 @@ pub fn count_motifs_in(graph: &Graph) -> MotifCounts {
         list.dedup();
     }
     let mut counter = EsuCounter { adjacency: &adjacency, counts: MotifCounts::default() };
-    for root in 0..n {
-        let extension: Vec<usize> = adjacency[root].iter().copied().filter(|&u| u > root).collect();
+    for (root, neighbours) in adjacency.iter().enumerate() {
+        let extension: Vec<usize> = neighbours.iter().copied().filter(|&u| u > root).collect();
         counter.extend(&mut vec![root], extension, root);
     }
     counter.counts
