@@ -52,6 +52,12 @@ pub struct AttackArgs {
     /// Motif-BA's trigger (M31..M46); default: the rarest motif of the training graphs.
     #[arg(long)]
     motif: Option<Motif>,
+    /// GTA: bi-level rounds (model training alternating with generator training).
+    #[arg(long, default_value_t = 20)]
+    bilevel_epochs: usize,
+    /// GTA: a node pair becomes a trigger edge when the topology generator's value reaches this.
+    #[arg(long, default_value_t = 0.5)]
+    gta_threshold: f64,
     /// Size of the defender's clean sample as a share of the whole dataset.
     #[arg(long, default_value_t = 0.03)]
     defender_fraction: f64,
@@ -95,6 +101,8 @@ pub fn run(args: AttackArgs) -> Result<()> {
     config.density = args.density;
     config.motif = args.motif;
     config.defender_fraction = args.defender_fraction;
+    config.gta.bilevel_epochs = args.bilevel_epochs;
+    config.gta.threshold = args.gta_threshold;
     config.train.epochs = args.epochs;
     config.train.lr = args.lr;
     config.batch_size = args.batch_size;
