@@ -396,6 +396,7 @@ pub(crate) fn gta_attack(ctx: &AttackContext<'_>, progress: &mut dyn Progress) -
     let mut generator_s = 0.0;
     let mut training_s = 0.0;
     let mut final_loss = f64::NAN;
+    let mut poisoned_ds = ds.clone();
     let mut generator_step = 0usize;
     for round in 0..rounds {
         if round > 0 {
@@ -416,7 +417,7 @@ pub(crate) fn gta_attack(ctx: &AttackContext<'_>, progress: &mut dyn Progress) -
         }
 
         let t = Instant::now();
-        let mut poisoned_ds = ds.clone();
+        poisoned_ds = ds.clone();
         for (injected, _) in poisoned_slots.materialize(ds, &generators)? {
             let mut graph = injected.graph;
             graph.label = target;
@@ -459,6 +460,7 @@ pub(crate) fn gta_attack(ctx: &AttackContext<'_>, progress: &mut dyn Progress) -
         records.push(record);
     }
     Ok(Backdoor {
+        poisoned_dataset: poisoned_ds,
         model,
         trigger: TriggerDescription::PerGraph { num_nodes: n, graphs: records },
         placement: PlacementKind::Random,
