@@ -47,7 +47,12 @@ def run_one(args, dataset, arch, attack, seed):
     directory = run_dir(args.out, dataset, arch, attack, seed, args.tag)
     if (directory / "metrics.json").is_file():
         return "kept"
-    path, extra = DATASETS[dataset]
+    path, dataset_args = DATASETS[dataset]
+    # Options given after `--` replace the dataset's own (e.g. another --target-label).
+    extra = []
+    for option, value in zip(dataset_args[::2], dataset_args[1::2]):
+        if option not in args.extra:
+            extra += [option, value]
     data = args.datasets_dir / path
     if not data.exists():
         print(f"skipping {dataset}: {data} not found", file=sys.stderr)
