@@ -222,12 +222,14 @@ pub struct WorkerConfig {
 }
 
 #[derive(Parser)]
+#[command(args_override_self = true)]
 struct ParseServe {
     #[command(flatten)]
     config: ServeConfig,
 }
 
 #[derive(Parser)]
+#[command(args_override_self = true)]
 struct ParseWorker {
     #[command(flatten)]
     config: WorkerConfig,

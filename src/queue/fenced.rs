@@ -68,6 +68,7 @@ pub enum Written {
 }
 
 /// Marks the job succeeded and records its outputs, in one transaction.
+/// The job's progress is set to the end of its last phase.
 pub async fn complete(
     pool: &PgPool,
     fence: &Fence,
@@ -76,8 +77,9 @@ pub async fn complete(
     let mut tx = pool.begin().await?;
     let done = sqlx::query(&format!(
         "UPDATE jobs SET state = 'succeeded', finished_at = now(), updated_at = now(), error = NULL,
-             lease_owner = NULL, lease_expires_at = NULL, phase = 'evaluating',
-             progress_step = progress_total
+             lease_owner = NULL, lease_expires_at = NULL, phase = coalesce(phase, 'evaluating'),
+             progress_total = coalesce(nullif(progress_total, 0), 1),
+             progress_step = coalesce(nullif(progress_total, 0), 1)
          WHERE {FENCE}"
     ))
     .bind(fence.job_id)

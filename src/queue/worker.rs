@@ -167,6 +167,10 @@ impl Worker {
         }
         let written = match result {
             Ok(output) => {
+                // The last progress may not have been written yet: record it before the end.
+                if let Some(progress) = control.latest_progress() {
+                    fenced::heartbeat(&self.pool, fence, self.queue.lease(), Some(progress)).await?;
+                }
                 let stored = self.store_outputs(fence, output).await?;
                 let written = fenced::complete(&self.pool, fence, &stored).await?;
                 if written == Written::Rejected {

@@ -1,0 +1,1 @@
+//! Checks the served API against openapi/openapi.yaml.
