@@ -149,7 +149,7 @@ pub enum CancelOutcome {
 pub async fn request_cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<CancelOutcome, sqlx::Error> {
     let canceled: Option<JobRow> = sqlx::query_as(&format!(
         "UPDATE jobs SET state = 'canceled', cancel_requested = true, finished_at = now(), updated_at = now(),
-             error = jsonb_build_object('code', 'canceled', 'title', 'Job canceled', 'status', 409,
+             error = jsonb_build_object('type', 'urn:gcleaner:problem:canceled', 'code', 'canceled', 'title', 'Job canceled', 'status', 409,
                                          'detail', 'canceled before a worker started it')
          WHERE id = $1 AND tenant_id = $2 AND state = 'queued'
          RETURNING {JOB_COLUMNS}"

@@ -39,14 +39,14 @@ pub async fn reap_expired(pool: &PgPool, retry_base: Duration) -> Result<Vec<Rea
                  phase = NULL, progress_step = NULL, progress_total = NULL, updated_at = now(),
                  error = CASE
                      WHEN j.cancel_requested THEN jsonb_build_object(
-                         'code', 'canceled', 'title', 'Job canceled', 'status', 409,
+                         'type', 'urn:gcleaner:problem:canceled', 'code', 'canceled', 'title', 'Job canceled', 'status', 409,
                          'detail', 'canceled; its worker stopped responding before confirming')
                      WHEN j.attempt >= j.max_attempts THEN jsonb_build_object(
-                         'code', 'attempts_exhausted', 'title', 'Job failed', 'status', 500,
+                         'type', 'urn:gcleaner:problem:attempts_exhausted', 'code', 'attempts_exhausted', 'title', 'Job failed', 'status', 500,
                          'detail', format('worker %s stopped renewing its lease on attempt %s of %s',
                                           j.lease_owner, j.attempt, j.max_attempts))
                      ELSE jsonb_build_object(
-                         'code', 'lease_expired', 'title', 'Worker lost', 'status', 503,
+                         'type', 'urn:gcleaner:problem:lease_expired', 'code', 'lease_expired', 'title', 'Worker lost', 'status', 503,
                          'detail', format('worker %s stopped renewing its lease on attempt %s; retrying',
                                           j.lease_owner, j.attempt))
                  END

@@ -105,3 +105,27 @@ async fn in_process_server_shutdown_releases_running_jobs() {
     tokio::time::timeout(Duration::from_secs(10), server).await.expect("server stops").unwrap().unwrap();
     assert_eq!(app.job_row(&id).await.state, "queued");
 }
+
+#[tokio::test]
+async fn database_restart_during_a_job_recovers_with_one_result() {
+    let Some(cluster) = crate::pg_cluster::PrivateCluster::start() else { return };
+    let db = TestDatabase::create_on(&cluster.admin_url()).await;
+    let app = spawn_app_on(db, &["--lease-secs", "3"], api_only()).await;
+    let id = job_id(&app.submit_job(json!({ "epochs": 40, "epoch_ms": 100 })).await);
+    wait_running_on_attempt(&app, &id, 1).await;
+
+    cluster.pg_stop();
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503, "not ready while the database is down");
+    assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.pg_start();
+
+    let done = app.wait_status(&id, "succeeded", Duration::from_secs(60)).await;
+    assert!(done["attempts"].as_i64().unwrap() >= 1);
+    assert_eq!(app.count("SELECT count(*) FROM artifacts WHERE kind = 'output_model'").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM job_attempts WHERE outcome = 'succeeded'").await, 1);
+    assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+    // Drop the app (and its pool) before the cluster.
+    drop(app);
+}

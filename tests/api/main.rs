@@ -10,5 +10,6 @@ mod events;
 mod faults;
 mod health;
 mod jobs;
+mod pg_cluster;
 mod queue;
 mod worker_process;
