@@ -17,7 +17,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends python3-venv ca
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /usr/local/bin/gcleaner /usr/local/bin/gcleaner
-RUN useradd --system --create-home --home-dir /var/lib/gcleaner --uid 10001 gcleaner
+RUN useradd --system --create-home --home-dir /var/lib/gcleaner --uid 10001 gcleaner \
+    && mkdir -p /var/lib/gcleaner/data && chown gcleaner /var/lib/gcleaner/data
 USER gcleaner
 WORKDIR /var/lib/gcleaner
 ENV GCLEANER_DATA_DIR=/var/lib/gcleaner/data GCLEANER_BIND=0.0.0.0:8080 GCLEANER_LOG_FORMAT=json
