@@ -59,6 +59,7 @@ impl Application {
             metrics: Arc::new(HttpMetrics::default()),
             rate_limiter: Arc::new(RateLimiter::new(limits.rate_limit_per_sec, limits.rate_limit_burst)),
             insecure_tenant,
+            runner: runner.clone(),
         };
         let workers = WorkerPool::new(config.worker_config(), pool.clone(), store, runner, notifications, shutdown.clone());
         Ok(Application { port, listener, router: http::router(state), pool, workers, shutdown })

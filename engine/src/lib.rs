@@ -5,11 +5,14 @@
 //! ([`train`], [`metrics`]). The engine never touches async runtimes or databases: the service
 //! calls it from blocking threads.
 
+pub mod attacks;
 pub mod data;
 pub mod error;
+pub mod explain;
 pub mod metrics;
 pub mod models;
 pub mod progress;
+pub mod purify;
 pub mod rng;
 pub mod train;
 

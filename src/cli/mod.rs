@@ -1,13 +1,19 @@
-//! Command-line interface: one subcommand per module.
+//! Command-line interface: one file per subcommand group.
+
+mod common;
+mod eval;
+mod features_arg;
+mod migrate;
+mod purify;
+mod serve;
+mod synth;
+mod token;
+mod train;
+mod worker;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-mod migrate;
-mod serve;
-mod token;
-mod worker;
 
 #[derive(Parser)]
 #[command(name = "gcleaner", version, about = "Find and remove backdoors in graph neural network classifiers")]
@@ -18,6 +24,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train a graph classifier and save it with its spec.
+    Train(train::TrainArgs),
+    /// Accuracy, per-class recall and confusion matrix of a model on a labelled dataset.
+    Eval(eval::ModelDataArgs),
+    /// Per-graph logits and predicted classes of a model on a dataset.
+    Predict(eval::ModelDataArgs),
+    /// Recover and unlearn a backdoor trigger: purified model, report.json, report.html.
+    Purify(Box<purify::PurifyArgs>),
+    /// Write a generated demo dataset (two structural classes) as JSON.
+    Synth(synth::SynthArgs),
     /// Print the libtorch build and the devices it sees.
     Info,
     /// Run the HTTP purification service (API plus in-process workers).
@@ -32,9 +48,15 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<()> = match cli.command {
+    let result = match cli.command {
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::eval(args),
+        Command::Predict(args) => eval::predict(args),
+        Command::Purify(args) => purify::run(*args),
+        Command::Synth(args) => synth::run(args),
         Command::Info => {
-            println!("cuda available: {}", tch::Cuda::is_available());
+            println!("gcleaner {}", env!("CARGO_PKG_VERSION"));
+            println!("cuda available: {} ({} device(s))", tch::Cuda::is_available(), tch::Cuda::device_count());
             Ok(())
         }
         Command::Serve(config) => serve::run(config),
@@ -45,7 +67,8 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // One line: what went wrong and where, with the chain of causes.
+            eprintln!("error: {}", format!("{err:#}").replace('\n', " "));
             ExitCode::FAILURE
         }
     }

@@ -97,8 +97,9 @@ async fn create_job(
     let (staged, validated) = {
         let limits = state.api.limits.clone();
         let hosts = state.queue.callback_allowed_hosts.clone();
+        let runner = state.runner.clone();
         tokio::task::spawn_blocking(move || {
-            let result = upload::validate::validate(&staged, &limits, &hosts);
+            let result = upload::validate::validate(&staged, &limits, &hosts, runner.as_ref());
             (staged, result)
         })
         .await

@@ -9,6 +9,7 @@ use super::rate_limit::RateLimiter;
 use crate::config::{ApiConfig, QueueConfig};
 use crate::metrics::HttpMetrics;
 use crate::notify::Notifications;
+use crate::queue::JobRunner;
 use crate::storage::ArtifactStore;
 
 #[derive(Clone)]
@@ -20,6 +21,8 @@ pub struct AppState {
     pub notifications: Arc<Notifications>,
     pub metrics: Arc<HttpMetrics>,
     pub rate_limiter: Arc<RateLimiter>,
+    /// The job runner, asked to check submitted configs.
+    pub runner: Arc<dyn JobRunner>,
     /// Tenant every request acts as under `--insecure-no-auth`.
     pub insecure_tenant: Option<uuid::Uuid>,
 }

@@ -208,4 +208,9 @@ impl gcleaner_engine::progress::Progress for JobContext {
 /// [`JobContext::should_stop`] turns true (checked at least once per epoch).
 pub trait JobRunner: Send + Sync + 'static {
     fn run(&self, job: &JobInput, ctx: &mut JobContext) -> Result<JobOutput, JobError>;
+
+    /// Checks a submitted config object before the job is queued; `Err` is shown to the client.
+    fn check_config(&self, _config: &Value) -> Result<(), String> {
+        Ok(())
+    }
 }

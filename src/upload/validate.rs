@@ -14,8 +14,9 @@ use super::engine_checks;
 use super::sniff::{self, Sniffed};
 use super::{StagedFile, StagedUpload, UploadError};
 use crate::config::LimitsConfig;
+use crate::queue::JobRunner;
 
-/// Facts about a validated upload, kept with the job.
+/// Facts about a validated upload.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ValidatedUpload {
     pub spec: ModelSpec,
@@ -27,6 +28,7 @@ pub fn validate(
     upload: &StagedUpload,
     limits: &LimitsConfig,
     callback_hosts: &[String],
+    runner: &dyn JobRunner,
 ) -> Result<ValidatedUpload, UploadError> {
     let model = upload.model.as_ref().ok_or(UploadError::MissingPart("model"))?;
     let data = upload.data.as_ref().ok_or(UploadError::MissingPart("data"))?;
@@ -45,17 +47,22 @@ pub fn validate(
             })
         }
     }
-    let spec = engine_checks::inspect_model(&model.path, spec_override.as_ref())
-        .map_err(|e| UploadError::InvalidModel(e.to_string()))?;
-    check_spec(&spec, limits)?;
-
-    let dataset = load_data("data", data, limits)?;
-    check_fit(&spec, &dataset)?;
-    if let Some(eval) = &upload.eval {
-        check_data_container("eval", eval, limits)?;
-    }
     if let Some(config) = &upload.config {
         check_config(config, callback_hosts)?;
+        runner.check_config(config).map_err(UploadError::InvalidConfig)?;
+    }
+    let declared = match &spec_override {
+        Some(spec) => spec.clone(),
+        None => engine_checks::embedded_spec(&model.path).map_err(|e| invalid_model(&e, &model.path))?,
+    };
+    check_spec(&declared, limits)?;
+    let spec = engine_checks::inspect_model(&model.path, spec_override.as_ref(), limits.max_model_bytes)
+        .map_err(|e| invalid_model(&e, &model.path))?;
+
+    let dataset = load_data("data", data, limits)?;
+    let dataset = engine_checks::align_to_model(dataset, &spec).map_err(UploadError::SpecMismatch)?;
+    if let Some(eval) = &upload.eval {
+        check_data_container("eval", eval, limits)?;
     }
     Ok(ValidatedUpload { spec, graphs: dataset.graphs.len(), classes: dataset.num_classes() })
 }
@@ -96,7 +103,7 @@ fn check_spec(spec: &ModelSpec, limits: &LimitsConfig) -> Result<(), UploadError
     if spec.num_classes < 2 {
         return Err(UploadError::InvalidSpec("num_classes must be at least 2".into()));
     }
-    let dim = engine_checks::feature_dim(&spec.features);
+    let dim = engine_checks::feature_dim(spec);
     if dim != spec.in_features {
         return Err(UploadError::InvalidSpec(format!(
             "features give {dim} columns but in_features is {}",
@@ -155,25 +162,8 @@ fn load_data(part: &str, file: &StagedFile, limits: &LimitsConfig) -> Result<Dat
     Ok(dataset)
 }
 
-fn check_fit(spec: &ModelSpec, dataset: &Dataset) -> Result<(), UploadError> {
-    match &spec.class_labels {
-        Some(labels) => {
-            if let Some(unknown) = dataset.class_labels.iter().find(|l| !labels.contains(l)) {
-                return Err(UploadError::SpecMismatch(format!(
-                    "graph label {unknown} is not one of the model's class labels {labels:?}"
-                )));
-            }
-        }
-        None if dataset.num_classes() > spec.num_classes => {
-            return Err(UploadError::SpecMismatch(format!(
-                "the data has {} classes but the model has {}",
-                dataset.num_classes(),
-                spec.num_classes
-            )))
-        }
-        None => {}
-    }
-    engine_checks::check_features(&spec.features, dataset).map_err(UploadError::SpecMismatch)
+fn invalid_model(err: &gcleaner_engine::Error, path: &Path) -> UploadError {
+    UploadError::InvalidModel(strip_path(&err.to_string(), path))
 }
 
 fn check_config(config: &Value, callback_hosts: &[String]) -> Result<(), UploadError> {

@@ -64,6 +64,16 @@ fn tar_gz_with_traversal() -> Vec<u8> {
     gz.finish().unwrap()
 }
 
+fn first_f32_tensor(header: &Value) -> String {
+    header
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, v)| k.as_str() != "__metadata__" && v["dtype"] == "F32" && v["shape"].as_array().is_some_and(|s| !s.is_empty()))
+        .map(|(k, _)| k.clone())
+        .unwrap()
+}
+
 fn spec_with(changes: Value) -> Value {
     let mut spec = spec_json();
     for (k, v) in changes.as_object().unwrap() {
@@ -127,19 +137,27 @@ async fn bad_safetensors_are_refused() {
     let mut bad_json = 12u64.to_le_bytes().to_vec();
     bad_json.extend_from_slice(b"{not json!!}");
     assert_refused(&app, form(bad_json, good_data()), 422, "invalid_model").await;
-    // Offsets that do not match the shape.
-    let mut lying = model_bytes();
-    let header_len = u64::from_le_bytes(lying[..8].try_into().unwrap()) as usize;
-    let header = String::from_utf8(lying[8..8 + header_len].to_vec()).unwrap().replace("[8,4]", "[9,4]");
-    lying.splice(8..8 + header_len, header.into_bytes());
-    assert_refused(&app, form(lying, good_data()), 422, "invalid_model").await;
+    // A shape that does not match the data offsets.
+    let (mut header, data) = split_safetensors(&model_bytes());
+    let name = first_f32_tensor(&header);
+    header[&name]["shape"][0] = json!(header[&name]["shape"][0].as_u64().unwrap() + 1);
+    assert_refused(&app, form(join_safetensors(&header, &data), good_data()), 422, "invalid_model").await;
+    // A tensor the architecture needs is missing.
+    let (mut header, data) = split_safetensors(&model_bytes());
+    let name = first_f32_tensor(&header);
+    header.as_object_mut().unwrap().remove(&name);
+    assert_refused(&app, form(join_safetensors(&header, &data), good_data()), 422, "invalid_model").await;
     // No spec anywhere.
-    assert_refused(&app, form(safetensors_bytes(None, &[("w", vec![1], vec![1.0])]), good_data()), 422, "invalid_model").await;
+    let (mut header, data) = split_safetensors(&model_bytes());
+    header.as_object_mut().unwrap().remove("__metadata__");
+    assert_refused(&app, form(join_safetensors(&header, &data), good_data()), 422, "invalid_model").await;
     // NaN and infinite weights.
-    let nan = safetensors_bytes(Some(&spec_json()), &[("w", vec![3], vec![0.0, f32::NAN, 1.0])]);
-    assert_refused(&app, form(nan, good_data()), 422, "invalid_model").await;
-    let inf = safetensors_bytes(Some(&spec_json()), &[("w", vec![1], vec![f32::INFINITY])]);
-    assert_refused(&app, form(inf, good_data()), 422, "invalid_model").await;
+    for bad in [f32::NAN, f32::INFINITY] {
+        let (header, mut data) = split_safetensors(&model_bytes());
+        let start = header[&first_f32_tensor(&header)]["data_offsets"][0].as_u64().unwrap() as usize;
+        data[start..start + 4].copy_from_slice(&bad.to_le_bytes());
+        assert_refused(&app, form(join_safetensors(&header, &data), good_data()), 422, "invalid_model").await;
+    }
     assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
 }
 
@@ -183,11 +201,12 @@ async fn data_that_does_not_fit_the_model_is_refused() {
     let app = abuse_app().await;
     // The model wants 4 node attributes per node; the graphs carry 2.
     let spec = spec_with(json!({ "features": { "kind": "node_attributes", "dim": 4 } }));
+    let model = model_bytes_for(&spec);
     let data = json!({ "graphs": [
         { "num_nodes": 2, "edges": [[0, 1]], "label": 0, "node_attributes": [[0.1, 0.2], [0.3, 0.4]] },
         { "num_nodes": 2, "edges": [[0, 1]], "label": 1, "node_attributes": [[0.1, 0.2], [0.3, 0.4]] }
     ]});
-    assert_refused(&app, form(model_with_spec(&spec), data.to_string().into_bytes()), 422, "data_model_mismatch").await;
+    assert_refused(&app, form(model, data.to_string().into_bytes()), 422, "data_model_mismatch").await;
     // Three classes for a two-class model.
     let three = json!({ "graphs": [
         { "num_nodes": 2, "edges": [[0, 1]], "label": 0 }, { "num_nodes": 2, "edges": [], "label": 1 },
@@ -196,7 +215,7 @@ async fn data_that_does_not_fit_the_model_is_refused() {
     assert_refused(&app, form(model_bytes(), three.to_string().into_bytes()), 422, "data_model_mismatch").await;
     // Labels outside the model's class labels.
     let spec = spec_with(json!({ "class_labels": [-1, 1] }));
-    assert_refused(&app, form(model_with_spec(&spec), good_data()), 422, "data_model_mismatch").await;
+    assert_refused(&app, form(model_bytes_for(&spec), good_data()), 422, "data_model_mismatch").await;
     // Not a dataset at all, and an edge to a missing node.
     assert_refused(&app, form(model_bytes(), b"{\"graphs\": 5}".to_vec()), 422, "invalid_data").await;
     let dangling = json!({ "graphs": [{ "num_nodes": 2, "edges": [[0, 7]], "label": 0 }] });
@@ -246,8 +265,16 @@ async fn oversized_uploads_are_413() {
 #[tokio::test]
 async fn a_separate_spec_part_stands_in_for_a_missing_embedded_spec() {
     let app = abuse_app().await;
-    let model = safetensors_bytes(None, &[("w", vec![2], vec![0.5, 0.25])]);
-    let f = form(model, good_data()).part("spec", part(spec_json().to_string().into_bytes(), "spec.json"));
+    let (mut header, data) = split_safetensors(&model_bytes());
+    header.as_object_mut().unwrap().remove("__metadata__");
+    let model = join_safetensors(&header, &data);
+    let f = form(model.clone(), good_data()).part("spec", part(spec_json().to_string().into_bytes(), "spec.json"));
     let r = app.submit(f).await;
     assert_eq!(r.status(), 202, "{:?}", r.text().await);
+    // A spec part that does not match the tensors is refused.
+    let wrong = spec_with(json!({ "hidden": 16 }));
+    let f = form(model, good_data()).part("spec", part(wrong.to_string().into_bytes(), "spec.json"));
+    let r = app.submit(f).await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "invalid_model");
 }

@@ -266,11 +266,36 @@ pub fn safetensors_bytes(spec: Option<&Value>, tensors: &[(&str, Vec<usize>, Vec
     out
 }
 
+/// A real (untrained) model of `spec`, saved by the engine.
+pub fn model_bytes_for(spec: &Value) -> Vec<u8> {
+    let spec: gcleaner_engine::models::ModelSpec = serde_json::from_value(spec.clone()).expect("valid spec");
+    let model = gcleaner_engine::models::GnnModel::new(spec, tch::Device::Cpu).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    model.save(&path).unwrap();
+    std::fs::read(path).unwrap()
+}
+
 pub fn model_bytes() -> Vec<u8> {
-    safetensors_bytes(
-        Some(&spec_json()),
-        &[("convs.0.nn.0.weight", vec![8, 4], vec![0.1; 32]), ("fc2.bias", vec![2], vec![0.0, 0.5])],
-    )
+    static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BYTES.get_or_init(|| model_bytes_for(&spec_json())).clone()
+}
+
+/// Splits a safetensors file into (header JSON, data).
+pub fn split_safetensors(bytes: &[u8]) -> (Value, Vec<u8>) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    (serde_json::from_slice(&bytes[8..8 + n]).unwrap(), bytes[8 + n..].to_vec())
+}
+
+pub fn join_safetensors(header: &Value, data: &[u8]) -> Vec<u8> {
+    let mut header = serde_json::to_vec(header).unwrap();
+    while header.len() % 8 != 0 {
+        header.push(b' ');
+    }
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&header);
+    out.extend_from_slice(data);
+    out
 }
 
 pub fn dataset_json(graphs: usize) -> Value {

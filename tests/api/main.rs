@@ -11,5 +11,6 @@ mod faults;
 mod health;
 mod jobs;
 mod pg_cluster;
+mod purify;
 mod queue;
 mod worker_process;

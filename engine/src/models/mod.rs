@@ -1,6 +1,309 @@
 //! The four G-Cleaner graph classifiers (GIN, GCN, GAT, GraphSAGE) with PyTorch Geometric
 //! parameter names, and safetensors weight I/O.
+//!
+//! A model is a stack of conv blocks over a batch of graphs (a disjoint union with a batch
+//! vector), a pooled graph embedding, and the head fc1 -> ReLU -> fc2 -> log_softmax. Node
+//! features and per-edge weights are plain tensors, so gradients reach both: explainers, Grad-CAM
+//! and trigger generation differentiate through them.
 
+pub mod batch_norm;
+pub mod edges;
+pub mod gat;
+pub mod gcn;
+pub mod gin;
+pub mod head;
+pub mod init;
+#[cfg(test)]
+mod model_tests;
+pub mod normalize;
+pub mod pooling;
+pub mod sage;
+pub mod scatter;
 pub mod spec;
+#[cfg(test)]
+mod test_support;
+pub mod weights;
+#[cfg(test)]
+mod weights_tests;
+
+use std::path::Path;
+
+use tch::{nn, Device, Kind, Tensor};
 
 pub use spec::{Arch, ModelSpec, Pooling, SPEC_FORMAT, SPEC_METADATA_KEY};
+pub use weights::LoadedModel;
+
+use crate::{Error, Result};
+use edges::Edges;
+use head::Head;
+
+/// One batch of graphs as the models consume it.
+#[derive(Debug)]
+pub struct GraphInput<'a> {
+    /// Node features `[N, in_features]`, f32.
+    pub x: &'a Tensor,
+    /// Directed edges `[2, E]`, i64; an undirected edge appears once in each direction. Messages
+    /// flow from `edge_index[0]` to `edge_index[1]`.
+    pub edge_index: &'a Tensor,
+    /// Per-edge weights `[E]`, f32; `None` means 1.0 everywhere. Differentiable.
+    pub edge_weight: Option<&'a Tensor>,
+    /// Graph index of every node `[N]`, i64, in `0..num_graphs`.
+    pub batch: &'a Tensor,
+    pub num_graphs: i64,
+}
+
+impl<'a> GraphInput<'a> {
+    pub fn new(x: &'a Tensor, edge_index: &'a Tensor, batch: &'a Tensor, num_graphs: i64) -> GraphInput<'a> {
+        GraphInput { x, edge_index, edge_weight: None, batch, num_graphs }
+    }
+
+    pub fn with_edge_weight(self, edge_weight: &'a Tensor) -> GraphInput<'a> {
+        GraphInput { edge_weight: Some(edge_weight), ..self }
+    }
+
+    /// Checks kinds, shapes, devices and index ranges against a model's spec, so a bad input is
+    /// an error instead of a libtorch panic inside `forward_t`. Reads the index extrema back
+    /// from the device: call it once per batch, not inside a training loop.
+    pub fn check(&self, spec: &ModelSpec, device: Device) -> Result<()> {
+        let fail = |msg: String| Err(Error::invalid(format!("graph input: {msg}")));
+        let x_size = self.x.size();
+        if x_size.len() != 2 || x_size[1] != spec.in_features as i64 {
+            return fail(format!("x has shape {x_size:?}, the model expects [N, {}]", spec.in_features));
+        }
+        if self.x.kind() != Kind::Float {
+            return fail(format!("x is {:?}, expected f32", self.x.kind()));
+        }
+        let n = x_size[0];
+        let ei_size = self.edge_index.size();
+        if ei_size.len() != 2 || ei_size[0] != 2 || self.edge_index.kind() != Kind::Int64 {
+            return fail(format!("edge_index must be [2, E] i64, got {ei_size:?} {:?}", self.edge_index.kind()));
+        }
+        let e = ei_size[1];
+        if let Some(w) = self.edge_weight {
+            if w.size() != [e] || w.kind() != Kind::Float {
+                return fail(format!("edge_weight must be [{e}] f32, got {:?} {:?}", w.size(), w.kind()));
+            }
+        }
+        if self.batch.size() != [n] || self.batch.kind() != Kind::Int64 {
+            return fail(format!("batch must be [{n}] i64, got {:?} {:?}", self.batch.size(), self.batch.kind()));
+        }
+        if self.num_graphs < 1 {
+            return fail(format!("num_graphs must be at least 1, got {}", self.num_graphs));
+        }
+        let tensors = [Some(self.x), Some(self.edge_index), self.edge_weight, Some(self.batch)];
+        if tensors.iter().flatten().any(|t| t.device() != device) {
+            return fail(format!("every tensor must be on the model's device {device:?}"));
+        }
+        if e > 0 {
+            let (lo, hi) = (self.edge_index.min().int64_value(&[]), self.edge_index.max().int64_value(&[]));
+            if lo < 0 || hi >= n {
+                return fail(format!("edge_index refers to node {} but there are {n} nodes", if lo < 0 { lo } else { hi }));
+            }
+        }
+        if n > 0 {
+            let (lo, hi) = (self.batch.min().int64_value(&[]), self.batch.max().int64_value(&[]));
+            if lo < 0 || hi >= self.num_graphs {
+                return fail(format!("batch refers to graph {} but num_graphs is {}", if lo < 0 { lo } else { hi }, self.num_graphs));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Everything a forward pass exposes.
+#[derive(Debug)]
+pub struct ForwardOutput {
+    /// fc2 output `[B, C]`.
+    pub logits: Tensor,
+    /// `log_softmax(logits)` `[B, C]`.
+    pub log_probs: Tensor,
+    /// Each conv block's node feature map `[N, h]`, first to last (after the block's
+    /// activation and BatchNorm or normalisation).
+    pub layer_outputs: Vec<Tensor>,
+    /// Pooled graph embedding `[B, h]`, the input of fc1.
+    pub embedding: Tensor,
+}
+
+#[derive(Debug)]
+enum Body {
+    Gin(gin::Gin),
+    Gcn(gcn::Gcn),
+    Gat(gat::Gat),
+    Sage(sage::Sage),
+}
+
+impl Body {
+    fn new(p: &nn::Path, spec: &ModelSpec) -> Body {
+        match spec.arch {
+            Arch::Gin => Body::Gin(gin::Gin::new(p, spec)),
+            Arch::Gcn => Body::Gcn(gcn::Gcn::new(p, spec)),
+            Arch::Gat => Body::Gat(gat::Gat::new(p, spec)),
+            Arch::Sage => Body::Sage(sage::Sage::new(p, spec)),
+        }
+    }
+
+    fn forward_layers(&self, x: &Tensor, edges: &Edges, train: bool) -> Vec<Tensor> {
+        match self {
+            Body::Gin(m) => m.forward_layers(x, edges, train),
+            Body::Gcn(m) => m.forward_layers(x, edges, train),
+            Body::Gat(m) => m.forward_layers(x, edges, train),
+            Body::Sage(m) => m.forward_layers(x, edges, train),
+        }
+    }
+}
+
+/// A graph classifier: one of the four architectures, its variables and its spec.
+#[derive(Debug)]
+pub struct GnnModel {
+    spec: ModelSpec,
+    device: Device,
+    vs: nn::VarStore,
+    body: Body,
+    head: Head,
+    /// Names of the trained parameters (not the BatchNorm running statistics, GIN's eps or
+    /// counters), sorted.
+    parameter_names: Vec<String>,
+}
+
+impl GnnModel {
+    /// A freshly initialised model (PyTorch / PyG default initialisers, drawn from libtorch's
+    /// global generator: seed with `tch::manual_seed`).
+    pub fn new(spec: ModelSpec, device: Device) -> Result<GnnModel> {
+        spec.validate()?;
+        let vs = nn::VarStore::new(device);
+        let (body, head) = {
+            let root = vs.root();
+            (Body::new(&root, &spec), Head::new(&root, spec.hidden as i64, spec.num_classes as i64))
+        };
+        let mut parameter_names: Vec<String> =
+            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(name, _)| name).collect();
+        parameter_names.sort();
+        Ok(GnnModel { spec, device, vs, body, head, parameter_names })
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    pub fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
+    }
+
+    /// Runs the model. `train` selects BatchNorm's batch statistics (and updates the running
+    /// ones); gradients are recorded unless the caller wraps the call in `tch::no_grad`.
+    ///
+    /// The input must be well-formed (see [`GraphInput::check`] or [`GnnModel::try_forward_t`]):
+    /// libtorch panics on mismatched shapes.
+    pub fn forward_t(&self, input: &GraphInput<'_>, train: bool) -> ForwardOutput {
+        let edges = Edges::new(input);
+        let layer_outputs = self.body.forward_layers(input.x, &edges, train);
+        let last = layer_outputs.last().expect("a validated spec has at least one layer");
+        let embedding = pooling::global_pool(last, input.batch, input.num_graphs, self.spec.pooling);
+        let logits = self.head.forward(&embedding);
+        let log_probs = logits.log_softmax(-1, None::<Kind>);
+        ForwardOutput { logits, log_probs, layer_outputs, embedding }
+    }
+
+    /// [`GnnModel::forward_t`] after [`GraphInput::check`].
+    pub fn try_forward_t(&self, input: &GraphInput<'_>, train: bool) -> Result<ForwardOutput> {
+        input.check(&self.spec, self.device)?;
+        Ok(self.forward_t(input, train))
+    }
+
+    /// The classifier head alone: graph embeddings `[B, h]` -> logits `[B, C]` (fc1 -> ReLU -> fc2).
+    pub fn head(&self, embedding: &Tensor) -> Tensor {
+        self.head.forward(embedding)
+    }
+
+    /// Loads a safetensors file (spec from its metadata unless `spec_override` is given),
+    /// with the default [`weights::WeightLimits`].
+    pub fn load(path: &Path, spec_override: Option<ModelSpec>, device: Device) -> Result<LoadedModel> {
+        weights::load(path, spec_override, device, &weights::WeightLimits::default())
+    }
+
+    /// Writes the weights (f32, PyG names, BatchNorm counters as i64) with the spec in the
+    /// metadata. The file is written beside `path` and renamed into place.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        weights::save(self, path)
+    }
+
+    /// A deep copy: new storage for every variable, same values and `requires_grad` flags.
+    /// Building it draws from libtorch's generator (the initial values are then overwritten).
+    pub fn try_clone(&self) -> Result<GnnModel> {
+        let mut copy = GnnModel::new(self.spec.clone(), self.device)?;
+        copy.vs.copy(&self.vs)?;
+        let source = self.vs.variables();
+        for (name, var) in copy.vs.variables() {
+            if let Some(src) = source.get(&name) {
+                if src.requires_grad() != var.requires_grad() {
+                    let _ = var.set_requires_grad(src.requires_grad());
+                }
+            }
+        }
+        Ok(copy)
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.spec.num_layers
+    }
+
+    /// Names of all trained parameters, sorted.
+    pub fn parameter_names(&self) -> &[String] {
+        &self.parameter_names
+    }
+
+    /// Parameters of conv block `layer` (0-based): its conv and, for GIN/SAGE, its BatchNorm
+    /// affine weight and bias.
+    pub fn layer_parameter_names(&self, layer: usize) -> Vec<String> {
+        let bn = format!("bn{}.", layer + 1);
+        let mut names = self.conv_parameter_names(layer);
+        names.extend(self.parameter_names.iter().filter(|n| n.starts_with(&bn)).cloned());
+        names
+    }
+
+    /// Parameters of the conv of block `layer` (0-based), without its BatchNorm.
+    pub fn conv_parameter_names(&self, layer: usize) -> Vec<String> {
+        let conv = format!("conv{}.", layer + 1);
+        self.parameter_names.iter().filter(|n| n.starts_with(&conv)).cloned().collect()
+    }
+
+    /// Parameters of the head (fc1, fc2).
+    pub fn head_parameter_names(&self) -> Vec<String> {
+        self.parameter_names.iter().filter(|n| n.starts_with("fc1.") || n.starts_with("fc2.")).cloned().collect()
+    }
+
+    /// Makes exactly `names` require gradients; every other parameter is frozen. Build the
+    /// optimizer after this call. Unknown names are an error.
+    pub fn set_trainable(&self, names: &[String]) -> Result<()> {
+        if let Some(unknown) = names.iter().find(|n| !self.parameter_names.contains(n)) {
+            return Err(Error::invalid(format!("no parameter named {unknown:?} in this model")));
+        }
+        for (name, var) in self.vs.variables() {
+            if self.parameter_names.contains(&name) {
+                let _ = var.set_requires_grad(names.contains(&name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Freezes everything but the last conv and the head (G-Cleaner's unlearning setup; the
+    /// last block's BatchNorm stays frozen too: run it with `train = false`).
+    pub fn train_only_last_conv_and_head(&self) {
+        let mut names = self.conv_parameter_names(self.spec.num_layers - 1);
+        names.extend(self.head_parameter_names());
+        self.set_trainable(&names).expect("names come from this model");
+    }
+
+    /// Makes every parameter trainable again.
+    pub fn set_all_trainable(&self) {
+        self.set_trainable(&self.parameter_names).expect("names come from this model");
+    }
+}

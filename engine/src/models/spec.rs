@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::FeatureSpec;
+use crate::{Error, Result};
 
 pub const SPEC_FORMAT: &str = "gcleaner.model/v1";
 pub const SPEC_METADATA_KEY: &str = "gcleaner.spec";
@@ -80,4 +81,155 @@ pub struct ModelSpec {
     /// later is mapped to the classes the model was trained on. Absent: labels are 0..C-1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_labels: Option<Vec<i64>>,
+}
+
+/// Largest accepted hidden width: far above the published 64, low enough that a hostile spec
+/// cannot make the engine allocate gigabytes before any tensor is read.
+pub const MAX_HIDDEN: usize = 4096;
+pub const MAX_LAYERS: usize = 64;
+pub const MAX_IN_FEATURES: usize = 65_536;
+pub const MAX_CLASSES: usize = 4096;
+
+impl ModelSpec {
+    /// A spec with the published layer count and pooling of `arch`.
+    pub fn published(
+        arch: Arch,
+        in_features: usize,
+        hidden: usize,
+        num_classes: usize,
+        features: FeatureSpec,
+    ) -> ModelSpec {
+        ModelSpec {
+            format: SPEC_FORMAT.to_string(),
+            arch,
+            in_features,
+            hidden,
+            num_classes,
+            num_layers: arch.default_layers(),
+            pooling: arch.default_pooling(),
+            features,
+            class_labels: None,
+        }
+    }
+
+    /// Parses and validates a spec from its JSON text.
+    pub fn from_json(text: &str) -> Result<ModelSpec> {
+        let spec: ModelSpec =
+            serde_json::from_str(text).map_err(|e| Error::invalid(format!("invalid model spec JSON: {e}")))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a ModelSpec always serialises")
+    }
+
+    /// Checks every field at once and reports all problems in one error.
+    pub fn validate(&self) -> Result<()> {
+        let mut problems = Vec::new();
+        if self.format != SPEC_FORMAT {
+            problems.push(format!("format must be {SPEC_FORMAT:?}, got {:?}", self.format));
+        }
+        let mut check_range = |field: &str, value: usize, lo: usize, hi: usize| {
+            if value < lo || value > hi {
+                problems.push(format!("{field} must be between {lo} and {hi}, got {value}"));
+            }
+        };
+        check_range("in_features", self.in_features, 1, MAX_IN_FEATURES);
+        check_range("hidden", self.hidden, 1, MAX_HIDDEN);
+        check_range("num_layers", self.num_layers, 1, MAX_LAYERS);
+        check_range("num_classes", self.num_classes, 2, MAX_CLASSES);
+        let width = feature_width(&self.features);
+        if width != self.in_features {
+            problems.push(format!(
+                "in_features is {} but the features ({}) give {width} columns",
+                self.in_features,
+                serde_json::to_string(&self.features).unwrap_or_default()
+            ));
+        }
+        if let Some(labels) = &self.class_labels {
+            if labels.len() != self.num_classes {
+                problems.push(format!(
+                    "class_labels has {} entries but num_classes is {}",
+                    labels.len(),
+                    self.num_classes
+                ));
+            }
+            let mut sorted = labels.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted.len() != labels.len() {
+                problems.push("class_labels contains duplicates".to_string());
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!("invalid model spec: {}", problems.join("; "))))
+        }
+    }
+}
+
+/// Columns produced by a feature transform (saturating, so an absurd spec fails the
+/// `in_features` check instead of overflowing).
+fn feature_width(features: &FeatureSpec) -> usize {
+    match features {
+        FeatureSpec::OneHotDegree { max_degree } => max_degree.saturating_add(1),
+        FeatureSpec::NodeLabelsOneHot { num_labels } => *num_labels,
+        FeatureSpec::NodeAttributes { dim } => *dim,
+        FeatureSpec::Concat { parts } => parts.iter().fold(0usize, |acc, p| acc.saturating_add(feature_width(p))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gin() -> ModelSpec {
+        ModelSpec::published(Arch::Gin, 11, 64, 2, FeatureSpec::OneHotDegree { max_degree: 10 })
+    }
+
+    #[test]
+    fn published_specs_are_valid_and_round_trip_through_json() {
+        let spec = gin();
+        assert_eq!((spec.num_layers, spec.pooling), (5, Pooling::Sum));
+        let back = ModelSpec::from_json(&spec.to_json()).unwrap();
+        assert_eq!(back, spec);
+        let sage = ModelSpec::published(Arch::Sage, 3, 64, 2, FeatureSpec::NodeAttributes { dim: 3 });
+        assert_eq!((sage.num_layers, sage.pooling), (7, Pooling::Mean));
+    }
+
+    #[test]
+    fn validate_lists_every_problem() {
+        let mut spec = gin();
+        spec.format = "other".into();
+        spec.hidden = MAX_HIDDEN + 1;
+        spec.num_layers = 65;
+        spec.num_classes = 1;
+        spec.in_features = 12;
+        spec.class_labels = Some(vec![1, 1, 2]);
+        let err = spec.validate().unwrap_err().to_string();
+        for needle in ["format", "hidden", "num_layers", "num_classes", "in_features is 12", "class_labels has 3", "duplicates"] {
+            assert!(err.contains(needle), "{needle:?} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn feature_width_covers_concatenations() {
+        let mut spec = gin();
+        spec.features = FeatureSpec::Concat {
+            parts: vec![FeatureSpec::OneHotDegree { max_degree: 4 }, FeatureSpec::NodeLabelsOneHot { num_labels: 6 }],
+        };
+        assert!(spec.validate().is_ok());
+        spec.features = FeatureSpec::OneHotDegree { max_degree: usize::MAX };
+        assert!(spec.validate().unwrap_err().to_string().contains("in_features"));
+    }
+
+    #[test]
+    fn from_json_rejects_unknown_fields_and_bad_json() {
+        let mut value: serde_json::Value = serde_json::from_str(&gin().to_json()).unwrap();
+        value["dropout"] = serde_json::json!(0.5);
+        assert!(ModelSpec::from_json(&value.to_string()).unwrap_err().to_string().contains("dropout"));
+        assert!(ModelSpec::from_json("{").is_err());
+    }
 }

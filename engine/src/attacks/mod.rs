@@ -1,0 +1,28 @@
+//! The four graph-classification backdoor attacks gcleaner is measured against, and the pieces
+//! they share: trigger subgraphs ([`trigger`], [`motif`]), trigger injection ([`inject`]),
+//! where triggers go ([`placement`]), poisoning and triggered evaluation sets ([`poison`]), and
+//! the attack.json record ([`description`]).
+//!
+//! | attack   | trigger                       | placement                          |
+//! |----------|-------------------------------|------------------------------------|
+//! | Sub-BA   | Erdos-Renyi subgraph          | random nodes                       |
+//! | Exp-BA   | Erdos-Renyi subgraph          | most important nodes (GNNExplainer)|
+//! | Motif-BA | rarest 3/4-node motif         | highest-degree nodes               |
+//! | GTA      | generated per graph           | generated per graph                |
+
+pub mod description;
+pub mod inject;
+pub mod motif;
+pub mod placement;
+pub mod poison;
+pub mod trigger;
+
+pub use description::{AttackDescription, AttackKind, GraphTrigger, TriggerDescription};
+pub use inject::inject;
+pub use motif::{count_motifs, count_motifs_in, Motif, MotifCounts};
+pub use placement::{Placement, PlacementKind};
+pub use poison::{
+    check_trigger_fits, poison_training_set, resolve_target_class, select_poisoned,
+    triggered_eval_set, AttackParams, InjectedGraph, Poisoning,
+};
+pub use trigger::{Trigger, DEFAULT_TRIGGER_DENSITY};

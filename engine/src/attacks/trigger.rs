@@ -1,0 +1,141 @@
+//! The fixed subgraph trigger shared by Sub-BA, Exp-BA and Motif-BA: a small graph whose edges
+//! replace the edges among the chosen nodes of every attacked graph.
+
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+
+use crate::rng::rng_for;
+use crate::{Error, Result};
+
+/// Default edge probability of an Erdos-Renyi trigger (Sub-BA's setting).
+pub const DEFAULT_TRIGGER_DENSITY: f64 = 0.8;
+
+/// How many Erdos-Renyi draws are tried before a disconnected draw is joined up by hand.
+const CONNECTED_DRAW_ATTEMPTS: usize = 100;
+
+/// A trigger subgraph on nodes `0..num_nodes`, edges in canonical form (u < v, sorted, unique).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub num_nodes: usize,
+    pub edges: Vec<(u32, u32)>,
+}
+
+impl Trigger {
+    /// A trigger from an explicit edge list. Reversed or repeated edges are folded into the
+    /// canonical form; self-loops, out-of-range endpoints and an empty edge list are errors,
+    /// because an edgeless trigger would only delete edges and carry no pattern.
+    pub fn new(num_nodes: usize, edges: Vec<(u32, u32)>) -> Result<Trigger> {
+        if num_nodes < 2 {
+            return Err(Error::invalid(format!(
+                "a trigger needs at least 2 nodes, got {num_nodes}"
+            )));
+        }
+        if edges.is_empty() {
+            return Err(Error::invalid(format!("the {num_nodes}-node trigger has no edges")));
+        }
+        let mut canonical = Vec::with_capacity(edges.len());
+        for (u, v) in edges {
+            if u == v {
+                return Err(Error::invalid(format!("trigger edge ({u}, {v}) is a self-loop")));
+            }
+            if u as usize >= num_nodes || v as usize >= num_nodes {
+                return Err(Error::invalid(format!(
+                    "trigger edge ({u}, {v}) names a node outside 0..{num_nodes}"
+                )));
+            }
+            canonical.push((u.min(v), u.max(v)));
+        }
+        canonical.sort_unstable();
+        canonical.dedup();
+        Ok(Trigger { num_nodes, edges: canonical })
+    }
+
+    /// An Erdos-Renyi G(n, p) trigger drawn from the `seed`.
+    ///
+    /// A trigger is only a pattern a model can learn if it is one piece: the draw is repeated
+    /// (conditioning G(n, p) on connectivity) until it is connected, and when `density` is so
+    /// low that 100 draws all fall apart, the last draw's components are chained together by
+    /// one edge each (lowest node of each component to the lowest node of the next). At the
+    /// default density 0.8 the first draw is connected almost always.
+    pub fn erdos_renyi(num_nodes: usize, density: f64, seed: u64) -> Result<Trigger> {
+        if !(density > 0.0 && density <= 1.0) {
+            return Err(Error::invalid(format!(
+                "trigger density must be in (0, 1], got {density}"
+            )));
+        }
+        if num_nodes < 2 {
+            return Err(Error::invalid(format!(
+                "a trigger needs at least 2 nodes, got {num_nodes}"
+            )));
+        }
+        let mut rng = rng_for(seed, "attack/trigger-erdos-renyi");
+        let mut edges = Vec::new();
+        for _ in 0..CONNECTED_DRAW_ATTEMPTS {
+            edges.clear();
+            for u in 0..num_nodes as u32 {
+                for v in u + 1..num_nodes as u32 {
+                    if rng.gen_bool(density) {
+                        edges.push((u, v));
+                    }
+                }
+            }
+            if components(num_nodes, &edges).iter().all(|&c| c == 0) {
+                return Trigger::new(num_nodes, edges);
+            }
+        }
+        let component = components(num_nodes, &edges);
+        let mut first_node_of = Vec::new();
+        for (node, &c) in component.iter().enumerate() {
+            if c == first_node_of.len() {
+                first_node_of.push(node as u32);
+            }
+        }
+        for pair in first_node_of.windows(2) {
+            edges.push((pair[0], pair[1]));
+        }
+        Trigger::new(num_nodes, edges)
+    }
+
+    /// Degree of every trigger node.
+    pub fn degrees(&self) -> Vec<usize> {
+        let mut deg = vec![0; self.num_nodes];
+        for &(u, v) in &self.edges {
+            deg[u as usize] += 1;
+            deg[v as usize] += 1;
+        }
+        deg
+    }
+
+    /// Whether every trigger node can reach every other one along trigger edges.
+    pub fn is_connected(&self) -> bool {
+        components(self.num_nodes, &self.edges).iter().all(|&c| c == 0)
+    }
+}
+
+/// Component index of every node, numbered in order of each component's lowest node.
+fn components(num_nodes: usize, edges: &[(u32, u32)]) -> Vec<usize> {
+    let mut adjacency = vec![Vec::new(); num_nodes];
+    for &(u, v) in edges {
+        adjacency[u as usize].push(v as usize);
+        adjacency[v as usize].push(u as usize);
+    }
+    let mut component = vec![usize::MAX; num_nodes];
+    let mut next = 0;
+    for start in 0..num_nodes {
+        if component[start] != usize::MAX {
+            continue;
+        }
+        component[start] = next;
+        let mut stack = vec![start];
+        while let Some(node) = stack.pop() {
+            for &other in &adjacency[node] {
+                if component[other] == usize::MAX {
+                    component[other] = next;
+                    stack.push(other);
+                }
+            }
+        }
+        next += 1;
+    }
+    component
+}

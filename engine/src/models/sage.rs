@@ -1,0 +1,130 @@
+//! GraphSAGE (Hamilton et al.) as published with G-Cleaner: L x [SAGEConv (mean) -> ReLU ->
+//! BatchNorm1d].
+//!
+//! SAGEConv: `out_i = W_l (sum_{j -> i} w_ji x_j / |N(i)|) + b_l + W_r x_i`, with `|N(i)|` the
+//! number of incoming edges (at least 1); at w = 1 this is PyG's mean aggregation. PyG names:
+//! `conv{i}.lin_l.weight|bias`, `conv{i}.lin_r.weight` (no bias), `bn{i}.*`.
+
+use tch::{nn, nn::Module, Tensor};
+
+use super::batch_norm::{self, BatchNorm1d};
+use super::edges::Edges;
+use super::init::torch_linear;
+use super::scatter::counts;
+use super::weights::ExpectedTensor;
+use super::ModelSpec;
+
+#[derive(Debug)]
+pub struct SageConv {
+    pub lin_l: nn::Linear,
+    pub lin_r: nn::Linear,
+}
+
+impl SageConv {
+    pub fn new(p: &nn::Path, in_dim: i64, out_dim: i64) -> SageConv {
+        SageConv {
+            lin_l: torch_linear(p / "lin_l", in_dim, out_dim),
+            lin_r: nn::linear(p / "lin_r", in_dim, out_dim, nn::LinearConfig { bias: false, ..Default::default() }),
+        }
+    }
+
+    /// `inv_count` is `1 / max(1, in-degree)` per node, `[N, 1]`.
+    pub fn forward(&self, x: &Tensor, edges: &Edges, inv_count: &Tensor) -> Tensor {
+        let mean = edges.weighted_sum(x) * inv_count;
+        self.lin_l.forward(&mean) + self.lin_r.forward(x)
+    }
+}
+
+#[derive(Debug)]
+pub struct Sage {
+    pub convs: Vec<SageConv>,
+    pub bns: Vec<BatchNorm1d>,
+}
+
+impl Sage {
+    pub fn new(p: &nn::Path, spec: &ModelSpec) -> Sage {
+        let h = spec.hidden as i64;
+        let mut convs = Vec::with_capacity(spec.num_layers);
+        let mut bns = Vec::with_capacity(spec.num_layers);
+        for i in 1..=spec.num_layers {
+            let in_dim = if i == 1 { spec.in_features as i64 } else { h };
+            convs.push(SageConv::new(&(p / format!("conv{i}")), in_dim, h));
+            bns.push(BatchNorm1d::new(&(p / format!("bn{i}")), h));
+        }
+        Sage { convs, bns }
+    }
+
+    pub fn forward_layers(&self, x: &Tensor, edges: &Edges, train: bool) -> Vec<Tensor> {
+        let inv_count = counts(&edges.dst, edges.num_nodes, x.kind()).clamp_min(1.0).reciprocal().unsqueeze(1);
+        let mut outputs: Vec<Tensor> = Vec::with_capacity(self.convs.len());
+        for (conv, bn) in self.convs.iter().zip(&self.bns) {
+            let input = outputs.last().unwrap_or(x);
+            let out = bn.forward_t(&conv.forward(input, edges, &inv_count).relu(), train);
+            outputs.push(out);
+        }
+        outputs
+    }
+
+    pub fn expected_tensors(spec: &ModelSpec) -> Vec<ExpectedTensor> {
+        let h = spec.hidden;
+        let mut out = Vec::new();
+        for i in 1..=spec.num_layers {
+            let in_dim = if i == 1 { spec.in_features } else { h };
+            out.push(ExpectedTensor::param(&format!("conv{i}.lin_l.weight"), &[h, in_dim]));
+            out.push(ExpectedTensor::param(&format!("conv{i}.lin_l.bias"), &[h]));
+            out.push(ExpectedTensor::param(&format!("conv{i}.lin_r.weight"), &[h, in_dim]));
+            out.extend(batch_norm::expected_tensors(&format!("bn{i}"), h));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::test_support::{assert_close, set, symmetric_weights, TinyBatch};
+    use tch::{Device, Kind};
+
+    /// lin_l: 2 m + 1, lin_r: 3 x.
+    fn conv(vs: &nn::VarStore) -> SageConv {
+        let c = SageConv::new(&(vs.root() / "conv1"), 1, 1);
+        set(&c.lin_l.ws, &[2.0]);
+        set(c.lin_l.bs.as_ref().unwrap(), &[1.0]);
+        set(&c.lin_r.ws, &[3.0]);
+        c
+    }
+
+    fn run(conv: &SageConv, g: &TinyBatch, w: Option<&Tensor>) -> Tensor {
+        let mut input = g.input();
+        if let Some(w) = w {
+            input = input.with_edge_weight(w);
+        }
+        let edges = Edges::new(&input);
+        let inv = counts(&edges.dst, edges.num_nodes, Kind::Float).clamp_min(1.0).reciprocal().unsqueeze(1);
+        conv.forward(&g.x, &edges, &inv)
+    }
+
+    #[test]
+    fn sage_conv_combines_neighbour_mean_and_root() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = conv(&vs);
+        // means: 2, (1 + 3) / 2 = 2, 2
+        assert_close(&run(&conv, &TinyBatch::path3(), None), &[4.0 + 1.0 + 3.0, 4.0 + 1.0 + 6.0, 4.0 + 1.0 + 9.0], 1e-6);
+    }
+
+    #[test]
+    fn sage_conv_weights_messages_and_divides_by_neighbour_count() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = conv(&vs);
+        let w = symmetric_weights(&[0.5, 2.0]);
+        // means: 0.5 * 2 = 1, (0.5 * 1 + 2 * 3) / 2 = 3.25, 2 * 2 = 4
+        assert_close(&run(&conv, &TinyBatch::path3(), Some(&w)), &[2.0 + 1.0 + 3.0, 6.5 + 1.0 + 6.0, 8.0 + 1.0 + 9.0], 1e-6);
+    }
+
+    #[test]
+    fn sage_conv_of_an_isolated_node_has_a_zero_mean() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = conv(&vs);
+        assert_close(&run(&conv, &TinyBatch::new(&[(1, vec![])], &[5.0]), None), &[1.0 + 15.0], 1e-6);
+    }
+}

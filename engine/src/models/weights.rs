@@ -1,0 +1,312 @@
+//! Model weights as safetensors: PyTorch Geometric state_dict names, the spec JSON in the
+//! metadata under [`SPEC_METADATA_KEY`]. Pickle checkpoints are refused, never opened.
+//!
+//! Reading is defensive because files come from users: the size is bounded before reading, the
+//! header length is checked before parsing, the spec is validated before any shape is derived
+//! from it, and every tensor is checked (presence, dtype, shape, finiteness) with all problems
+//! reported in one error.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+use tch::{Device, Kind, Tensor};
+
+use super::{gat, gcn, gin, head::Head, sage, Arch, GnnModel, ModelSpec, SPEC_METADATA_KEY};
+use crate::{Error, Result};
+
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
+/// Headers of real model files are a few kilobytes; anything this large is not one.
+pub const MAX_HEADER_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Bounds applied before a weights file is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeightLimits {
+    pub max_file_bytes: u64,
+}
+
+impl Default for WeightLimits {
+    fn default() -> Self {
+        WeightLimits { max_file_bytes: DEFAULT_MAX_FILE_BYTES }
+    }
+}
+
+/// What a tensor holds, which decides the dtypes and values it may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TensorRole {
+    /// A float parameter or buffer (f32, f16 or bf16 on disk; f32 in memory).
+    Float,
+    /// BatchNorm's running variance: a float buffer that must also be non-negative.
+    RunningVariance,
+    /// BatchNorm's `num_batches_tracked`, an i64 scalar.
+    Counter,
+}
+
+/// One tensor a spec requires, with its PyG name and shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub role: TensorRole,
+}
+
+impl ExpectedTensor {
+    pub fn param(name: &str, shape: &[usize]) -> ExpectedTensor {
+        ExpectedTensor { name: name.to_string(), shape: shape.to_vec(), role: TensorRole::Float }
+    }
+
+    pub fn running_var(name: &str, shape: &[usize]) -> ExpectedTensor {
+        ExpectedTensor { name: name.to_string(), shape: shape.to_vec(), role: TensorRole::RunningVariance }
+    }
+
+    pub fn counter(name: &str) -> ExpectedTensor {
+        ExpectedTensor { name: name.to_string(), shape: Vec::new(), role: TensorRole::Counter }
+    }
+}
+
+/// Every tensor a model built from `spec` has, in layer order.
+pub fn expected_tensors(spec: &ModelSpec) -> Vec<ExpectedTensor> {
+    let mut tensors = match spec.arch {
+        Arch::Gin => gin::Gin::expected_tensors(spec),
+        Arch::Gcn => gcn::Gcn::expected_tensors(spec),
+        Arch::Gat => gat::Gat::expected_tensors(spec),
+        Arch::Sage => sage::Sage::expected_tensors(spec),
+    };
+    tensors.extend(Head::expected_tensors(spec.hidden, spec.num_classes));
+    tensors
+}
+
+/// A model read from disk, with the file's tensors that the spec does not use (the published
+/// GCN checkpoint carries unused conv4/conv5 and bn1-bn5).
+#[derive(Debug)]
+pub struct LoadedModel {
+    pub model: GnnModel,
+    pub ignored_tensors: Vec<String>,
+}
+
+/// Loads weights into a new model on `device`.
+pub fn load(path: &Path, spec_override: Option<ModelSpec>, device: Device, limits: &WeightLimits) -> Result<LoadedModel> {
+    let bytes = read_weights_file(path, limits)?;
+    let checked = check_weights(path, &bytes, spec_override)?;
+    let model = GnnModel::new(checked.spec, device).map_err(|e| Error::weights(path, e.to_string()))?;
+    let mut variables = model.var_store().variables();
+    for (name, value) in checked.tensors {
+        let mut var = variables
+            .remove(&name)
+            .ok_or_else(|| Error::invalid(format!("internal: model has no variable {name}")))?;
+        tch::no_grad(|| var.f_copy_(&value))?;
+    }
+    if let Some(name) = variables.keys().next() {
+        return Err(Error::invalid(format!("internal: variable {name} was not loaded")));
+    }
+    Ok(LoadedModel { model, ignored_tensors: checked.ignored })
+}
+
+/// Validates a weights file against its embedded spec without building a model, with the
+/// default limits. Returns the spec.
+pub fn inspect(path: &Path) -> Result<ModelSpec> {
+    inspect_with_limits(path, &WeightLimits::default())
+}
+
+pub fn inspect_with_limits(path: &Path, limits: &WeightLimits) -> Result<ModelSpec> {
+    let bytes = read_weights_file(path, limits)?;
+    Ok(check_weights(path, &bytes, None)?.spec)
+}
+
+/// Writes `model` as safetensors: every variable by its PyG name, floats as f32, BatchNorm
+/// counters as i64, the spec JSON in the metadata. Written to a temporary file beside `path`
+/// and renamed, so a reader never sees half a file.
+pub fn save(model: &GnnModel, path: &Path) -> Result<()> {
+    let mut variables: Vec<(String, Tensor)> = model.var_store().variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::with_capacity(variables.len());
+    for (name, var) in variables {
+        let cpu = var.detach().to_device(Device::Cpu).contiguous();
+        let shape: Vec<usize> = cpu.size().iter().map(|&d| d as usize).collect();
+        let (dtype, data) = if cpu.kind() == Kind::Int64 {
+            let values = Vec::<i64>::try_from(cpu.flatten(0, -1))?;
+            (Dtype::I64, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        } else {
+            let values = Vec::<f32>::try_from(cpu.to_kind(Kind::Float).flatten(0, -1))?;
+            (Dtype::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        };
+        encoded.push((name, dtype, shape, data));
+    }
+    let mut views = Vec::with_capacity(encoded.len());
+    for (name, dtype, shape, data) in &encoded {
+        let view = TensorView::new(*dtype, shape.clone(), data)
+            .map_err(|e| Error::weights(path, format!("cannot encode {name}: {e}")))?;
+        views.push((name.clone(), view));
+    }
+    let metadata = Some(HashMap::from([(SPEC_METADATA_KEY.to_string(), model.spec().to_json())]));
+    let temporary = temporary_path(path);
+    let written = safetensors::serialize_to_file(views, &metadata, &temporary)
+        .map_err(|e| Error::weights(path, format!("cannot write: {e}")))
+        .and_then(|()| std::fs::rename(&temporary, path).map_err(|e| Error::io(path, e)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
+fn temporary_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+const PICKLE_EXTENSIONS: [&str; 4] = ["pt", "pth", "bin", "ckpt"];
+
+fn pickle_refusal(path: &Path, why: &str) -> Error {
+    Error::weights(
+        path,
+        format!(
+            "{why}; PyTorch pickle checkpoints are refused because unpickling can run arbitrary code. \
+             Convert it to safetensors in Python: `import json; from safetensors.torch import save_file; \
+             save_file(model.state_dict(), \"model.safetensors\", metadata={{\"{SPEC_METADATA_KEY}\": json.dumps(spec)}})` \
+             (see docs/model-format.md for the spec)"
+        ),
+    )
+}
+
+/// Reads the file after the name, size and first bytes say it may be a safetensors file.
+fn read_weights_file(path: &Path, limits: &WeightLimits) -> Result<Vec<u8>> {
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        if PICKLE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()) {
+            return Err(pickle_refusal(path, &format!("a .{ext} file is a pickle checkpoint")));
+        }
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let metadata = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !metadata.is_file() {
+        return Err(Error::weights(path, "not a regular file"));
+    }
+    if metadata.len() > limits.max_file_bytes {
+        return Err(Error::weights(
+            path,
+            format!("file is {} bytes, more than the limit of {} bytes", metadata.len(), limits.max_file_bytes),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    // `take` bounds the read even if the file grows after the size check.
+    file.take(limits.max_file_bytes + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > limits.max_file_bytes {
+        return Err(Error::weights(path, format!("file is larger than the limit of {} bytes", limits.max_file_bytes)));
+    }
+    // A safetensors file opens with its header length (u64 LE) and then '{'. Its first bytes
+    // can look like a pickle or zip signature (a header of 128 bytes starts with 0x80), so the
+    // signatures are only consulted for files that are not plausibly safetensors.
+    let header_len = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    let available = (bytes.len() as u64).saturating_sub(8);
+    let plausible = matches!(header_len, Some(n) if (2..=available.min(MAX_HEADER_BYTES)).contains(&n))
+        && bytes.get(8) == Some(&b'{');
+    if plausible {
+        return Ok(bytes);
+    }
+    if bytes.starts_with(b"PK") {
+        return Err(pickle_refusal(path, "the file is a zip archive (the torch.save format)"));
+    }
+    if bytes.first() == Some(&0x80) {
+        return Err(pickle_refusal(path, "the file starts with a pickle protocol marker"));
+    }
+    Err(Error::weights(
+        path,
+        match header_len {
+            None => format!("not a safetensors file: only {} bytes", bytes.len()),
+            Some(n) if n > MAX_HEADER_BYTES || n > available => format!(
+                "not a safetensors file: header length {n} is implausible for a {}-byte file (limit {MAX_HEADER_BYTES})",
+                bytes.len()
+            ),
+            Some(_) => "not a safetensors file: the header is not a JSON object".to_string(),
+        },
+    ))
+}
+
+struct CheckedWeights {
+    spec: ModelSpec,
+    /// f32 or i64 CPU tensors, by name, in the order of [`expected_tensors`].
+    tensors: Vec<(String, Tensor)>,
+    ignored: Vec<String>,
+}
+
+fn check_weights(path: &Path, bytes: &[u8], spec_override: Option<ModelSpec>) -> Result<CheckedWeights> {
+    let (_, metadata) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| Error::weights(path, format!("not a valid safetensors file: {e}")))?;
+    let file = SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::weights(path, format!("not a valid safetensors file: {e}")))?;
+    let spec = match spec_override {
+        Some(spec) => spec,
+        None => {
+            let text = metadata.metadata().as_ref().and_then(|m| m.get(SPEC_METADATA_KEY)).ok_or_else(|| {
+                Error::weights(
+                    path,
+                    format!("no model spec: the file has no {SPEC_METADATA_KEY:?} metadata entry; pass the spec JSON separately"),
+                )
+            })?;
+            ModelSpec::from_json(text).map_err(|e| Error::weights(path, format!("embedded spec: {e}")))?
+        }
+    };
+    spec.validate().map_err(|e| Error::weights(path, e.to_string()))?;
+
+    let expected = expected_tensors(&spec);
+    let mut problems = Vec::new();
+    let mut tensors = Vec::with_capacity(expected.len());
+    for want in &expected {
+        let view = match file.tensor(&want.name) {
+            Ok(view) => view,
+            Err(_) => {
+                problems.push(format!("{}: missing", want.name));
+                continue;
+            }
+        };
+        match check_tensor(want, &view) {
+            Ok(tensor) => tensors.push((want.name.clone(), tensor)),
+            Err(problem) => problems.push(format!("{}: {problem}", want.name)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::weights(
+            path,
+            format!("weights do not match the {} spec ({} problem(s)): {}", spec.arch.name(), problems.len(), problems.join("; ")),
+        ));
+    }
+    let wanted: BTreeSet<&str> = expected.iter().map(|t| t.name.as_str()).collect();
+    let ignored: BTreeSet<String> =
+        file.names().into_iter().filter(|name| !wanted.contains(name.as_str())).cloned().collect();
+    Ok(CheckedWeights { spec, tensors, ignored: ignored.into_iter().collect() })
+}
+
+/// One tensor against its expectation: dtype, shape, then values. Returns it as an f32 (or
+/// i64 counter) CPU tensor.
+fn check_tensor(want: &ExpectedTensor, view: &TensorView<'_>) -> std::result::Result<Tensor, String> {
+    let kind = match (want.role, view.dtype()) {
+        (TensorRole::Counter, Dtype::I64) => Kind::Int64,
+        (TensorRole::Counter, other) => return Err(format!("dtype {other:?}, expected I64")),
+        (_, Dtype::F32) => Kind::Float,
+        (_, Dtype::F16) => Kind::Half,
+        (_, Dtype::BF16) => Kind::BFloat16,
+        (_, other) => return Err(format!("dtype {other:?}, expected F32, F16 or BF16")),
+    };
+    if view.shape() != want.shape.as_slice() {
+        return Err(format!("shape {:?}, the spec expects {:?}", view.shape(), want.shape));
+    }
+    let dims: Vec<i64> = want.shape.iter().map(|&d| d as i64).collect();
+    // libtorch copies `numel * element size` bytes without bounds checks: make sure they exist.
+    let numel: usize = want.shape.iter().product();
+    if view.data().len() != numel * kind.elt_size_in_bytes() {
+        return Err(format!("holds {} bytes, expected {}", view.data().len(), numel * kind.elt_size_in_bytes()));
+    }
+    let raw = Tensor::f_from_data_size(view.data(), &dims, kind).map_err(|e| e.to_string())?;
+    if want.role == TensorRole::Counter {
+        return Ok(raw);
+    }
+    let values = raw.to_kind(Kind::Float);
+    if values.isfinite().all().int64_value(&[]) == 0 {
+        return Err("contains NaN or Inf".to_string());
+    }
+    if want.role == TensorRole::RunningVariance && values.lt(0.0).any().int64_value(&[]) != 0 {
+        return Err("has negative entries (a variance cannot be negative)".to_string());
+    }
+    Ok(values)
+}

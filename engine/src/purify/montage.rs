@@ -1,0 +1,285 @@
+//! The trigger montage: a candidate trigger (an adjacency over `n` slots, plus node features for
+//! the slots where features do not derive from structure) written into existing graphs at chosen
+//! nodes. The chosen nodes' mutual edges are replaced by the trigger's; their edges to the rest
+//! of the graph stay. Nodes are never added or dropped, so a triggered graph aligns node by node
+//! with its clean original (Grad-CAM heat maps compare them).
+//!
+//! Everything is differentiable in the trigger: every slot pair becomes an edge carrying the
+//! trigger's (straight-through binarised) weight, and degree features are recomputed from the
+//! weighted adjacency through a straight-through one-hot, so the forward pass sees a graph that
+//! could occur while the backward pass reaches the trigger's continuous values.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::data::{FeatureSpec, Graph};
+use crate::{Error, Result};
+
+/// One leaf of a (possibly concatenated) feature spec and its column offset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeaturePart {
+    pub offset: usize,
+    pub spec: FeatureSpec,
+}
+
+impl FeaturePart {
+    pub fn dim(&self) -> usize {
+        self.spec.dim()
+    }
+
+    /// Structural parts are recomputed from the montaged adjacency; the others are generated.
+    pub fn is_structural(&self) -> bool {
+        matches!(self.spec, FeatureSpec::OneHotDegree { .. })
+    }
+}
+
+/// Flattens a feature spec into its leaves with their column offsets.
+pub fn feature_parts(spec: &FeatureSpec) -> Vec<FeaturePart> {
+    fn walk(spec: &FeatureSpec, offset: &mut usize, out: &mut Vec<FeaturePart>) {
+        match spec {
+            FeatureSpec::Concat { parts } => parts.iter().for_each(|p| walk(p, offset, out)),
+            leaf => {
+                out.push(FeaturePart { offset: *offset, spec: leaf.clone() });
+                *offset += leaf.dim();
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(spec, &mut 0, &mut out);
+    out
+}
+
+/// Width of the features a generator must produce per slot (the non-structural parts).
+pub fn generated_width(parts: &[FeaturePart]) -> usize {
+    parts.iter().filter(|p| !p.is_structural()).map(FeaturePart::dim).sum()
+}
+
+/// Number of unordered slot pairs of an `n`-slot trigger.
+pub fn num_pairs(n: usize) -> usize {
+    n * n.saturating_sub(1) / 2
+}
+
+/// The unordered slot pairs `(i, j)`, `i < j`, in the order trigger adjacency vectors use.
+pub fn slot_pairs(n: usize) -> Vec<(usize, usize)> {
+    let mut pairs = Vec::with_capacity(num_pairs(n));
+    for i in 0..n {
+        for j in i + 1..n {
+            pairs.push((i, j));
+        }
+    }
+    pairs
+}
+
+/// A batch of graphs with trigger slots placed, ready to take trigger values.
+pub struct MontageBatch {
+    pub num_graphs: i64,
+    pub num_nodes: i64,
+    pub slots: usize,
+    pub batch: Tensor,
+    pub labels: Tensor,
+    /// Features of the untouched graphs `[N, F]`.
+    base_x: Tensor,
+    /// Directed edges kept from the originals (both directions), `[2, E0]`.
+    kept_edges: Tensor,
+    /// Global endpoints of every placed slot pair, `[P]` each.
+    pair_src: Tensor,
+    pair_dst: Tensor,
+    /// Flat index `graph * num_pairs(slots) + pair` of every placed pair, `[P]`.
+    pair_flat: Tensor,
+    /// Flat index `pair` of every placed pair (for a trigger shared by all graphs), `[P]`.
+    pair_of: Tensor,
+    /// Original adjacency (0/1) among the placed slots, `[P]`.
+    pub original_pairs: Tensor,
+    /// Global node id of every placed slot, `[S]`.
+    slot_nodes: Tensor,
+    /// Flat index `graph * slots + slot` of every placed slot, `[S]`.
+    slot_flat: Tensor,
+    /// Slot index of every placed slot, `[S]`.
+    slot_of: Tensor,
+    /// Base features at the slots, zero-padded to `slots` rows per graph: `[B, slots * F]`,
+    /// the generator's input.
+    pub slot_input: Tensor,
+    parts: Vec<FeaturePart>,
+}
+
+impl MontageBatch {
+    /// Places an `n`-slot trigger into `graphs`: `placements[b]` lists the nodes of graph `b`
+    /// that take slots `0, 1, ...` (at most `n`; graphs smaller than the trigger take a prefix
+    /// of it).
+    pub fn build(
+        graphs: &[&Graph],
+        labels: &[usize],
+        placements: &[Vec<usize>],
+        n: usize,
+        features: &FeatureSpec,
+        device: Device,
+    ) -> Result<Self> {
+        if graphs.len() != placements.len() || graphs.len() != labels.len() {
+            return Err(Error::invalid("montage: graphs, labels and placements differ in length"));
+        }
+        if n < 2 {
+            return Err(Error::invalid("a trigger needs at least 2 nodes"));
+        }
+        let f = features.dim();
+        let npairs = num_pairs(n);
+        let mut x: Vec<f32> = Vec::new();
+        let mut batch = Vec::new();
+        let (mut kept_src, mut kept_dst) = (Vec::new(), Vec::new());
+        let (mut pair_src, mut pair_dst, mut pair_flat, mut pair_of, mut original) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut slot_nodes, mut slot_flat, mut slot_of) = (Vec::new(), Vec::new(), Vec::new());
+        let mut slot_input = vec![0f32; graphs.len() * n * f];
+        let mut offset = 0i64;
+        for (b, (g, nodes)) in graphs.iter().zip(placements).enumerate() {
+            if nodes.len() > n || nodes.iter().any(|&v| v >= g.num_nodes) {
+                return Err(Error::invalid(format!("montage: bad placement for graph {b}")));
+            }
+            let gx = features.node_features(g)?;
+            let mut slot_of_node = vec![usize::MAX; g.num_nodes];
+            for (s, &v) in nodes.iter().enumerate() {
+                if slot_of_node[v] != usize::MAX {
+                    return Err(Error::invalid(format!("montage: node {v} placed twice in graph {b}")));
+                }
+                slot_of_node[v] = s;
+                slot_nodes.push(offset + v as i64);
+                slot_flat.push((b * n + s) as i64);
+                slot_of.push(s as i64);
+                slot_input[(b * n + s) * f..(b * n + s + 1) * f].copy_from_slice(&gx[v * f..(v + 1) * f]);
+            }
+            let mut present = std::collections::HashSet::new();
+            for &(u, v) in &g.edges {
+                let (su, sv) = (slot_of_node[u as usize], slot_of_node[v as usize]);
+                if su != usize::MAX && sv != usize::MAX {
+                    present.insert((su.min(sv), su.max(sv)));
+                } else {
+                    let (u, v) = (offset + u as i64, offset + v as i64);
+                    kept_src.extend([u, v]);
+                    kept_dst.extend([v, u]);
+                }
+            }
+            for (p, (i, j)) in slot_pairs(n).into_iter().enumerate() {
+                if j < nodes.len() {
+                    pair_src.push(offset + nodes[i] as i64);
+                    pair_dst.push(offset + nodes[j] as i64);
+                    pair_flat.push((b * npairs + p) as i64);
+                    pair_of.push(p as i64);
+                    original.push(if present.contains(&(i, j)) { 1f32 } else { 0f32 });
+                }
+            }
+            x.extend_from_slice(&gx);
+            batch.extend(std::iter::repeat(b as i64).take(g.num_nodes));
+            offset += g.num_nodes as i64;
+        }
+        let long = |v: Vec<i64>| Tensor::from_slice(&v).to_device(device);
+        let kept_edges = if kept_src.is_empty() {
+            Tensor::zeros([2, 0], (Kind::Int64, device))
+        } else {
+            Tensor::stack(&[Tensor::from_slice(&kept_src), Tensor::from_slice(&kept_dst)], 0).to_device(device)
+        };
+        let labels: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+        Ok(MontageBatch {
+            num_graphs: graphs.len() as i64,
+            num_nodes: offset,
+            slots: n,
+            batch: long(batch),
+            labels: long(labels),
+            base_x: Tensor::from_slice(&x).view([offset, f as i64]).to_device(device),
+            kept_edges,
+            pair_src: long(pair_src),
+            pair_dst: long(pair_dst),
+            pair_flat: long(pair_flat),
+            pair_of: long(pair_of),
+            original_pairs: Tensor::from_slice(&original).to_device(device),
+            slot_nodes: long(slot_nodes),
+            slot_flat: long(slot_flat),
+            slot_of: long(slot_of),
+            slot_input: Tensor::from_slice(&slot_input).view([graphs.len() as i64, (n * f) as i64]).to_device(device),
+            parts: feature_parts(features),
+        })
+    }
+
+    /// Model inputs `(x, edge_index, edge_weight)` with the trigger written in.
+    ///
+    /// `adjacency` is either per graph `[B, num_pairs]` or shared `[num_pairs]`, values in
+    /// [0, 1] (binarise before calling for a graph that could occur). `slot_features`, per graph
+    /// `[B, slots, G]` or shared `[slots, G]` with `G` = [`generated_width`], replaces the
+    /// non-structural features of the slot nodes; `None` keeps the originals.
+    pub fn assemble(&self, adjacency: &Tensor, slot_features: Option<&Tensor>) -> (Tensor, Tensor, Tensor) {
+        let pair_weight = if adjacency.dim() == 1 {
+            adjacency.index_select(0, &self.pair_of)
+        } else {
+            adjacency.reshape([-1]).index_select(0, &self.pair_flat)
+        };
+        let device = self.base_x.device();
+        let kept = self.kept_edges.size()[1];
+        let edge_index = Tensor::cat(
+            &[
+                self.kept_edges.shallow_clone(),
+                Tensor::stack(&[&self.pair_src, &self.pair_dst], 0),
+                Tensor::stack(&[&self.pair_dst, &self.pair_src], 0),
+            ],
+            1,
+        );
+        let edge_weight = Tensor::cat(
+            &[Tensor::ones([kept], (Kind::Float, device)), pair_weight.shallow_clone(), pair_weight],
+            0,
+        );
+        let generated = slot_features.map(|sf| {
+            if sf.dim() == 2 {
+                sf.index_select(0, &self.slot_of)
+            } else {
+                let g = sf.size()[2];
+                sf.reshape([-1, g]).index_select(0, &self.slot_flat)
+            }
+        });
+        let mut columns = Vec::with_capacity(self.parts.len());
+        let mut generated_offset = 0i64;
+        for part in &self.parts {
+            let dim = part.dim() as i64;
+            match &part.spec {
+                FeatureSpec::OneHotDegree { max_degree } => {
+                    let degree = Tensor::zeros([self.num_nodes], (Kind::Float, device)).index_add(
+                        0,
+                        &edge_index.get(1),
+                        &edge_weight,
+                    );
+                    columns.push(straight_through_one_hot(&degree, *max_degree));
+                }
+                _ => {
+                    let base = self.base_x.narrow(1, part.offset as i64, dim);
+                    columns.push(match &generated {
+                        Some(gen) => base.index_copy(0, &self.slot_nodes, &gen.narrow(1, generated_offset, dim)),
+                        None => base,
+                    });
+                    generated_offset += dim;
+                }
+            }
+        }
+        (Tensor::cat(&columns, 1), edge_index, edge_weight)
+    }
+
+    /// Inputs for the clean graphs (the original adjacency among the slots, original features).
+    pub fn assemble_clean(&self) -> (Tensor, Tensor, Tensor) {
+        let (x, edge_index, edge_weight) = self.assemble(&self.original_pairs, None);
+        (x, edge_index, edge_weight)
+    }
+}
+
+/// One-hot encoding of (integer-valued) degrees with overflow into the last bucket, whose
+/// gradient flows to the degree through a soft assignment to nearby buckets.
+pub fn straight_through_one_hot(degree: &Tensor, max_degree: usize) -> Tensor {
+    let buckets = max_degree as i64 + 1;
+    let clamped = degree.clamp(0.0, max_degree as f64);
+    let hard = clamped.round().to_kind(Kind::Int64).one_hot(buckets).to_kind(Kind::Float);
+    let centres = Tensor::arange(buckets, (Kind::Float, degree.device()));
+    // Temperature 0.5: the soft assignment is concentrated on the nearest bucket but still
+    // tells the optimiser which way a fractional change in degree would move the encoding.
+    let soft = (-(clamped.unsqueeze(1) - centres.unsqueeze(0)).square() / 0.5).softmax(1, Kind::Float);
+    &hard + &soft - soft.detach()
+}
+
+/// Straight-through binarisation at 0.5: the forward pass sees 0/1, the backward pass the
+/// continuous values.
+pub fn straight_through_binary(soft: &Tensor) -> Tensor {
+    let hard = soft.ge(0.5).to_kind(Kind::Float);
+    &hard + soft - soft.detach()
+}

@@ -1,0 +1,199 @@
+//! The purification report (report.json): every number in it is measured on graphs that the
+//! recovery and unlearning never saw (the held-out part of the clean sample), or on an attack's
+//! evaluation sets when one is given. Field-by-field documentation: docs/report.md.
+
+use serde::{Deserialize, Serialize};
+
+use super::evidence::{self, TriggerEvidence};
+use super::montage::MontageBatch;
+use super::recovery::{random_placements, RecoveredTrigger, Trigger};
+use super::unlearn::{UnlearnOutcome, UnlearnSet};
+use super::PurifyConfig;
+use crate::metrics::{self, Evaluation};
+use crate::models::{GnnModel, ModelSpec};
+use crate::rng::rng_for;
+use crate::Result;
+
+pub const REPORT_FORMAT: &str = "gcleaner.report/v1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PurifyReport {
+    pub format: String,
+    /// SHA-256 of the input weights file, when purifying a file.
+    pub input_sha256: Option<String>,
+    pub spec: ModelSpec,
+    pub config: PurifyConfig,
+    pub sample: SampleInfo,
+    pub verdict: Verdict,
+    /// One candidate per trigger size tried.
+    pub candidates: Vec<Candidate>,
+    /// Index into `candidates` of the trigger that was judged (and unlearned).
+    pub selected: usize,
+    pub trigger: Trigger,
+    /// Absent when the model was returned unchanged (no backdoor evidence, no `force`).
+    pub unlearning: Option<UnlearnOutcome>,
+    pub holdout: HoldoutReport,
+    /// True ASR and accuracy on an attack's evaluation sets, when given.
+    pub attack: Option<AttackEvaluation>,
+    /// 2-D PCA of the clean sample's graph embeddings, clean and triggered, before and after.
+    pub projection: Option<Projection>,
+    pub timings: Timings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectedPoint {
+    pub x: f64,
+    pub y: f64,
+    pub triggered: bool,
+    pub label: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Projection {
+    pub before: Vec<ProjectedPoint>,
+    pub after: Vec<ProjectedPoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleInfo {
+    pub n_total: usize,
+    pub n_unlearning: usize,
+    pub n_holdout: usize,
+    pub class_counts: Vec<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub recovered: RecoveredTrigger,
+    pub evidence: TriggerEvidence,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub backdoor_evidence: bool,
+    pub evidence_score: f64,
+    pub threshold: f64,
+    pub suspected_target: usize,
+    pub model_changed: bool,
+    /// One sentence for people.
+    pub summary: String,
+}
+
+impl Verdict {
+    pub fn new(backdoor: bool, score: f64, threshold: f64, target: usize, changed: bool) -> Self {
+        let summary = match (backdoor, changed) {
+            (true, _) => format!(
+                "backdoor evidence: a recovered trigger sends graphs to class {target} (evidence {score:.2} >= {threshold:.2}); it was unlearned"
+            ),
+            (false, true) => format!(
+                "no backdoor evidence (evidence {score:.2} < {threshold:.2}); unlearning was forced"
+            ),
+            (false, false) => format!(
+                "no backdoor evidence (evidence {score:.2} < {threshold:.2}); the model is returned unchanged"
+            ),
+        };
+        Verdict { backdoor_evidence: backdoor, evidence_score: score, threshold, suspected_target: target, model_changed: changed, summary }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldoutMeasurement {
+    pub evaluation: Evaluation,
+    /// Conditional flip rate of the recovered trigger towards the suspected target.
+    pub flip_rate: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldoutReport {
+    pub before: HoldoutMeasurement,
+    pub after: HoldoutMeasurement,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttackEvaluation {
+    pub target_label: usize,
+    pub n_clean: usize,
+    pub n_triggered: usize,
+    pub asr_before: f64,
+    pub asr_after: f64,
+    pub clean_before: Evaluation,
+    pub clean_after: Evaluation,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub explain_s: f64,
+    pub recovery_s: f64,
+    pub unlearning_s: f64,
+    pub evaluation_s: f64,
+    pub total_s: f64,
+}
+
+/// Accuracy and trigger flip rate of `model` on the held-out clean graphs.
+pub fn measure_holdout(
+    model: &GnnModel,
+    holdout: &UnlearnSet,
+    trigger: &Trigger,
+    target: usize,
+    config: &PurifyConfig,
+) -> Result<HoldoutMeasurement> {
+    let num_classes = model.spec().num_classes;
+    if holdout.graphs.is_empty() {
+        return Ok(HoldoutMeasurement { evaluation: metrics::evaluate(&[], &[], num_classes), flip_rate: 0.0 });
+    }
+    let empty = vec![Vec::new(); holdout.graphs.len()];
+    let batch = MontageBatch::build(&holdout.graphs, &holdout.labels, &empty, 2, &model.spec().features, model.device())?;
+    let predicted = evidence::montage_predictions(model, &batch, None)?;
+    let evaluation = metrics::evaluate(&predicted, &holdout.labels, num_classes);
+    let count = config.unlearn.positions.max(1);
+    let mut rng = rng_for(config.seed, "holdout-report-positions");
+    let random = random_placements(&holdout.graphs, trigger.size, count, &mut rng);
+    let placements: Vec<Vec<Vec<usize>>> = (0..holdout.graphs.len())
+        .map(|g| {
+            let mut sets = vec![holdout.explainer_positions[g].clone()];
+            sets.extend(random[g * count..(g + 1) * count].iter().cloned());
+            sets
+        })
+        .collect();
+    let flip_rate = evidence::measure(model, &holdout.graphs, &placements, trigger, Some(target))?.flip_rate;
+    Ok(HoldoutMeasurement { evaluation, flip_rate })
+}
+
+/// Graph embeddings of `graphs`, clean and with `trigger` at `positions`, projected on their
+/// first two principal components.
+pub fn project_embeddings(
+    model: &GnnModel,
+    graphs: &[&crate::data::Graph],
+    labels: &[usize],
+    positions: &[Vec<usize>],
+    trigger: &Trigger,
+) -> Result<Vec<ProjectedPoint>> {
+    use crate::models::GraphInput;
+    use tch::{Device, Kind, Tensor};
+    let device = model.device();
+    let batch = MontageBatch::build(graphs, labels, positions, trigger.size, &model.spec().features, device)?;
+    let embeddings = tch::no_grad(|| {
+        let run = |(x, ei, ew): (Tensor, Tensor, Tensor)| {
+            let input = GraphInput { x: &x, edge_index: &ei, edge_weight: Some(&ew), batch: &batch.batch, num_graphs: batch.num_graphs };
+            model.forward_t(&input, false).embedding
+        };
+        let clean = run(batch.assemble_clean());
+        let triggered = run(batch.assemble(&trigger.adjacency(device), trigger.features(device).as_ref()));
+        Tensor::cat(&[clean, triggered], 0).to_device(Device::Cpu).to_kind(Kind::Double)
+    });
+    let centred = &embeddings - embeddings.mean_dim([0i64].as_slice(), true, Kind::Double);
+    let (_, _, vh) = Tensor::f_linalg_svd(&centred, false, "")?;
+    let components = vh.narrow(0, 0, 2.min(vh.size()[0])).tr();
+    let coords = centred.matmul(&components);
+    let cols = coords.size()[1] as usize;
+    let flat = Vec::<f64>::try_from(coords.contiguous().view([-1]))?;
+    let n = graphs.len();
+    Ok((0..2 * n)
+        .map(|i| ProjectedPoint {
+            x: flat[i * cols],
+            y: if cols > 1 { flat[i * cols + 1] } else { 0.0 },
+            triggered: i >= n,
+            label: labels[i % n],
+        })
+        .collect())
+}

@@ -1,0 +1,321 @@
+//! Unlearning a recovered trigger.
+//!
+//! Two modes. `Paper` is the loss as published: a teacher (the model fine-tuned on the clean
+//! sample) anchors the student's clean logits, triggered logits are pulled to clean ones, and
+//! Grad-CAM heat maps of triggered graphs are pulled to those of their clean originals. `Robust`
+//! (the default) replaces the consistency terms by cross-entropy of triggered clean graphs with
+//! their true labels, up-weights graphs whose label is not the suspected target (they carry the
+//! signal), and trains only the last conv block and the head. Both montage the trigger at the
+//! explainer's positions plus fresh random node sets every epoch, keep BatchNorm in evaluation
+//! mode, and roll back when a class's recall collapses.
+
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use tch::nn::OptimizerConfig;
+use tch::{nn, Kind, Tensor};
+
+use super::evidence;
+use super::montage::MontageBatch;
+use super::recovery::{random_placements, Trigger};
+use crate::data::Graph;
+use crate::explain::gradcam::heat_maps;
+use crate::metrics;
+use crate::models::{GnnModel, GraphInput};
+use crate::progress::{Progress, ProgressEvent};
+use crate::rng::rng_for;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnlearnMode {
+    Robust,
+    Paper,
+}
+
+impl std::str::FromStr for UnlearnMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "robust" => Ok(UnlearnMode::Robust),
+            "paper" => Ok(UnlearnMode::Paper),
+            other => Err(format!("unknown unlearning mode {other:?} (expected robust or paper)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnlearnConfig {
+    pub mode: UnlearnMode,
+    pub epochs: usize,
+    pub lr: f64,
+    pub batch_size: usize,
+    /// Random node sets per graph, re-sampled every epoch, besides the explainer's positions.
+    pub positions: usize,
+    /// Weight of the heat-map term (paper mode).
+    pub lambda: f64,
+    /// Fine-tuning epochs of the teacher on the clean sample.
+    pub teacher_epochs: usize,
+    /// Weight of the cross-entropy terms (robust mode).
+    pub ce_weight: f64,
+    /// Extra weight of graphs whose label is not the suspected target (robust mode).
+    pub non_target_weight: f64,
+    /// Roll back when a class's recall falls by more than this (absolute) below its start.
+    pub collapse_drop: f64,
+}
+
+impl Default for UnlearnConfig {
+    fn default() -> Self {
+        UnlearnConfig {
+            mode: UnlearnMode::Robust,
+            epochs: 30,
+            lr: 0.001,
+            batch_size: 64,
+            positions: 10,
+            lambda: 0.5,
+            teacher_epochs: 20,
+            ce_weight: 3.0,
+            non_target_weight: 6.0,
+            collapse_drop: 0.3,
+        }
+    }
+}
+
+/// The clean graphs unlearning sees, with their labels and the explainer's trigger positions.
+pub struct UnlearnSet<'a> {
+    pub graphs: Vec<&'a Graph>,
+    pub labels: Vec<usize>,
+    pub explainer_positions: Vec<Vec<usize>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnlearnEpoch {
+    pub epoch: usize,
+    pub loss: f64,
+    /// Accuracy on the held-out clean graphs after the epoch.
+    pub holdout_accuracy: f64,
+    /// Conditional flip rate of the recovered trigger on held-out graphs after the epoch.
+    pub holdout_flip_rate: f64,
+    /// Lowest per-class recall change (vs. the start) over held-out and training graphs.
+    pub worst_recall_drop: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnlearnOutcome {
+    pub history: Vec<UnlearnEpoch>,
+    /// Set when the collapse guard restored an earlier epoch's weights.
+    pub rolled_back_to_epoch: Option<usize>,
+}
+
+/// Names of the variables robust mode trains: the last conv block (and its BatchNorm) and the
+/// head.
+fn robust_trainable(name: &str, num_layers: usize) -> bool {
+    let last_conv = format!("conv{num_layers}.");
+    let last_bn = format!("bn{num_layers}.");
+    name.starts_with(&last_conv) || name.starts_with(&last_bn) || name.starts_with("fc1.") || name.starts_with("fc2.")
+}
+
+/// Class weights inversely proportional to class frequency in `labels` (classes absent get 0).
+fn class_weights(labels: &[usize], num_classes: usize) -> Vec<f64> {
+    let mut counts = vec![0usize; num_classes];
+    labels.iter().for_each(|&l| counts[l] += 1);
+    let present = counts.iter().filter(|&&c| c > 0).count().max(1) as f64;
+    counts.iter().map(|&c| if c == 0 { 0.0 } else { labels.len() as f64 / (present * c as f64) }).collect()
+}
+
+/// Weighted mean negative log-likelihood.
+fn weighted_nll(log_probs: &Tensor, labels: &Tensor, weights: &Tensor) -> Tensor {
+    let nll = -log_probs.gather(1, &labels.unsqueeze(1), false).squeeze_dim(1);
+    (nll * weights).sum(Kind::Float) / weights.sum(Kind::Float).clamp_min(1e-8)
+}
+
+fn forward(model: &GnnModel, batch: &MontageBatch, inputs: &(Tensor, Tensor, Tensor)) -> crate::models::ForwardOutput {
+    let (x, ei, ew) = inputs;
+    let input = GraphInput { x, edge_index: ei, edge_weight: Some(ew), batch: &batch.batch, num_graphs: batch.num_graphs };
+    model.forward_t(&input, false)
+}
+
+/// Fine-tunes a copy of `model` on the clean graphs with cross-entropy: the teacher.
+fn fine_tuned_teacher(model: &GnnModel, set: &UnlearnSet, config: &UnlearnConfig) -> Result<GnnModel> {
+    let teacher = model.try_clone()?;
+    let device = model.device();
+    let empty = vec![Vec::new(); set.graphs.len()];
+    let batch = MontageBatch::build(&set.graphs, &set.labels, &empty, 2, &model.spec().features, device)?;
+    let clean = batch.assemble_clean();
+    let mut opt = nn::Adam::default().build(teacher.var_store(), config.lr)?;
+    for _ in 0..config.teacher_epochs {
+        let out = forward(&teacher, &batch, &clean);
+        opt.backward_step(&out.log_probs.nll_loss(&batch.labels));
+    }
+    Ok(teacher)
+}
+
+/// Per-class recall of `model` on clean graphs.
+fn clean_recall(model: &GnnModel, graphs: &[&Graph], labels: &[usize]) -> Result<(Vec<f64>, Vec<usize>, f64)> {
+    if graphs.is_empty() {
+        return Ok((Vec::new(), Vec::new(), 0.0));
+    }
+    let device = model.device();
+    let empty = vec![Vec::new(); graphs.len()];
+    let batch = MontageBatch::build(graphs, labels, &empty, 2, &model.spec().features, device)?;
+    let predicted = evidence::montage_predictions(model, &batch, None)?;
+    let e = metrics::evaluate(&predicted, labels, model.spec().num_classes);
+    Ok((e.per_class.iter().map(|c| c.recall).collect(), e.per_class.iter().map(|c| c.support).collect(), e.accuracy))
+}
+
+/// Largest fall of any class's recall (with at least 2 graphs) relative to `start`.
+fn worst_drop(start: &[f64], now: &[f64], support: &[usize]) -> f64 {
+    start.iter().zip(now).zip(support).filter(|(_, &s)| s >= 2).map(|((a, b), _)| a - b).fold(0.0, f64::max)
+}
+
+/// Unlearns `trigger` from `model` in place, using `train` for the loss and `holdout` only to
+/// monitor (accuracy, flip rate, collapse guard).
+#[allow(clippy::too_many_arguments)]
+pub fn unlearn(
+    model: &mut GnnModel,
+    train: &UnlearnSet,
+    holdout: &UnlearnSet,
+    trigger: &Trigger,
+    target: usize,
+    config: &UnlearnConfig,
+    seed: u64,
+    progress: &mut dyn Progress,
+) -> Result<UnlearnOutcome> {
+    if train.graphs.is_empty() {
+        return Err(Error::invalid("unlearning needs at least one clean graph"));
+    }
+    let spec = model.spec().clone();
+    let device = model.device();
+    tch::manual_seed(seed as i64);
+    let teacher = fine_tuned_teacher(model, train, config)?;
+
+    let variables = model.var_store().variables();
+    for (name, var) in &variables {
+        let trainable = match config.mode {
+            UnlearnMode::Robust => robust_trainable(name, spec.num_layers),
+            UnlearnMode::Paper => true,
+        };
+        // Running statistics are buffers, never trained.
+        if !name.ends_with("running_mean") && !name.ends_with("running_var") && !name.ends_with("num_batches_tracked") {
+            let _ = var.shallow_clone().set_requires_grad(trainable);
+        }
+    }
+    let mut opt = nn::Adam::default().build(model.var_store(), config.lr)?;
+
+    let class_w = class_weights(&train.labels, spec.num_classes);
+    let trigger_adj = trigger.adjacency(device);
+    let trigger_feat = trigger.features(device);
+    let mut rng = rng_for(seed, "unlearning-positions");
+    let holdout_positions = holdout_placements(holdout, trigger.size, config.positions, seed);
+
+    let (start_train_recall, train_support, _) = clean_recall(model, &train.graphs, &train.labels)?;
+    let (start_hold_recall, hold_support, _) = clean_recall(model, &holdout.graphs, &holdout.labels)?;
+    let mut snapshot = model.try_clone()?;
+    let mut snapshot_epoch = 0usize;
+    let mut history = Vec::with_capacity(config.epochs);
+    let mut rolled_back_to_epoch = None;
+
+    for epoch in 0..config.epochs {
+        // Every graph at its explainer positions plus fresh random node sets.
+        let mut copies: Vec<(usize, Vec<usize>)> = Vec::new();
+        let random = random_placements(&train.graphs, trigger.size, config.positions, &mut rng);
+        for g in 0..train.graphs.len() {
+            copies.push((g, train.explainer_positions[g].clone()));
+            for k in 0..config.positions {
+                copies.push((g, random[g * config.positions + k].clone()));
+            }
+        }
+        copies.shuffle(&mut rng);
+        let mut loss_sum = 0.0;
+        let mut steps = 0usize;
+        for chunk in copies.chunks(config.batch_size.max(1)) {
+            let graphs: Vec<&Graph> = chunk.iter().map(|(g, _)| train.graphs[*g]).collect();
+            let labels: Vec<usize> = chunk.iter().map(|(g, _)| train.labels[*g]).collect();
+            let places: Vec<Vec<usize>> = chunk.iter().map(|(_, p)| p.clone()).collect();
+            let batch = MontageBatch::build(&graphs, &labels, &places, trigger.size, &spec.features, device)?;
+            let clean_in = batch.assemble_clean();
+            let triggered_in = batch.assemble(&trigger_adj, trigger_feat.as_ref());
+            let teacher_logits = tch::no_grad(|| forward(&teacher, &batch, &clean_in).logits);
+            let clean_out = forward(model, &batch, &clean_in);
+            let trig_out = forward(model, &batch, &triggered_in);
+            let loss = match config.mode {
+                UnlearnMode::Robust => {
+                    let cw: Vec<f32> = labels.iter().map(|&l| class_w[l] as f32).collect();
+                    let tw: Vec<f32> = labels
+                        .iter()
+                        .map(|&l| (class_w[l] * (1.0 + config.non_target_weight * f64::from(u8::from(l != target)))) as f32)
+                        .collect();
+                    let cw = Tensor::from_slice(&cw).to_device(device);
+                    let tw = Tensor::from_slice(&tw).to_device(device);
+                    clean_out.logits.mse_loss(&teacher_logits, tch::Reduction::Mean)
+                        + weighted_nll(&trig_out.log_probs, &batch.labels, &tw) * config.ce_weight
+                        + weighted_nll(&clean_out.log_probs, &batch.labels, &cw) * config.ce_weight
+                }
+                UnlearnMode::Paper => {
+                    let clean_maps = heat_maps(&clean_out, &batch.labels, &batch.batch, batch.num_graphs);
+                    let trig_maps = heat_maps(&trig_out, &batch.labels, &batch.batch, batch.num_graphs);
+                    let heat: Tensor = clean_maps
+                        .iter()
+                        .zip(&trig_maps)
+                        .map(|(c, t)| t.mse_loss(c, tch::Reduction::Mean))
+                        .fold(Tensor::zeros([], (Kind::Float, device)), |acc, l| acc + l);
+                    trig_out.logits.mse_loss(&clean_out.logits, tch::Reduction::Mean)
+                        + clean_out.logits.mse_loss(&teacher_logits, tch::Reduction::Mean)
+                        + heat * config.lambda
+                }
+            };
+            opt.backward_step(&loss);
+            loss_sum += loss.double_value(&[]);
+            steps += 1;
+        }
+
+        let (train_recall, _, _) = clean_recall(model, &train.graphs, &train.labels)?;
+        let (hold_recall, _, hold_acc) = clean_recall(model, &holdout.graphs, &holdout.labels)?;
+        let drop = worst_drop(&start_train_recall, &train_recall, &train_support)
+            .max(worst_drop(&start_hold_recall, &hold_recall, &hold_support));
+        let flip = if holdout.graphs.is_empty() {
+            0.0
+        } else {
+            evidence::measure(model, &holdout.graphs, &holdout_positions, trigger, Some(target))?.flip_rate
+        };
+        history.push(UnlearnEpoch {
+            epoch: epoch + 1,
+            loss: loss_sum / steps.max(1) as f64,
+            holdout_accuracy: hold_acc,
+            holdout_flip_rate: flip,
+            worst_recall_drop: drop,
+        });
+        if drop > config.collapse_drop {
+            model.var_store_mut().copy(snapshot.var_store())?;
+            rolled_back_to_epoch = Some(snapshot_epoch);
+            break;
+        }
+        snapshot = model.try_clone()?;
+        snapshot_epoch = epoch + 1;
+        if !progress.step(ProgressEvent {
+            phase: "unlearning",
+            step: epoch + 1,
+            total: config.epochs,
+            message: format!("loss {:.4} holdout acc {:.3} flip {:.3}", loss_sum / steps.max(1) as f64, hold_acc, flip),
+        }) {
+            return Err(Error::Cancelled);
+        }
+    }
+    for var in model.var_store().variables().values() {
+        let _ = var.shallow_clone().set_requires_grad(false);
+    }
+    Ok(UnlearnOutcome { history, rolled_back_to_epoch })
+}
+
+/// The explainer-free placements used to monitor the held-out graphs: fixed random node sets.
+fn holdout_placements(holdout: &UnlearnSet, size: usize, count: usize, seed: u64) -> Vec<Vec<Vec<usize>>> {
+    let mut rng = rng_for(seed, "holdout-positions");
+    let flat = random_placements(&holdout.graphs, size, count.max(1), &mut rng);
+    (0..holdout.graphs.len())
+        .map(|g| {
+            let mut sets = vec![holdout.explainer_positions.get(g).cloned().unwrap_or_default()];
+            sets.extend(flat[g * count.max(1)..(g + 1) * count.max(1)].iter().cloned());
+            sets.retain(|s| s.len() >= 2.min(holdout.graphs[g].num_nodes));
+            sets
+        })
+        .collect()
+}

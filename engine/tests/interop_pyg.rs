@@ -1,0 +1,156 @@
+//! Interop with PyTorch Geometric: tests/interop/pyg_reference.py builds the four published
+//! architectures in PyG, saves random and briefly trained weights as safetensors (spec embedded)
+//! and records PyG's log-probabilities on random graphs; every file must load here and give the
+//! same log-probabilities within 1e-4.
+//!
+//! Skipped, with the reason printed, when the venv or torch_geometric is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gcleaner_engine::models::{GnnModel, GraphInput};
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+
+const TOLERANCE: f64 = 1e-4;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The venv's python when it can import torch_geometric and safetensors, or why not.
+fn reference_python() -> Result<PathBuf, String> {
+    let python = repo_root().join(".venv/bin/python");
+    if !python.exists() {
+        return Err(format!("{} not found (run `make setup`)", python.display()));
+    }
+    let probe = Command::new(&python)
+        .args(["-c", "import torch_geometric, safetensors"])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if !probe.status.success() {
+        return Err(format!(
+            "torch_geometric/safetensors not importable ({}); `make test` installs them",
+            String::from_utf8_lossy(&probe.stderr).lines().last().unwrap_or("")
+        ));
+    }
+    Ok(python)
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The batch exactly as the script builds it: node attributes stacked, per graph its edges and
+/// then the same edges reversed, offsets by node count.
+struct Batch {
+    x: Tensor,
+    edge_index: Tensor,
+    batch: Tensor,
+    num_graphs: i64,
+}
+
+fn build_batch(graphs: &[Value], edge_weights: Option<&[Value]>) -> (Batch, Option<Tensor>) {
+    let (mut x, mut src, mut dst, mut batch) = (Vec::<f32>::new(), Vec::<i64>::new(), Vec::<i64>::new(), Vec::<i64>::new());
+    let mut weights = Vec::<f32>::new();
+    let mut offset = 0i64;
+    for (gi, g) in graphs.iter().enumerate() {
+        let n = g["num_nodes"].as_i64().expect("num_nodes");
+        for row in g["node_attributes"].as_array().expect("node_attributes") {
+            x.extend(row.as_array().expect("row").iter().map(|v| v.as_f64().expect("attr") as f32));
+        }
+        let edges: Vec<(i64, i64)> = g["edges"]
+            .as_array()
+            .expect("edges")
+            .iter()
+            .map(|e| (e[0].as_i64().expect("u") + offset, e[1].as_i64().expect("v") + offset))
+            .collect();
+        src.extend(edges.iter().map(|e| e.0).chain(edges.iter().map(|e| e.1)));
+        dst.extend(edges.iter().map(|e| e.1).chain(edges.iter().map(|e| e.0)));
+        if let Some(w) = edge_weights {
+            let w: Vec<f32> = w[gi].as_array().expect("weights").iter().map(|v| v.as_f64().expect("w") as f32).collect();
+            assert_eq!(w.len(), edges.len());
+            weights.extend(w.iter().chain(w.iter()));
+        }
+        batch.extend(std::iter::repeat(gi as i64).take(n as usize));
+        offset += n;
+    }
+    let dim = x.len() as i64 / offset;
+    let e = src.len() as i64;
+    let input = Batch {
+        x: Tensor::from_slice(&x).view([offset, dim]),
+        edge_index: Tensor::cat(&[Tensor::from_slice(&src), Tensor::from_slice(&dst)], 0).view([2, e]),
+        batch: Tensor::from_slice(&batch),
+        num_graphs: graphs.len() as i64,
+    };
+    (input, edge_weights.map(|_| Tensor::from_slice(&weights)))
+}
+
+fn max_abs_diff(actual: &Tensor, expected: &Value) -> f64 {
+    let rows = expected.as_array().expect("log_probs rows");
+    let flat: Vec<f32> =
+        rows.iter().flat_map(|r| r.as_array().expect("row").iter().map(|v| v.as_f64().expect("value") as f32)).collect();
+    let expected = Tensor::from_slice(&flat).view([rows.len() as i64, -1]);
+    assert_eq!(actual.size(), expected.size(), "log_probs shape");
+    (actual - expected).abs().max().double_value(&[])
+}
+
+#[test]
+fn pyg_saved_models_predict_the_same_log_probabilities() {
+    let python = match reference_python() {
+        Ok(p) => p,
+        Err(reason) => {
+            eprintln!("skipping PyG interop test: {reason}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = repo_root().join("tests/interop/pyg_reference.py");
+    let run = Command::new(&python).arg(&script).arg("--out").arg(dir.path()).output().expect("run reference script");
+    assert!(run.status.success(), "{} failed:\n{}", script.display(), String::from_utf8_lossy(&run.stderr));
+
+    let expected = read_json(&dir.path().join("expected.json"));
+    let graphs_doc = read_json(&dir.path().join("graphs.json"));
+    assert_eq!(graphs_doc["format"], "gcleaner.graphs/v1");
+    let graphs = graphs_doc["graphs"].as_array().expect("graphs");
+    let cases = expected["cases"].as_array().expect("cases");
+    assert!(cases.len() >= 8, "expected random and trained cases for four architectures");
+
+    let mut failures = Vec::new();
+    let mut seen_archs = std::collections::BTreeSet::new();
+    for case in cases {
+        let name = case["name"].as_str().expect("name");
+        seen_archs.insert(case["arch"].as_str().expect("arch").to_string());
+        let path = dir.path().join(case["weights"].as_str().expect("weights"));
+        let loaded = GnnModel::load(&path, None, Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let want_ignored: Vec<String> =
+            case["ignored_tensors"].as_array().expect("ignored").iter().map(|v| v.as_str().expect("name").to_string()).collect();
+        assert_eq!(loaded.ignored_tensors, want_ignored, "{name}: ignored tensors");
+
+        let weights = case["edge_weights"].as_array().map(|w| w.as_slice());
+        let (b, edge_weight) = build_batch(graphs, weights);
+        let mut input = GraphInput::new(&b.x, &b.edge_index, &b.batch, b.num_graphs);
+        if let Some(w) = &edge_weight {
+            input = input.with_edge_weight(w);
+        }
+        let model = loaded.model;
+        let eval = tch::no_grad(|| model.try_forward_t(&input, false)).expect("forward");
+        assert_eq!(eval.log_probs.kind(), Kind::Float);
+        let diff = max_abs_diff(&eval.log_probs, &case["log_probs"]);
+        println!("{name}: eval max |diff| = {diff:.3e}");
+        if !(diff <= TOLERANCE) {
+            failures.push(format!("{name} (eval): {diff:.3e}"));
+        }
+        if !case["train_log_probs"].is_null() {
+            let train = tch::no_grad(|| model.forward_t(&input, true));
+            let diff = max_abs_diff(&train.log_probs, &case["train_log_probs"]);
+            println!("{name}: train-mode max |diff| = {diff:.3e}");
+            if !(diff <= TOLERANCE) {
+                failures.push(format!("{name} (train mode): {diff:.3e}"));
+            }
+        }
+    }
+    assert_eq!(seen_archs.len(), 4, "all four architectures covered: {seen_archs:?}");
+    assert!(failures.is_empty(), "log-probabilities differ from PyG by more than {TOLERANCE}: {failures:?}");
+}
