@@ -24,7 +24,12 @@ impl SageConv {
     pub fn new(p: &nn::Path, in_dim: i64, out_dim: i64) -> SageConv {
         SageConv {
             lin_l: torch_linear(p / "lin_l", in_dim, out_dim),
-            lin_r: nn::linear(p / "lin_r", in_dim, out_dim, nn::LinearConfig { bias: false, ..Default::default() }),
+            lin_r: nn::linear(
+                p / "lin_r",
+                in_dim,
+                out_dim,
+                nn::LinearConfig { bias: false, ..Default::default() },
+            ),
         }
     }
 
@@ -55,7 +60,8 @@ impl Sage {
     }
 
     pub fn forward_layers(&self, x: &Tensor, edges: &Edges, train: bool) -> Vec<Tensor> {
-        let inv_count = counts(&edges.dst, edges.num_nodes, x.kind()).clamp_min(1.0).reciprocal().unsqueeze(1);
+        let inv_count =
+            counts(&edges.dst, edges.num_nodes, x.kind()).clamp_min(1.0).reciprocal().unsqueeze(1);
         let mut outputs: Vec<Tensor> = Vec::with_capacity(self.convs.len());
         for (conv, bn) in self.convs.iter().zip(&self.bns) {
             let input = outputs.last().unwrap_or(x);
@@ -100,7 +106,10 @@ mod tests {
             input = input.with_edge_weight(w);
         }
         let edges = Edges::new(&input);
-        let inv = counts(&edges.dst, edges.num_nodes, Kind::Float).clamp_min(1.0).reciprocal().unsqueeze(1);
+        let inv = counts(&edges.dst, edges.num_nodes, Kind::Float)
+            .clamp_min(1.0)
+            .reciprocal()
+            .unsqueeze(1);
         conv.forward(&g.x, &edges, &inv)
     }
 
@@ -109,7 +118,11 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let conv = conv(&vs);
         // means: 2, (1 + 3) / 2 = 2, 2
-        assert_close(&run(&conv, &TinyBatch::path3(), None), &[4.0 + 1.0 + 3.0, 4.0 + 1.0 + 6.0, 4.0 + 1.0 + 9.0], 1e-6);
+        assert_close(
+            &run(&conv, &TinyBatch::path3(), None),
+            &[4.0 + 1.0 + 3.0, 4.0 + 1.0 + 6.0, 4.0 + 1.0 + 9.0],
+            1e-6,
+        );
     }
 
     #[test]
@@ -118,13 +131,21 @@ mod tests {
         let conv = conv(&vs);
         let w = symmetric_weights(&[0.5, 2.0]);
         // means: 0.5 * 2 = 1, (0.5 * 1 + 2 * 3) / 2 = 3.25, 2 * 2 = 4
-        assert_close(&run(&conv, &TinyBatch::path3(), Some(&w)), &[2.0 + 1.0 + 3.0, 6.5 + 1.0 + 6.0, 8.0 + 1.0 + 9.0], 1e-6);
+        assert_close(
+            &run(&conv, &TinyBatch::path3(), Some(&w)),
+            &[2.0 + 1.0 + 3.0, 6.5 + 1.0 + 6.0, 8.0 + 1.0 + 9.0],
+            1e-6,
+        );
     }
 
     #[test]
     fn sage_conv_of_an_isolated_node_has_a_zero_mean() {
         let vs = nn::VarStore::new(Device::Cpu);
         let conv = conv(&vs);
-        assert_close(&run(&conv, &TinyBatch::new(&[(1, vec![])], &[5.0]), None), &[1.0 + 15.0], 1e-6);
+        assert_close(
+            &run(&conv, &TinyBatch::new(&[(1, vec![])], &[5.0]), None),
+            &[1.0 + 15.0],
+            1e-6,
+        );
     }
 }
