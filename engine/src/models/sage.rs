@@ -116,15 +116,7 @@ mod tests {
             input = input.with_edge_weight(w);
         }
         let edges = Edges::new(&input);
-<<<<<<< HEAD
         conv.forward(&g.x, &edges, &mean_normaliser(&edges, Kind::Float))
-=======
-        let inv = counts(&edges.dst, edges.num_nodes, Kind::Float)
-            .clamp_min(1.0)
-            .reciprocal()
-            .unsqueeze(1);
-        conv.forward(&g.x, &edges, &inv)
->>>>>>> models
     }
 
     #[test]
@@ -144,7 +136,6 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let conv = conv(&vs);
         let w = symmetric_weights(&[0.5, 2.0]);
-<<<<<<< HEAD
         // means: 0.5 * 2 / max(1, 0.5) = 1, (0.5 * 1 + 2 * 3) / 2.5 = 2.6, 2 * 2 / 2 = 2
         assert_close(&run(&conv, &TinyBatch::path3(), Some(&w)), &[2.0 + 1.0 + 3.0, 5.2 + 1.0 + 6.0, 4.0 + 1.0 + 9.0], 1e-6);
     }
@@ -158,14 +149,6 @@ mod tests {
         let with_zero = run(&conv, &TinyBatch::path3(), Some(&w));
         let without = run(&conv, &TinyBatch::new(&[(3, vec![(0, 1)])], &[1.0, 2.0, 3.0]), None);
         assert_eq!(Vec::<f32>::try_from(with_zero.view([-1])).unwrap(), Vec::<f32>::try_from(without.view([-1])).unwrap());
-=======
-        // means: 0.5 * 2 = 1, (0.5 * 1 + 2 * 3) / 2 = 3.25, 2 * 2 = 4
-        assert_close(
-            &run(&conv, &TinyBatch::path3(), Some(&w)),
-            &[2.0 + 1.0 + 3.0, 6.5 + 1.0 + 6.0, 8.0 + 1.0 + 9.0],
-            1e-6,
-        );
->>>>>>> models
     }
 
     #[test]
