@@ -2,9 +2,10 @@
 //! normalise -> ReLU].
 //!
 //! GATConv: `z = W x`; score of edge `j -> i` is `LeakyReLU_0.2(a_src . z_j + a_dst . z_i)`;
-//! softmax over the edges entering `i`, self-loop included; `out_i = sum_j alpha_ji w_ji z_j + b`.
-//! The edge weight multiplies the coefficient after the softmax (self-loops weigh 1), so at
-//! w = 1 this is PyG's `GATConv(heads=1)`. PyG names: `conv{i}.lin.weight`, `conv{i}.att_src`,
+//! softmax over the edges entering `i`, self-loop included, each term scaled by the edge weight
+//! before normalising (`alpha_ji = w_ji exp(e_ji) / sum_k w_ki exp(e_ki)`, self-loops weigh 1);
+//! `out_i = sum_j alpha_ji z_j + b`. At w = 1 this is PyG's `GATConv(heads=1)`, and an edge of
+//! weight 0 is exactly an absent edge, which the trigger montage relies on. PyG names: `conv{i}.lin.weight`, `conv{i}.att_src`,
 //! `conv{i}.att_dst` (both `[1, 1, h]`), `conv{i}.bias`.
 
 use tch::{nn, nn::Module, Kind, Tensor};
@@ -12,7 +13,7 @@ use tch::{nn, nn::Module, Kind, Tensor};
 use super::edges::Edges;
 use super::init::{glorot, glorot_linear_no_bias};
 use super::normalize::l2_normalize_rows;
-use super::scatter::{scatter_sum, segment_softmax};
+use super::scatter::{scatter_sum, segment_softmax, weighted_segment_softmax};
 use super::weights::ExpectedTensor;
 use super::ModelSpec;
 
@@ -30,10 +31,9 @@ impl EdgesWithSelfLoops {
     pub fn new(edges: &Edges, kind: Kind) -> EdgesWithSelfLoops {
         let device = edges.src.device();
         let nodes = Tensor::arange(edges.num_nodes, (Kind::Int64, device));
-        let weight = edges
-            .weight
-            .as_ref()
-            .map(|w| Tensor::cat(&[w.shallow_clone(), Tensor::ones([edges.num_nodes], (kind, device))], 0));
+        let weight = edges.weight.as_ref().map(|w| {
+            Tensor::cat(&[w.shallow_clone(), Tensor::ones([edges.num_nodes], (kind, device))], 0)
+        });
         EdgesWithSelfLoops {
             src: Tensor::cat(&[&edges.src, &nodes], 0),
             dst: Tensor::cat(&[&edges.dst, &nodes], 0),
@@ -68,10 +68,9 @@ impl GatConv {
         let score_dst = (z * self.att_dst.view([1, h])).sum_dim_intlist(-1, false, None::<Kind>);
         let raw = score_src.index_select(0, &edges.src) + score_dst.index_select(0, &edges.dst);
         let leaky = raw.maximum(&(&raw * NEGATIVE_SLOPE));
-        let alpha = segment_softmax(&leaky, &edges.dst, edges.num_nodes);
         match &edges.weight {
-            Some(w) => alpha * w,
-            None => alpha,
+            Some(w) => weighted_segment_softmax(&leaky, w, &edges.dst, edges.num_nodes),
+            None => segment_softmax(&leaky, &edges.dst, edges.num_nodes),
         }
     }
 
@@ -141,10 +140,10 @@ mod tests {
         c
     }
 
-    /// sum_k softmax(scores)_k * weight_k * value_k
+    /// sum_k w_k exp(s_k) v_k / sum_k w_k exp(s_k)
     fn attend(scores: &[f64], weights: &[f64], values: &[f64]) -> f64 {
-        let total: f64 = scores.iter().map(|s| s.exp()).sum();
-        scores.iter().zip(weights).zip(values).map(|((s, w), v)| s.exp() / total * w * v).sum()
+        let total: f64 = scores.iter().zip(weights).map(|(s, w)| w * s.exp()).sum();
+        scores.iter().zip(weights).zip(values).map(|((s, w), v)| w * s.exp() / total * v).sum()
     }
 
     #[test]
@@ -169,7 +168,7 @@ mod tests {
     }
 
     #[test]
-    fn gat_conv_multiplies_coefficients_by_edge_weights_after_the_softmax() {
+    fn gat_conv_weights_the_softmax_terms_by_edge_weights() {
         let vs = nn::VarStore::new(Device::Cpu);
         let conv = conv(&vs);
         let g = TinyBatch::path3();

@@ -10,7 +10,7 @@ use tch::{nn, nn::Module, Tensor};
 use super::batch_norm::{self, BatchNorm1d};
 use super::edges::Edges;
 use super::init::torch_linear;
-use super::scatter::counts;
+use super::scatter::{counts, scatter_sum};
 use super::weights::ExpectedTensor;
 use super::ModelSpec;
 
@@ -24,15 +24,31 @@ impl SageConv {
     pub fn new(p: &nn::Path, in_dim: i64, out_dim: i64) -> SageConv {
         SageConv {
             lin_l: torch_linear(p / "lin_l", in_dim, out_dim),
-            lin_r: nn::linear(p / "lin_r", in_dim, out_dim, nn::LinearConfig { bias: false, ..Default::default() }),
+            lin_r: nn::linear(
+                p / "lin_r",
+                in_dim,
+                out_dim,
+                nn::LinearConfig { bias: false, ..Default::default() },
+            ),
         }
     }
 
-    /// `inv_count` is `1 / max(1, in-degree)` per node, `[N, 1]`.
+    /// `inv_count` is `1 / max(1, summed incoming edge weight)` per node, `[N, 1]`.
     pub fn forward(&self, x: &Tensor, edges: &Edges, inv_count: &Tensor) -> Tensor {
         let mean = edges.weighted_sum(x) * inv_count;
         self.lin_l.forward(&mean) + self.lin_r.forward(x)
     }
+}
+
+/// `1 / max(1, summed incoming edge weight)` per node, `[N, 1]`. The mean divides by the summed
+/// weight of the incoming edges (the neighbour count when every weight is 1, as in PyG), so an
+/// edge of weight 0 is exactly an absent edge: the trigger montage relies on that.
+pub fn mean_normaliser(edges: &Edges, kind: tch::Kind) -> Tensor {
+    let incoming = match &edges.weight {
+        Some(w) => scatter_sum(w, &edges.dst, edges.num_nodes),
+        None => counts(&edges.dst, edges.num_nodes, kind),
+    };
+    incoming.clamp_min(1.0).reciprocal().unsqueeze(1)
 }
 
 #[derive(Debug)]
@@ -55,7 +71,7 @@ impl Sage {
     }
 
     pub fn forward_layers(&self, x: &Tensor, edges: &Edges, train: bool) -> Vec<Tensor> {
-        let inv_count = counts(&edges.dst, edges.num_nodes, x.kind()).clamp_min(1.0).reciprocal().unsqueeze(1);
+        let inv_count = mean_normaliser(edges, x.kind());
         let mut outputs: Vec<Tensor> = Vec::with_capacity(self.convs.len());
         for (conv, bn) in self.convs.iter().zip(&self.bns) {
             let input = outputs.last().unwrap_or(x);
@@ -100,8 +116,7 @@ mod tests {
             input = input.with_edge_weight(w);
         }
         let edges = Edges::new(&input);
-        let inv = counts(&edges.dst, edges.num_nodes, Kind::Float).clamp_min(1.0).reciprocal().unsqueeze(1);
-        conv.forward(&g.x, &edges, &inv)
+        conv.forward(&g.x, &edges, &mean_normaliser(&edges, Kind::Float))
     }
 
     #[test]
@@ -109,22 +124,41 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let conv = conv(&vs);
         // means: 2, (1 + 3) / 2 = 2, 2
-        assert_close(&run(&conv, &TinyBatch::path3(), None), &[4.0 + 1.0 + 3.0, 4.0 + 1.0 + 6.0, 4.0 + 1.0 + 9.0], 1e-6);
+        assert_close(
+            &run(&conv, &TinyBatch::path3(), None),
+            &[4.0 + 1.0 + 3.0, 4.0 + 1.0 + 6.0, 4.0 + 1.0 + 9.0],
+            1e-6,
+        );
     }
 
     #[test]
-    fn sage_conv_weights_messages_and_divides_by_neighbour_count() {
+    fn sage_conv_weights_messages_and_divides_by_summed_weight() {
         let vs = nn::VarStore::new(Device::Cpu);
         let conv = conv(&vs);
         let w = symmetric_weights(&[0.5, 2.0]);
-        // means: 0.5 * 2 = 1, (0.5 * 1 + 2 * 3) / 2 = 3.25, 2 * 2 = 4
-        assert_close(&run(&conv, &TinyBatch::path3(), Some(&w)), &[2.0 + 1.0 + 3.0, 6.5 + 1.0 + 6.0, 8.0 + 1.0 + 9.0], 1e-6);
+        // means: 0.5 * 2 / max(1, 0.5) = 1, (0.5 * 1 + 2 * 3) / 2.5 = 2.6, 2 * 2 / 2 = 2
+        assert_close(&run(&conv, &TinyBatch::path3(), Some(&w)), &[2.0 + 1.0 + 3.0, 5.2 + 1.0 + 6.0, 4.0 + 1.0 + 9.0], 1e-6);
+    }
+
+    #[test]
+    fn sage_conv_edge_of_weight_zero_is_an_absent_edge() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let conv = conv(&vs);
+        // Path 0-1-2 with edge 1-2 at weight 0 equals the graph with only edge 0-1 plus node 2.
+        let w = symmetric_weights(&[1.0, 0.0]);
+        let with_zero = run(&conv, &TinyBatch::path3(), Some(&w));
+        let without = run(&conv, &TinyBatch::new(&[(3, vec![(0, 1)])], &[1.0, 2.0, 3.0]), None);
+        assert_eq!(Vec::<f32>::try_from(with_zero.view([-1])).unwrap(), Vec::<f32>::try_from(without.view([-1])).unwrap());
     }
 
     #[test]
     fn sage_conv_of_an_isolated_node_has_a_zero_mean() {
         let vs = nn::VarStore::new(Device::Cpu);
         let conv = conv(&vs);
-        assert_close(&run(&conv, &TinyBatch::new(&[(1, vec![])], &[5.0]), None), &[1.0 + 15.0], 1e-6);
+        assert_close(
+            &run(&conv, &TinyBatch::new(&[(1, vec![])], &[5.0]), None),
+            &[1.0 + 15.0],
+            1e-6,
+        );
     }
 }
