@@ -29,14 +29,17 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(config: ServeConfig, runner: Arc<dyn JobRunner>) -> anyhow::Result<Application> {
+    pub async fn build(
+        config: ServeConfig,
+        runner: Arc<dyn JobRunner>,
+    ) -> anyhow::Result<Application> {
         let shutdown = CancellationToken::new();
         let pool = crate::db::connect(&config.database)?;
         crate::db::migrate(&pool).await?;
-        let store: Arc<dyn ArtifactStore> = Arc::new(
-            LocalStore::open(&config.runtime.data_dir)
-                .with_context(|| format!("cannot use data directory {}", config.runtime.data_dir.display()))?,
-        );
+        let store: Arc<dyn ArtifactStore> =
+            Arc::new(LocalStore::open(&config.runtime.data_dir).with_context(|| {
+                format!("cannot use data directory {}", config.runtime.data_dir.display())
+            })?);
         let listener = TcpListener::bind(config.api.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.api.bind))?;
@@ -57,11 +60,21 @@ impl Application {
             queue: Arc::new(config.queue.clone()),
             notifications: notifications.clone(),
             metrics: Arc::new(HttpMetrics::default()),
-            rate_limiter: Arc::new(RateLimiter::new(limits.rate_limit_per_sec, limits.rate_limit_burst)),
+            rate_limiter: Arc::new(RateLimiter::new(
+                limits.rate_limit_per_sec,
+                limits.rate_limit_burst,
+            )),
             insecure_tenant,
             runner: runner.clone(),
         };
-        let workers = WorkerPool::new(config.worker_config(), pool.clone(), store, runner, notifications, shutdown.clone());
+        let workers = WorkerPool::new(
+            config.worker_config(),
+            pool.clone(),
+            store,
+            runner,
+            notifications,
+            shutdown.clone(),
+        );
         Ok(Application { port, listener, router: http::router(state), pool, workers, shutdown })
     }
 
@@ -118,16 +131,19 @@ impl WorkerPool {
     }
 
     /// For `gcleaner worker`: connects, checks the schema and opens the store.
-    pub async fn connect(config: WorkerConfig, runner: Arc<dyn JobRunner>) -> anyhow::Result<WorkerPool> {
+    pub async fn connect(
+        config: WorkerConfig,
+        runner: Arc<dyn JobRunner>,
+    ) -> anyhow::Result<WorkerPool> {
         let shutdown = CancellationToken::new();
         let pool = crate::db::connect(&config.database)?;
         if !crate::db::migrations_applied(&pool).await? {
             anyhow::bail!("the database schema is not migrated; run gcleaner migrate (or gcleaner serve) first");
         }
-        let store: Arc<dyn ArtifactStore> = Arc::new(
-            LocalStore::open(&config.runtime.data_dir)
-                .with_context(|| format!("cannot use data directory {}", config.runtime.data_dir.display()))?,
-        );
+        let store: Arc<dyn ArtifactStore> =
+            Arc::new(LocalStore::open(&config.runtime.data_dir).with_context(|| {
+                format!("cannot use data directory {}", config.runtime.data_dir.display())
+            })?);
         let notifications = Notifications::start(pool.clone(), shutdown.clone());
         Ok(WorkerPool::new(config, pool, store, runner, notifications, shutdown))
     }

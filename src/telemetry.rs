@@ -17,7 +17,8 @@ pub fn build_subscriber<Sink>(
 where
     Sink: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let registry = Registry::default().with(filter);
     match format {
         LogFormat::Json => Box::new(
@@ -29,9 +30,9 @@ where
                     .with_writer(sink),
             ),
         ),
-        LogFormat::Text => {
-            Box::new(registry.with(tracing_subscriber::fmt::layer().with_target(true).with_writer(sink)))
-        }
+        LogFormat::Text => Box::new(
+            registry.with(tracing_subscriber::fmt::layer().with_target(true).with_writer(sink)),
+        ),
     }
 }
 

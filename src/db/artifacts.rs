@@ -73,9 +73,14 @@ pub async fn get<'e>(
         .await
 }
 
-pub async fn list_for_job<'e>(db: impl PgExecutor<'e>, job_id: Uuid) -> Result<Vec<ArtifactRow>, sqlx::Error> {
-    sqlx::query_as("SELECT job_id, kind, storage_key, sha256, size_bytes FROM artifacts WHERE job_id = $1")
-        .bind(job_id)
-        .fetch_all(db)
-        .await
+pub async fn list_for_job<'e>(
+    db: impl PgExecutor<'e>,
+    job_id: Uuid,
+) -> Result<Vec<ArtifactRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT job_id, kind, storage_key, sha256, size_bytes FROM artifacts WHERE job_id = $1",
+    )
+    .bind(job_id)
+    .fetch_all(db)
+    .await
 }

@@ -31,7 +31,9 @@ impl FromRequestParts<AppState> for Caller {
                     .map(str::trim)
                     .filter(|s| !s.is_empty() && s.len() <= 256)
                     .ok_or(ApiError::Unauthenticated)?;
-                let found = tokens::authenticate(&state.pool, secret).await?.ok_or(ApiError::Unauthenticated)?;
+                let found = tokens::authenticate(&state.pool, secret)
+                    .await?
+                    .ok_or(ApiError::Unauthenticated)?;
                 Caller { tenant_id: found.tenant_id, token_id: found.token_id }
             }
         };

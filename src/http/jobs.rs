@@ -27,11 +27,16 @@ pub const DEFAULT_PAGE_SIZE: i64 = 20;
 pub fn router(state: &AppState) -> Router<AppState> {
     let limits = &state.api.limits;
     // The multipart route alone may carry large bodies.
-    let upload_limit = limits.max_model_bytes + 2 * limits.max_data_bytes + 2 * limits.max_config_bytes + 1024 * 1024;
+    let upload_limit = limits.max_model_bytes
+        + 2 * limits.max_data_bytes
+        + 2 * limits.max_config_bytes
+        + 1024 * 1024;
     Router::new()
         .route(
             "/v1/jobs",
-            post(create_job).layer(DefaultBodyLimit::max(usize::try_from(upload_limit).unwrap_or(usize::MAX))).get(list_jobs),
+            post(create_job)
+                .layer(DefaultBodyLimit::max(usize::try_from(upload_limit).unwrap_or(usize::MAX)))
+                .get(list_jobs),
         )
         .route("/v1/jobs/{id}", get(get_job).delete(delete_job))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
@@ -54,12 +59,15 @@ fn accepted(job: &JobRow) -> Response {
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
-    let key = value
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 255)
-        .ok_or_else(|| ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters"))?;
+    let key =
+        value.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 255).ok_or_else(
+            || {
+                ApiError::bad_request(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                )
+            },
+        )?;
     Ok(Some(key.to_string()))
 }
 
@@ -83,13 +91,17 @@ async fn create_job(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     let multipart = multipart.map_err(|e| {
-        ApiError::Upload(upload::UploadError::Malformed(format!("{e}; send multipart/form-data with model and data parts")))
+        ApiError::Upload(upload::UploadError::Malformed(format!(
+            "{e}; send multipart/form-data with model and data parts"
+        )))
     })?;
     let key = idempotency_key(&headers)?;
     let staged = upload::receive(multipart, &state.api.limits, state.store.staging_dir()).await?;
     let request_hash = staged.request_hash();
     if let Some(key) = &key {
-        if let Some(existing) = jobs::find_by_idempotency_key(&state.pool, caller.tenant_id, key).await? {
+        if let Some(existing) =
+            jobs::find_by_idempotency_key(&state.pool, caller.tenant_id, key).await?
+        {
             return replay(existing, &request_hash);
         }
     }
@@ -110,7 +122,16 @@ async fn create_job(
     let job_id = Uuid::new_v4();
     let config = staged.config.clone().unwrap_or_else(|| json!({}));
     let stored = commit_inputs(&state, job_id, staged_inputs(staged)).await?;
-    let inserted = insert_job(&state, caller.tenant_id, job_id, key.as_deref(), &request_hash, &config, &stored).await;
+    let inserted = insert_job(
+        &state,
+        caller.tenant_id,
+        job_id,
+        key.as_deref(),
+        &request_hash,
+        &config,
+        &stored,
+    )
+    .await;
     match inserted {
         Ok(job) => {
             tracing::info!(job_id = %job.id, graphs = validated.graphs, "job queued");
@@ -119,8 +140,12 @@ async fn create_job(
         Err(err) => {
             let _ = state.store.delete_job(job_id);
             // A concurrent request with the same key won the race.
-            if let (Some(key), Some("jobs_idempotency_key")) = (&key, crate::db::violated_constraint(&err)) {
-                if let Some(existing) = jobs::find_by_idempotency_key(&state.pool, caller.tenant_id, key).await? {
+            if let (Some(key), Some("jobs_idempotency_key")) =
+                (&key, crate::db::violated_constraint(&err))
+            {
+                if let Some(existing) =
+                    jobs::find_by_idempotency_key(&state.pool, caller.tenant_id, key).await?
+                {
                     return replay(existing, &request_hash);
                 }
             }
@@ -191,7 +216,8 @@ async fn insert_job(
     )
     .await?;
     for (kind, object) in stored {
-        artifacts::insert(&mut *tx, job_id, *kind, &object.key, &object.sha256, object.size).await?;
+        artifacts::insert(&mut *tx, job_id, *kind, &object.key, &object.sha256, object.size)
+            .await?;
     }
     tx.commit().await?;
     Ok(job)
@@ -223,7 +249,8 @@ async fn list_jobs(
     caller: Caller,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))?;
+    let Query(params) =
+        params.map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))?;
     let status = match params.status.as_deref() {
         None | Some("") => None,
         Some(s) if jobs::ALL_STATES.contains(&s) => Some(s),
@@ -239,13 +266,16 @@ async fn list_jobs(
         Some(raw) => raw.parse::<i64>().unwrap_or(0),
     };
     if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_parameter", format!("limit must be between 1 and {MAX_PAGE_SIZE}")));
+        return Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("limit must be between 1 and {MAX_PAGE_SIZE}"),
+        ));
     }
     let after = match params.page_token.as_deref() {
         None | Some("") => None,
-        Some(token) => Some(
-            decode_cursor(token).ok_or_else(|| ApiError::bad_request("invalid_page_token", "page_token is not valid"))?,
-        ),
+        Some(token) => Some(decode_cursor(token).ok_or_else(|| {
+            ApiError::bad_request("invalid_page_token", "page_token is not valid")
+        })?),
     };
     let mut rows = jobs::list_page(&state.pool, caller.tenant_id, status, after, limit).await?;
     let next = if rows.len() as i64 > limit {
@@ -258,9 +288,14 @@ async fn list_jobs(
     Ok(Json(json!({ "jobs": views, "next_page_token": next })))
 }
 
-async fn get_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn get_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let id = parse_job_id(&id)?;
-    let job = jobs::get_for_tenant(&state.pool, caller.tenant_id, id).await?.ok_or(ApiError::NotFound)?;
+    let job =
+        jobs::get_for_tenant(&state.pool, caller.tenant_id, id).await?.ok_or(ApiError::NotFound)?;
     let mut response = Json(JobView::from_row(&job)).into_response();
     if !job.is_terminal() {
         let secs = if job.state == "running" { "2" } else { "5" };
@@ -269,7 +304,11 @@ async fn get_job(State(state): State<AppState>, caller: Caller, Path(id): Path<S
     Ok(response)
 }
 
-async fn cancel_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn cancel_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let id = parse_job_id(&id)?;
     match jobs::request_cancel(&state.pool, caller.tenant_id, id).await? {
         CancelOutcome::Canceled(job) | CancelOutcome::Requested(job) => {
@@ -283,7 +322,11 @@ async fn cancel_job(State(state): State<AppState>, caller: Caller, Path(id): Pat
     }
 }
 
-async fn delete_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let id = parse_job_id(&id)?;
     jobs::delete(&state.pool, caller.tenant_id, id).await?.ok_or(ApiError::NotFound)?;
     let store = state.store.clone();
@@ -299,7 +342,11 @@ mod tests {
 
     #[test]
     fn page_tokens_round_trip_and_reject_garbage() {
-        let c = ListCursor { created_at: OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_000).unwrap(), id: Uuid::new_v4() };
+        let c = ListCursor {
+            created_at: OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_000)
+                .unwrap(),
+            id: Uuid::new_v4(),
+        };
         assert_eq!(decode_cursor(&encode_cursor(c)), Some(c));
         assert_eq!(decode_cursor("not-a-token"), None);
         assert_eq!(decode_cursor(""), None);

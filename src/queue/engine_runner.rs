@@ -37,8 +37,14 @@ fn without_paths(err: JobError, job: &JobInput) -> JobError {
     }
     let scrub = |message: String| {
         // libtorch appends C++ stack frames with library paths: the first line says what failed.
-        let mut message = message.lines().next().unwrap_or_default().chars().take(1000).collect::<String>();
-        for (path, name) in [(Some(&job.model), "model"), (job.spec.as_ref(), "spec"), (Some(&job.data), "data"), (job.eval.as_ref(), "eval")] {
+        let mut message =
+            message.lines().next().unwrap_or_default().chars().take(1000).collect::<String>();
+        for (path, name) in [
+            (Some(&job.model), "model"),
+            (job.spec.as_ref(), "spec"),
+            (Some(&job.data), "data"),
+            (job.eval.as_ref(), "eval"),
+        ] {
             if let Some(path) = path {
                 message = message.replace(&path.display().to_string(), name);
             }
@@ -63,7 +69,12 @@ fn merge(base: &mut Value, patch: &Value, path: &str) -> Result<(), String> {
                 match base.get_mut(key) {
                     Some(slot) if slot.is_object() => merge(slot, value, &at)?,
                     Some(slot) => *slot = value.clone(),
-                    None => return Err(format!("unknown purification parameter {:?}", at.trim_start_matches('/'))),
+                    None => {
+                        return Err(format!(
+                            "unknown purification parameter {:?}",
+                            at.trim_start_matches('/')
+                        ))
+                    }
                 }
             }
             Ok(())
@@ -83,11 +94,15 @@ pub fn purify_config(config: &Value) -> Result<PurifyConfig, String> {
     for (pointer, max) in BOUNDS {
         if let Some(v) = merged.pointer(pointer).and_then(Value::as_f64) {
             if v > max {
-                return Err(format!("{} = {v} is above the limit {max}", pointer.trim_start_matches('/').replace('/', ".")));
+                return Err(format!(
+                    "{} = {v} is above the limit {max}",
+                    pointer.trim_start_matches('/').replace('/', ".")
+                ));
             }
         }
     }
-    let parsed: PurifyConfig = serde_json::from_value(merged).map_err(|e| format!("invalid purification parameters: {e}"))?;
+    let parsed: PurifyConfig = serde_json::from_value(merged)
+        .map_err(|e| format!("invalid purification parameters: {e}"))?;
     if !(0.0..1.0).contains(&parsed.holdout_fraction) {
         return Err("holdout_fraction must be in [0, 1)".into());
     }
@@ -104,7 +119,9 @@ pub fn parse_device(name: &str) -> Result<tch::Device, String> {
             .strip_prefix("cuda:")
             .and_then(|n| n.parse().ok())
             .map(tch::Device::Cuda)
-            .ok_or_else(|| format!("unknown device {other:?} (expected cpu, auto, cuda or cuda:N)")),
+            .ok_or_else(|| {
+                format!("unknown device {other:?} (expected cpu, auto, cuda or cuda:N)")
+            }),
     }
 }
 
@@ -130,19 +147,30 @@ fn run_purification(job: &JobInput, ctx: &mut JobContext) -> Result<JobOutput, J
         let config = purify_config(&job.config).map_err(JobError::Invalid)?;
         let spec_override = match &job.spec {
             Some(path) => {
-                let bytes = std::fs::read(path).map_err(|e| JobError::Transient(format!("reading the spec: {e}")))?;
-                Some(serde_json::from_slice(&bytes).map_err(|e| JobError::Invalid(format!("invalid spec: {e}")))?)
+                let bytes = std::fs::read(path)
+                    .map_err(|e| JobError::Transient(format!("reading the spec: {e}")))?;
+                Some(
+                    serde_json::from_slice(&bytes)
+                        .map_err(|e| JobError::Invalid(format!("invalid spec: {e}")))?,
+                )
             }
             None => None,
         };
-        let model = engine_checks::load_model(&job.model, spec_override, device, UNBOUNDED_MODEL_BYTES)?;
+        let model =
+            engine_checks::load_model(&job.model, spec_override, device, UNBOUNDED_MODEL_BYTES)?;
         ctx.progress(1, 3);
         ctx.checkpoint()?;
         let sample = engine_checks::load_dataset(&job.data)?;
-        let sample = engine_checks::align_to_model(sample, model.spec()).map_err(JobError::Invalid)?;
+        let sample =
+            engine_checks::align_to_model(sample, model.spec()).map_err(JobError::Invalid)?;
         ctx.progress(2, 3);
         ctx.checkpoint()?;
-        tracing::info!(graphs = sample.graphs.len(), arch = model.spec().arch.name(), ?device, "purifying");
+        tracing::info!(
+            graphs = sample.graphs.len(),
+            arch = model.spec().arch.name(),
+            ?device,
+            "purifying"
+        );
 
         tch::manual_seed(config.seed as i64);
         let outcome = purify(&model, &sample, &config, ctx)?;
@@ -154,7 +182,8 @@ fn run_purification(job: &JobInput, ctx: &mut JobContext) -> Result<JobOutput, J
         let model_path = job.work_dir.join("purified.safetensors");
         outcome.model.save(&model_path)?;
         let report_html = html::render(&report);
-        let report = serde_json::to_value(&report).map_err(|e| JobError::Permanent(format!("report: {e}")))?;
+        let report = serde_json::to_value(&report)
+            .map_err(|e| JobError::Permanent(format!("report: {e}")))?;
         ctx.progress(1, 1);
         tracing::info!(verdict = %report["verdict"]["summary"], "purification finished");
         Ok(JobOutput { model: model_path, report, report_html })
@@ -168,13 +197,17 @@ mod tests {
 
     #[test]
     fn config_overlays_defaults_and_refuses_unknown_or_unbounded_keys() {
-        let c = purify_config(&json!({ "seed": 3, "unlearn": { "epochs": 7 }, "callback_url": "x" })).unwrap();
+        let c =
+            purify_config(&json!({ "seed": 3, "unlearn": { "epochs": 7 }, "callback_url": "x" }))
+                .unwrap();
         assert_eq!(c.seed, 3);
         assert_eq!(c.unlearn.epochs, 7);
         assert_eq!(c.recovery, PurifyConfig::default().recovery);
         assert!(purify_config(&json!({ "sead": 3 })).unwrap_err().contains("sead"));
         assert!(purify_config(&json!({ "unlearn": { "epoch": 3 } })).is_err());
-        assert!(purify_config(&json!({ "unlearn": { "epochs": 1_000_000 } })).unwrap_err().contains("limit"));
+        assert!(purify_config(&json!({ "unlearn": { "epochs": 1_000_000 } }))
+            .unwrap_err()
+            .contains("limit"));
         assert!(purify_config(&json!({ "unlearn": 5 })).is_err());
         assert!(purify_config(&json!({ "seed": "x" })).is_err());
         assert!(purify_config(&json!({ "holdout_fraction": 1.5 })).is_err());

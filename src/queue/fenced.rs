@@ -26,7 +26,9 @@ const FENCE: &str = "id = $1 AND attempt = $2 AND lease_owner = $3 AND state = '
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Heartbeat {
     /// The lease was extended; `cancel_requested` tells whether the owner asked to cancel.
-    Held { cancel_requested: bool },
+    Held {
+        cancel_requested: bool,
+    },
     Lost,
 }
 
@@ -91,7 +93,8 @@ pub async fn complete(
         return Ok(Written::Rejected);
     }
     for (kind, object) in outputs {
-        artifacts::insert(&mut *tx, fence.job_id, *kind, &object.key, &object.sha256, object.size).await?;
+        artifacts::insert(&mut *tx, fence.job_id, *kind, &object.key, &object.sha256, object.size)
+            .await?;
     }
     close_attempt(&mut tx, fence, "succeeded", None).await?;
     tx.commit().await?;
@@ -99,7 +102,12 @@ pub async fn complete(
 }
 
 /// Ends the job in `state` (`failed` or `canceled`) with `error`.
-pub async fn finish(pool: &PgPool, fence: &Fence, state: &str, error: &Value) -> Result<Written, sqlx::Error> {
+pub async fn finish(
+    pool: &PgPool,
+    fence: &Fence,
+    state: &str,
+    error: &Value,
+) -> Result<Written, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let done = sqlx::query(&format!(
         "UPDATE jobs SET state = $4, finished_at = now(), updated_at = now(), error = $5,

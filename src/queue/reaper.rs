@@ -64,7 +64,11 @@ pub async fn reap_expired(pool: &PgPool, retry_base: Duration) -> Result<Vec<Rea
 }
 
 /// Deletes finished jobs (and their files) older than the retention period.
-pub async fn purge_expired(pool: &PgPool, store: &dyn ArtifactStore, days: u32) -> anyhow::Result<usize> {
+pub async fn purge_expired(
+    pool: &PgPool,
+    store: &dyn ArtifactStore,
+    days: u32,
+) -> anyhow::Result<usize> {
     if days == 0 {
         return Ok(0);
     }

@@ -35,7 +35,8 @@ pub struct Worker {
 
 /// A worker id that tells operators where the worker runs.
 pub fn worker_id(index: usize) -> String {
-    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "host".into());
+    let host =
+        std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "host".into());
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
     format!("{host}:{}:{index}:{suffix}", std::process::id())
 }
@@ -68,7 +69,8 @@ impl Worker {
     }
 
     async fn execute(&self, job: ClaimedJob) {
-        let span = tracing::info_span!("job", job_id = %job.id, attempt = job.attempt, worker = %self.id);
+        let span =
+            tracing::info_span!("job", job_id = %job.id, attempt = job.attempt, worker = %self.id);
         self.execute_in_span(job).instrument(span).await
     }
 
@@ -123,24 +125,29 @@ impl Worker {
         }
     }
 
-    async fn prepare_input(&self, job: &ClaimedJob, work_dir: &std::path::Path) -> Result<JobInput, JobError> {
+    async fn prepare_input(
+        &self,
+        job: &ClaimedJob,
+        work_dir: &std::path::Path,
+    ) -> Result<JobInput, JobError> {
         tokio::fs::create_dir_all(work_dir)
             .await
             .map_err(|e| JobError::Transient(format!("cannot create the work directory: {e}")))?;
         let rows = artifacts::list_for_job(&self.pool, job.id)
             .await
             .map_err(|e| JobError::Transient(format!("database: {e}")))?;
-        let path_of = |kind: ArtifactKind| -> Result<Option<std::path::PathBuf>, JobError> {
-            match rows.iter().find(|r| r.kind == kind.as_str()) {
-                None => Ok(None),
-                Some(row) => self
-                    .store
-                    .local_path(&row.storage_key)
-                    .map(Some)
-                    .map_err(|e| JobError::Transient(format!("artifact {}: {e}", kind.as_str()))),
-            }
+        let path_of =
+            |kind: ArtifactKind| -> Result<Option<std::path::PathBuf>, JobError> {
+                match rows.iter().find(|r| r.kind == kind.as_str()) {
+                    None => Ok(None),
+                    Some(row) => self.store.local_path(&row.storage_key).map(Some).map_err(|e| {
+                        JobError::Transient(format!("artifact {}: {e}", kind.as_str()))
+                    }),
+                }
+            };
+        let missing = |what: &str| {
+            JobError::Permanent(format!("the job's {what} upload is missing from storage"))
         };
-        let missing = |what: &str| JobError::Permanent(format!("the job's {what} upload is missing from storage"));
         Ok(JobInput {
             job_id: job.id,
             attempt: job.attempt,
@@ -169,7 +176,8 @@ impl Worker {
             Ok(output) => {
                 // The last progress may not have been written yet: record it before the end.
                 if let Some(progress) = control.latest_progress() {
-                    fenced::heartbeat(&self.pool, fence, self.queue.lease(), Some(progress)).await?;
+                    fenced::heartbeat(&self.pool, fence, self.queue.lease(), Some(progress))
+                        .await?;
                 }
                 let stored = self.store_outputs(fence, output).await?;
                 let written = fenced::complete(&self.pool, fence, &stored).await?;
@@ -185,7 +193,12 @@ impl Worker {
             Err(JobError::Stopped) => match control.stop_reason() {
                 Some(StopReason::CancelRequested) => {
                     tracing::info!("job canceled at an epoch boundary");
-                    let error = problem("canceled", "Job canceled", 409, "canceled while running, at an epoch boundary");
+                    let error = problem(
+                        "canceled",
+                        "Job canceled",
+                        409,
+                        "canceled while running, at an epoch boundary",
+                    );
                     fenced::finish(&self.pool, fence, "canceled", &error).await?
                 }
                 Some(StopReason::Shutdown) => {
@@ -193,7 +206,12 @@ impl Worker {
                     fenced::requeue(&self.pool, fence, Duration::ZERO, None, false).await?
                 }
                 _ => {
-                    let error = problem("job_failed", "Job failed", 500, "the job stopped without a reason");
+                    let error = problem(
+                        "job_failed",
+                        "Job failed",
+                        500,
+                        "the job stopped without a reason",
+                    );
                     fenced::finish(&self.pool, fence, "failed", &error).await?
                 }
             },
@@ -208,14 +226,18 @@ impl Worker {
                 fenced::finish(&self.pool, fence, "failed", &error).await?
             }
             Err(JobError::Transient(detail)) if job.attempt < job.max_attempts => {
-                let delay = super::retry_delay(Duration::from_secs_f64(self.queue.retry_base_secs), job.attempt);
+                let delay = super::retry_delay(
+                    Duration::from_secs_f64(self.queue.retry_base_secs),
+                    job.attempt,
+                );
                 tracing::warn!(%detail, retry_in_s = delay.as_secs_f64(), "transient failure; retrying");
                 let error = problem("transient_failure", "Attempt failed; retrying", 503, &detail);
                 fenced::requeue(&self.pool, fence, delay, Some(&error), true).await?
             }
             Err(JobError::Transient(detail)) => {
                 tracing::warn!(%detail, "transient failure on the last attempt");
-                let detail = format!("failed on all {} attempts; last error: {detail}", job.max_attempts);
+                let detail =
+                    format!("failed on all {} attempts; last error: {detail}", job.max_attempts);
                 let error = problem("attempts_exhausted", "Job failed", 500, &detail);
                 fenced::finish(&self.pool, fence, "failed", &error).await?
             }
@@ -270,7 +292,9 @@ async fn heartbeat_loop(pool: PgPool, fence: Fence, control: Arc<JobControl>, qu
     loop {
         let progress = control.latest_progress();
         let changed = progress != last_written;
-        match fenced::heartbeat(&pool, &fence, queue.lease(), if changed { progress } else { None }).await {
+        match fenced::heartbeat(&pool, &fence, queue.lease(), if changed { progress } else { None })
+            .await
+        {
             Ok(Heartbeat::Held { cancel_requested }) => {
                 if changed {
                     last_written = progress;

@@ -56,7 +56,8 @@ fn drain_counted(reader: &mut impl Read, budget: &mut u64, limit: u64) -> Result
 
 pub fn check_zip(path: &Path, limits: ArchiveLimits) -> Result<(), ArchiveError> {
     let file = std::fs::File::open(path).map_err(|e| ArchiveError::Malformed(e.to_string()))?;
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| ArchiveError::Malformed(e.to_string()))?;
+    let mut archive =
+        zip::ZipArchive::new(file).map_err(|e| ArchiveError::Malformed(e.to_string()))?;
     if archive.len() > limits.max_entries {
         return Err(ArchiveError::TooManyEntries(limits.max_entries));
     }
@@ -100,7 +101,10 @@ pub fn check_tar_gz(path: &Path, limits: ArchiveLimits) -> Result<(), ArchiveErr
         if kind.is_symlink() || kind.is_hard_link() {
             return Err(ArchiveError::Link(name));
         }
-        if !(kind.is_file() || kind.is_dir() || kind.is_pax_global_extensions() || kind.is_pax_local_extensions()
+        if !(kind.is_file()
+            || kind.is_dir()
+            || kind.is_pax_global_extensions()
+            || kind.is_pax_local_extensions()
             || kind.is_gnu_longname())
         {
             return Err(ArchiveError::SpecialFile(name));

@@ -55,11 +55,18 @@ impl UploadError {
     pub fn status(&self) -> StatusCode {
         use UploadError::*;
         match self {
-            Malformed(_) | MissingPart(_) | UnknownPart(_) | DuplicatePart(_) => StatusCode::BAD_REQUEST,
+            Malformed(_) | MissingPart(_) | UnknownPart(_) | DuplicatePart(_) => {
+                StatusCode::BAD_REQUEST
+            }
             TooLarge { .. } | BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Pickle | UnsupportedFormat { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            InvalidModel(_) | InvalidSpec(_) | LimitExceeded(_) | InvalidData { .. } | Archive { .. }
-            | SpecMismatch(_) | InvalidConfig(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            InvalidModel(_)
+            | InvalidSpec(_)
+            | LimitExceeded(_)
+            | InvalidData { .. }
+            | Archive { .. }
+            | SpecMismatch(_)
+            | InvalidConfig(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -139,7 +146,11 @@ impl StagedUpload {
 }
 
 /// Reads every part of `multipart` into staging files under `staging`.
-pub async fn receive(mut multipart: Multipart, limits: &LimitsConfig, staging: &Path) -> Result<StagedUpload, UploadError> {
+pub async fn receive(
+    mut multipart: Multipart,
+    limits: &LimitsConfig,
+    staging: &Path,
+) -> Result<StagedUpload, UploadError> {
     let mut upload = StagedUpload::default();
     while let Some(field) = multipart.next_field().await.map_err(UploadError::from_multipart)? {
         let name = field.name().unwrap_or_default().to_string();
@@ -152,14 +163,16 @@ pub async fn receive(mut multipart: Multipart, limits: &LimitsConfig, staging: &
                 if upload.config.is_some() {
                     return Err(UploadError::DuplicatePart(name));
                 }
-                let staged = stream_to_file(field, "config", limits.max_config_bytes, staging).await?;
+                let staged =
+                    stream_to_file(field, "config", limits.max_config_bytes, staging).await?;
                 let bytes = tokio::fs::read(&staged.path).await?;
                 let value: serde_json::Value = serde_json::from_slice(&bytes)
                     .map_err(|e| UploadError::InvalidConfig(format!("not JSON: {e}")))?;
                 if !value.is_object() {
                     return Err(UploadError::InvalidConfig("must be a JSON object".into()));
                 }
-                upload.config_sha256 = Some(hex::encode(Sha256::digest(value.to_string().as_bytes())));
+                upload.config_sha256 =
+                    Some(hex::encode(Sha256::digest(value.to_string().as_bytes())));
                 upload.config = Some(value);
                 continue;
             }
@@ -173,7 +186,12 @@ pub async fn receive(mut multipart: Multipart, limits: &LimitsConfig, staging: &
     Ok(upload)
 }
 
-async fn stream_to_file(mut field: Field<'_>, part: &str, limit: u64, staging: &Path) -> Result<StagedFile, UploadError> {
+async fn stream_to_file(
+    mut field: Field<'_>,
+    part: &str,
+    limit: u64,
+    staging: &Path,
+) -> Result<StagedFile, UploadError> {
     let path = crate::storage::staging_path(staging, part);
     let mut staged = StagedFile { path, sha256: String::new(), size: 0 };
     let mut file = tokio::fs::File::create(&staged.path).await?;

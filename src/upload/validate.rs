@@ -53,14 +53,18 @@ pub fn validate(
     }
     let declared = match &spec_override {
         Some(spec) => spec.clone(),
-        None => engine_checks::embedded_spec(&model.path).map_err(|e| invalid_model(&e, &model.path))?,
+        None => {
+            engine_checks::embedded_spec(&model.path).map_err(|e| invalid_model(&e, &model.path))?
+        }
     };
     check_spec(&declared, limits)?;
-    let spec = engine_checks::inspect_model(&model.path, spec_override.as_ref(), limits.max_model_bytes)
-        .map_err(|e| invalid_model(&e, &model.path))?;
+    let spec =
+        engine_checks::inspect_model(&model.path, spec_override.as_ref(), limits.max_model_bytes)
+            .map_err(|e| invalid_model(&e, &model.path))?;
 
     let dataset = load_data("data", data, limits)?;
-    let dataset = engine_checks::align_to_model(dataset, &spec).map_err(UploadError::SpecMismatch)?;
+    let dataset =
+        engine_checks::align_to_model(dataset, &spec).map_err(UploadError::SpecMismatch)?;
     if let Some(eval) = &upload.eval {
         check_data_container("eval", eval, limits)?;
     }
@@ -87,7 +91,10 @@ fn read_spec(file: &StagedFile) -> Result<ModelSpec, UploadError> {
 
 fn check_spec(spec: &ModelSpec, limits: &LimitsConfig) -> Result<(), UploadError> {
     if spec.format != SPEC_FORMAT {
-        return Err(UploadError::InvalidSpec(format!("format is {:?}, expected {SPEC_FORMAT:?}", spec.format)));
+        return Err(UploadError::InvalidSpec(format!(
+            "format is {:?}, expected {SPEC_FORMAT:?}",
+            spec.format
+        )));
     }
     let bounded = [
         ("hidden", spec.hidden, limits.max_hidden),
@@ -97,7 +104,9 @@ fn check_spec(spec: &ModelSpec, limits: &LimitsConfig) -> Result<(), UploadError
     ];
     for (name, value, max) in bounded {
         if value == 0 || value > max {
-            return Err(UploadError::LimitExceeded(format!("spec {name} = {value} is outside 1..={max}")));
+            return Err(UploadError::LimitExceeded(format!(
+                "spec {name} = {value} is outside 1..={max}"
+            )));
         }
     }
     if spec.num_classes < 2 {
@@ -112,21 +121,31 @@ fn check_spec(spec: &ModelSpec, limits: &LimitsConfig) -> Result<(), UploadError
     }
     if let Some(labels) = &spec.class_labels {
         if labels.len() != spec.num_classes {
-            return Err(UploadError::InvalidSpec("class_labels must have num_classes entries".into()));
+            return Err(UploadError::InvalidSpec(
+                "class_labels must have num_classes entries".into(),
+            ));
         }
     }
     Ok(())
 }
 
 /// Rejects unsafe archives and executable formats; returns the sniffed kind.
-fn check_data_container(part: &str, file: &StagedFile, limits: &LimitsConfig) -> Result<Sniffed, UploadError> {
+fn check_data_container(
+    part: &str,
+    file: &StagedFile,
+    limits: &LimitsConfig,
+) -> Result<Sniffed, UploadError> {
     let kind = sniff_file(&file.path)?;
-    let archive_limits =
-        ArchiveLimits { max_unpacked_bytes: limits.max_unpacked_bytes, max_entries: limits.max_archive_entries };
+    let archive_limits = ArchiveLimits {
+        max_unpacked_bytes: limits.max_unpacked_bytes,
+        max_entries: limits.max_archive_entries,
+    };
     let archive_error = |source| UploadError::Archive { part: part.to_string(), source };
     match kind {
         Sniffed::Zip => archive::check_zip(&file.path, archive_limits).map_err(archive_error)?,
-        Sniffed::Gzip => archive::check_tar_gz(&file.path, archive_limits).map_err(archive_error)?,
+        Sniffed::Gzip => {
+            archive::check_tar_gz(&file.path, archive_limits).map_err(archive_error)?
+        }
         Sniffed::Json | Sniffed::Text => {}
         other => {
             return Err(UploadError::UnsupportedFormat {
@@ -141,10 +160,16 @@ fn check_data_container(part: &str, file: &StagedFile, limits: &LimitsConfig) ->
 
 fn load_data(part: &str, file: &StagedFile, limits: &LimitsConfig) -> Result<Dataset, UploadError> {
     check_data_container(part, file, limits)?;
-    let dataset = engine_checks::load_dataset(&file.path)
-        .map_err(|e| UploadError::InvalidData { part: part.to_string(), detail: strip_path(&e.to_string(), &file.path) })?;
+    let dataset =
+        engine_checks::load_dataset(&file.path).map_err(|e| UploadError::InvalidData {
+            part: part.to_string(),
+            detail: strip_path(&e.to_string(), &file.path),
+        })?;
     if dataset.graphs.is_empty() {
-        return Err(UploadError::InvalidData { part: part.to_string(), detail: "it holds no graphs".into() });
+        return Err(UploadError::InvalidData {
+            part: part.to_string(),
+            detail: "it holds no graphs".into(),
+        });
     }
     if dataset.graphs.len() > limits.max_graphs {
         return Err(UploadError::LimitExceeded(format!(
@@ -153,7 +178,9 @@ fn load_data(part: &str, file: &StagedFile, limits: &LimitsConfig) -> Result<Dat
             limits.max_graphs
         )));
     }
-    if let Some((i, g)) = dataset.graphs.iter().enumerate().find(|(_, g)| g.num_nodes > limits.max_nodes_per_graph) {
+    if let Some((i, g)) =
+        dataset.graphs.iter().enumerate().find(|(_, g)| g.num_nodes > limits.max_nodes_per_graph)
+    {
         return Err(UploadError::LimitExceeded(format!(
             "{part} graph {i} has {} nodes; the limit is {}",
             g.num_nodes, limits.max_nodes_per_graph
@@ -168,8 +195,11 @@ fn invalid_model(err: &gcleaner_engine::Error, path: &Path) -> UploadError {
 
 fn check_config(config: &Value, callback_hosts: &[String]) -> Result<(), UploadError> {
     if let Some(url) = config.get("callback_url") {
-        let url = url.as_str().ok_or_else(|| UploadError::InvalidConfig("callback_url must be a string".into()))?;
-        crate::queue::callbacks::check_allowed(url, callback_hosts).map_err(UploadError::InvalidConfig)?;
+        let url = url
+            .as_str()
+            .ok_or_else(|| UploadError::InvalidConfig("callback_url must be a string".into()))?;
+        crate::queue::callbacks::check_allowed(url, callback_hosts)
+            .map_err(UploadError::InvalidConfig)?;
     }
     Ok(())
 }

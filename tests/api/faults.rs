@@ -15,7 +15,9 @@ fn api_only() -> std::sync::Arc<crate::runner::ScriptedRunner> {
 
 async fn wait_running_on_attempt(app: &TestApp, id: &str, attempt: i64) -> Value {
     app.wait_for(id, WAIT, |j| {
-        j["status"] == "running" && j["attempts"] == attempt && j["progress"]["epoch"].as_i64().unwrap_or(0) >= 1
+        j["status"] == "running"
+            && j["attempts"] == attempt
+            && j["progress"]["epoch"].as_i64().unwrap_or(0) >= 1
     })
     .await
 }
@@ -32,7 +34,11 @@ fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process
 }
 
 fn sigterm(child: &std::process::Child) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
 }
 
 #[tokio::test]
@@ -50,13 +56,15 @@ async fn killed_worker_process_job_completes_elsewhere_exactly_once() {
     assert!(wait_exit(&mut second, Duration::from_secs(10)).success());
 
     assert_eq!(done["attempts"], 2);
-    let outcomes: Vec<String> = sqlx::query_scalar("SELECT outcome FROM job_attempts ORDER BY attempt")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
+    let outcomes: Vec<String> =
+        sqlx::query_scalar("SELECT outcome FROM job_attempts ORDER BY attempt")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(outcomes, ["lease_expired", "succeeded"]);
     assert_eq!(app.count("SELECT count(*) FROM artifacts WHERE kind = 'output_model'").await, 1);
-    let report: Value = app.get(&format!("/v1/jobs/{id}/report")).send().await.unwrap().json().await.unwrap();
+    let report: Value =
+        app.get(&format!("/v1/jobs/{id}/report")).send().await.unwrap().json().await.unwrap();
     assert_eq!(report["attempt"], 2);
 }
 
@@ -102,7 +110,11 @@ async fn in_process_server_shutdown_releases_running_jobs() {
     let mut app = app;
     app.shutdown.cancel();
     let server = app.server.take().unwrap();
-    tokio::time::timeout(Duration::from_secs(10), server).await.expect("server stops").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("server stops")
+        .unwrap()
+        .unwrap();
     assert_eq!(app.job_row(&id).await.state, "queued");
 }
 

@@ -55,7 +55,9 @@ async fn disabled_tokens_are_refused() {
 
 #[tokio::test]
 async fn insecure_mode_needs_no_token() {
-    let app = spawn_app_with(&["--insecure-no-auth"], std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
+    let app =
+        spawn_app_with(&["--insecure-no-auth"], std::sync::Arc::new(crate::runner::ScriptedRunner))
+            .await;
     let r = app.client.get(app.url("/v1/jobs")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }

@@ -17,7 +17,8 @@ use uuid::Uuid;
 use crate::runner::ScriptedRunner;
 
 pub fn admin_url() -> String {
-    std::env::var("GCLEANER_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("GCLEANER_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 fn with_database(url: &str, db: &str) -> String {
@@ -55,8 +56,12 @@ impl TestDatabase {
 
     pub async fn create_on(admin: &str) -> TestDatabase {
         let name = format!("gcleaner_test_{}", Uuid::new_v4().simple());
-        let pool = PgPool::connect(admin).await.expect("connect to the test PostgreSQL (is it running?)");
-        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&pool).await.expect("create test database");
+        let pool =
+            PgPool::connect(admin).await.expect("connect to the test PostgreSQL (is it running?)");
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&pool)
+            .await
+            .expect("create test database");
         pool.close().await;
         TestDatabase { url: with_database(admin, &name), name, admin: admin.to_string() }
     }
@@ -70,7 +75,10 @@ impl Drop for TestDatabase {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
                 if let Ok(pool) = PgPool::connect(&admin).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&pool).await;
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                            .execute(&pool)
+                            .await;
                     pool.close().await;
                 }
             })
@@ -94,8 +102,20 @@ pub struct TestApp {
 /// Queue settings short enough for tests to see leases expire and retries happen.
 pub fn fast_queue_args() -> Vec<String> {
     [
-        "--lease-secs", "2", "--heartbeat-secs", "0.3", "--poll-secs", "0.5", "--reaper-secs", "0.3",
-        "--retry-base-secs", "0.2", "--shutdown-grace-secs", "5", "--callback-allowed-hosts", "127.0.0.1",
+        "--lease-secs",
+        "2",
+        "--heartbeat-secs",
+        "0.3",
+        "--poll-secs",
+        "0.5",
+        "--reaper-secs",
+        "0.3",
+        "--retry-base-secs",
+        "0.2",
+        "--shutdown-grace-secs",
+        "5",
+        "--callback-allowed-hosts",
+        "127.0.0.1",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -191,11 +211,19 @@ impl TestApp {
     }
 
     pub async fn job_row(&self, id: &str) -> JobRow {
-        gcleaner::db::jobs::get(&self.pool, id.parse().unwrap()).await.unwrap().expect("job row exists")
+        gcleaner::db::jobs::get(&self.pool, id.parse().unwrap())
+            .await
+            .unwrap()
+            .expect("job row exists")
     }
 
     /// Polls until the job's status satisfies `done`; panics after `timeout`.
-    pub async fn wait_for(&self, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let job = self.job(id).await;
@@ -243,7 +271,10 @@ pub fn spec_json() -> Value {
 }
 
 /// A safetensors file with the given metadata spec (if any) and f32 tensors.
-pub fn safetensors_bytes(spec: Option<&Value>, tensors: &[(&str, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
+pub fn safetensors_bytes(
+    spec: Option<&Value>,
+    tensors: &[(&str, Vec<usize>, Vec<f32>)],
+) -> Vec<u8> {
     let mut header = serde_json::Map::new();
     if let Some(spec) = spec {
         header.insert("__metadata__".into(), json!({ "gcleaner.spec": spec.to_string() }));
@@ -254,7 +285,10 @@ pub fn safetensors_bytes(spec: Option<&Value>, tensors: &[(&str, Vec<usize>, Vec
         for v in values {
             data.extend_from_slice(&v.to_le_bytes());
         }
-        header.insert(name.to_string(), json!({ "dtype": "F32", "shape": shape, "data_offsets": [start, data.len()] }));
+        header.insert(
+            name.to_string(),
+            json!({ "dtype": "F32", "shape": shape, "data_offsets": [start, data.len()] }),
+        );
     }
     let mut header = serde_json::to_vec(&Value::Object(header)).unwrap();
     while header.len() % 8 != 0 {
@@ -268,7 +302,8 @@ pub fn safetensors_bytes(spec: Option<&Value>, tensors: &[(&str, Vec<usize>, Vec
 
 /// A real (untrained) model of `spec`, saved by the engine.
 pub fn model_bytes_for(spec: &Value) -> Vec<u8> {
-    let spec: gcleaner_engine::models::ModelSpec = serde_json::from_value(spec.clone()).expect("valid spec");
+    let spec: gcleaner_engine::models::ModelSpec =
+        serde_json::from_value(spec.clone()).expect("valid spec");
     let model = gcleaner_engine::models::GnnModel::new(spec, tch::Device::Cpu).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.safetensors");

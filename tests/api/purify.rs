@@ -49,26 +49,32 @@ async fn a_job_runs_the_engine_purification_end_to_end() {
     let done = app.wait_for(&id, Duration::from_secs(300), |j| j["finished_at"].is_string()).await;
     assert_eq!(done["status"], "succeeded", "{done}");
 
-    let report: Value = app.get(&format!("/v1/jobs/{id}/report")).send().await.unwrap().json().await.unwrap();
+    let report: Value =
+        app.get(&format!("/v1/jobs/{id}/report")).send().await.unwrap().json().await.unwrap();
     assert_eq!(report["format"], "gcleaner.report/v1");
     assert_eq!(report["config"]["unlearn"]["epochs"], 2);
     assert!(report["verdict"]["summary"].is_string());
     assert!(report["input_sha256"].as_str().unwrap().len() == 64);
-    let html = app.get(&format!("/v1/jobs/{id}/report.html")).send().await.unwrap().text().await.unwrap();
+    let html =
+        app.get(&format!("/v1/jobs/{id}/report.html")).send().await.unwrap().text().await.unwrap();
     assert!(html.contains("<html") || html.contains("<!doctype") || html.contains("<!DOCTYPE"));
 
-    let model = app.get(&format!("/v1/jobs/{id}/model")).send().await.unwrap().bytes().await.unwrap();
+    let model =
+        app.get(&format!("/v1/jobs/{id}/model")).send().await.unwrap().bytes().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("purified.safetensors");
     std::fs::write(&path, &model).unwrap();
-    let spec = gcleaner_engine::models::weights::inspect(&path).expect("the purified model is a valid gcleaner model");
+    let spec = gcleaner_engine::models::weights::inspect(&path)
+        .expect("the purified model is a valid gcleaner model");
     assert_eq!(serde_json::to_value(&spec).unwrap()["hidden"], 16);
 }
 
 #[tokio::test]
 async fn unknown_or_unbounded_purification_parameters_are_refused_at_submission() {
     let app = spawn_app_with(&["--workers", "0"], Arc::new(EngineRunner)).await;
-    for config in [json!({ "unlearn": { "epoch": 2 } }), json!({ "recovery": { "epochs": 1_000_000 } })] {
+    for config in
+        [json!({ "unlearn": { "epoch": 2 } }), json!({ "recovery": { "epochs": 1_000_000 } })]
+    {
         let r = app.submit(submission(config)).await;
         assert_eq!(r.status(), 422);
         assert_eq!(r.json::<Value>().await.unwrap()["code"], "invalid_config");
@@ -83,7 +89,10 @@ async fn canceling_a_purification_stops_it_between_epochs() {
     let r = app.submit(submission(config)).await;
     assert_eq!(r.status(), 202);
     let id = job_id(&r.json().await.unwrap());
-    app.wait_for(&id, Duration::from_secs(120), |j| j["phase"] == "recovery" && j["progress"]["epoch"].as_i64() > Some(0)).await;
+    app.wait_for(&id, Duration::from_secs(120), |j| {
+        j["phase"] == "recovery" && j["progress"]["epoch"].as_i64() > Some(0)
+    })
+    .await;
     app.post(&format!("/v1/jobs/{id}/cancel")).send().await.unwrap();
     let done = app.wait_for(&id, Duration::from_secs(60), |j| j["finished_at"].is_string()).await;
     assert_eq!(done["status"], "canceled", "{done}");
