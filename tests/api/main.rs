@@ -5,6 +5,7 @@ mod helpers;
 mod runner;
 
 mod abuse;
+mod bench;
 mod contract;
 mod events;
 mod faults;
