@@ -185,9 +185,10 @@ pub struct ApiConfig {
     #[arg(long, env = "GCLEANER_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
 
-    /// Base URL used in links and callbacks (defaults to http://<bind>).
-    #[arg(long, env = "GCLEANER_PUBLIC_URL")]
-    pub public_url: Option<String>,
+    /// Seconds a verified token is trusted without asking the database again (a disabled
+    /// token stops working within this time; 0 checks every request).
+    #[arg(long, env = "GCLEANER_AUTH_CACHE_SECS", default_value_t = 5.0)]
+    pub auth_cache_secs: f64,
 
     #[command(flatten)]
     pub limits: LimitsConfig,

@@ -71,10 +71,15 @@ pub async fn create_token(
 
 /// The caller a bearer secret belongs to, if it is a known, enabled token.
 pub async fn authenticate(pool: &PgPool, secret: &str) -> Result<Option<Caller>, sqlx::Error> {
+    authenticate_hash(pool, &hash_secret(secret)).await
+}
+
+/// As [`authenticate`], given the secret's hash.
+pub async fn authenticate_hash(pool: &PgPool, hash: &str) -> Result<Option<Caller>, sqlx::Error> {
     let row: Option<(Uuid, Uuid)> = sqlx::query_as(
         "SELECT id, tenant_id FROM api_tokens WHERE token_hash = $1 AND disabled_at IS NULL",
     )
-    .bind(hash_secret(secret))
+    .bind(hash)
     .fetch_optional(pool)
     .await?;
     Ok(row.map(|(token_id, tenant_id)| Caller { token_id: Some(token_id), tenant_id }))

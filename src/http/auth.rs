@@ -1,6 +1,10 @@
 //! Bearer-token authentication as an extractor: a handler that takes a [`Caller`] only runs for
 //! a known, enabled token (or every request under `--insecure-no-auth`), within its rate limit.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -31,10 +35,18 @@ impl FromRequestParts<AppState> for Caller {
                     .map(str::trim)
                     .filter(|s| !s.is_empty() && s.len() <= 256)
                     .ok_or(ApiError::Unauthenticated)?;
-                let found = tokens::authenticate(&state.pool, secret)
-                    .await?
-                    .ok_or(ApiError::Unauthenticated)?;
-                Caller { tenant_id: found.tenant_id, token_id: found.token_id }
+                let hash = tokens::hash_secret(secret);
+                match state.auth_cache.get(&hash) {
+                    Some(caller) => caller,
+                    None => {
+                        let found = tokens::authenticate_hash(&state.pool, &hash)
+                            .await?
+                            .ok_or(ApiError::Unauthenticated)?;
+                        let caller = Caller { tenant_id: found.tenant_id, token_id: found.token_id };
+                        state.auth_cache.put(hash, caller);
+                        caller
+                    }
+                }
             }
         };
         state
@@ -42,5 +54,37 @@ impl FromRequestParts<AppState> for Caller {
             .check(caller.token_id.unwrap_or(caller.tenant_id))
             .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
         Ok(caller)
+    }
+}
+
+/// Recently verified tokens (by hash), so hot clients do not cost a query per request.
+pub struct AuthCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (Caller, Instant)>>,
+}
+
+impl AuthCache {
+    pub fn new(ttl: Duration) -> AuthCache {
+        AuthCache { ttl, entries: Mutex::new(HashMap::new()) }
+    }
+
+    fn get(&self, hash: &str) -> Option<Caller> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.get(hash).filter(|(_, at)| at.elapsed() < self.ttl).map(|(c, _)| *c)
+    }
+
+    fn put(&self, hash: String, caller: Caller) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() > 10_000 {
+            let ttl = self.ttl;
+            entries.retain(|_, (_, at)| at.elapsed() < ttl);
+        }
+        entries.insert(hash, (caller, Instant::now()));
     }
 }

@@ -21,6 +21,7 @@ pub struct AppState {
     pub notifications: Arc<Notifications>,
     pub metrics: Arc<HttpMetrics>,
     pub rate_limiter: Arc<RateLimiter>,
+    pub auth_cache: Arc<super::auth::AuthCache>,
     /// The job runner, asked to check submitted configs.
     pub runner: Arc<dyn JobRunner>,
     /// Tenant every request acts as under `--insecure-no-auth`.

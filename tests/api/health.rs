@@ -93,3 +93,12 @@ async fn metrics_expose_jobs_queue_and_http_histograms() {
     assert!(text.contains("gcleaner_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/jobs\",status=\"202\""));
     assert!(text.contains("route=\"/v1/jobs/{id}\",status=\"200\""));
 }
+
+#[tokio::test]
+async fn cached_tokens_stop_working_within_the_cache_time_after_disabling() {
+    let app = spawn_app_with(&["--auth-cache-secs", "0.5"], std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
+    assert_eq!(app.get("/v1/jobs").send().await.unwrap().status(), 200);
+    gcleaner::db::tokens::disable_token(&app.pool, "test").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(app.get("/v1/jobs").send().await.unwrap().status(), 401);
+}

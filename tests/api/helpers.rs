@@ -143,7 +143,10 @@ pub async fn spawn_app_on(db: TestDatabase, extra: &[&str], runner: Arc<dyn JobR
         "127.0.0.1:0".to_string(),
     ];
     args.extend(fast_queue_args());
-    args.extend(["--rate-limit-per-sec", "10000", "--rate-limit-burst", "10000"].map(String::from));
+    args.extend(
+        ["--rate-limit-per-sec", "10000", "--rate-limit-burst", "10000", "--auth-cache-secs", "0"]
+            .map(String::from),
+    );
     args.extend(extra.iter().map(|s| s.to_string()));
     let config = ServeConfig::from_args(args).expect("test configuration parses");
     let app = Application::build(config, runner).await.expect("application builds");
