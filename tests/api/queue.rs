@@ -187,3 +187,49 @@ async fn state_machine_is_enforced_by_the_database() {
     }
     assert_eq!(app.job_row(&ids[0].to_string()).await.state, "queued");
 }
+
+#[tokio::test]
+async fn retention_purges_old_finished_jobs_and_their_files() {
+    let app = spawn_app().await;
+    let old = job_id(&app.submit_job(json!({ "epochs": 1, "epoch_ms": 1 })).await);
+    let recent = job_id(&app.submit_job(json!({ "epochs": 1, "epoch_ms": 1 })).await);
+    for id in [&old, &recent] {
+        app.wait_status(id, "succeeded", Duration::from_secs(30)).await;
+    }
+    sqlx::query("UPDATE jobs SET finished_at = now() - interval '40 days' WHERE id = $1::uuid")
+        .bind(&old)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let store = gcleaner::storage::LocalStore::open(&app.data_dir).unwrap();
+    let purged = gcleaner::queue::reaper::purge_expired(&app.pool, &store, 30).await.unwrap();
+    assert_eq!(purged, 1);
+    assert_eq!(app.get(&format!("/v1/jobs/{old}")).send().await.unwrap().status(), 404);
+    assert_eq!(app.job(&recent).await["status"], "succeeded");
+    assert!(!app.files_on_disk().iter().any(|p| p.to_string_lossy().contains(&old)));
+    assert!(app.files_on_disk().iter().any(|p| p.to_string_lossy().contains(&recent)));
+    assert_eq!(gcleaner::queue::reaper::purge_expired(&app.pool, &store, 0).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn token_create_prints_the_secret_alone_on_the_last_line() {
+    let db = TestDatabase::create().await;
+    let bin = env!("CARGO_BIN_EXE_gcleaner");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin).args(args).env("GCLEANER_DATABASE_URL", &db.url).output().unwrap()
+    };
+    let migrate = run(&["migrate"]);
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    let created = run(&["token", "create", "--name", "ci"]);
+    assert!(created.status.success());
+    let stdout = String::from_utf8(created.stdout).unwrap();
+    let secret = stdout.lines().last().unwrap();
+    assert!(secret.starts_with("gcl_") && !secret.contains(' '), "{stdout}");
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    assert!(gcleaner::db::tokens::authenticate(&pool, secret).await.unwrap().is_some());
+    let listed = String::from_utf8(run(&["token", "list"]).stdout).unwrap();
+    assert!(listed.contains("ci") && !listed.contains(secret), "the list never shows secrets");
+    assert!(run(&["token", "disable", "--name", "ci"]).status.success());
+    assert!(gcleaner::db::tokens::authenticate(&pool, secret).await.unwrap().is_none());
+    pool.close().await;
+}
