@@ -66,9 +66,10 @@ impl Application {
             )),
             insecure_tenant,
             runner: runner.clone(),
-            auth_cache: Arc::new(crate::http::auth::AuthCache::new(std::time::Duration::from_secs_f64(
-                config.api.auth_cache_secs.max(0.0),
-            ))),
+            shutdown: shutdown.clone(),
+            auth_cache: Arc::new(crate::http::auth::AuthCache::new(
+                std::time::Duration::from_secs_f64(config.api.auth_cache_secs.max(0.0)),
+            )),
         };
         let workers = WorkerPool::new(
             config.worker_config(),

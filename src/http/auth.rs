@@ -42,7 +42,8 @@ impl FromRequestParts<AppState> for Caller {
                         let found = tokens::authenticate_hash(&state.pool, &hash)
                             .await?
                             .ok_or(ApiError::Unauthenticated)?;
-                        let caller = Caller { tenant_id: found.tenant_id, token_id: found.token_id };
+                        let caller =
+                            Caller { tenant_id: found.tenant_id, token_id: found.token_id };
                         state.auth_cache.put(hash, caller);
                         caller
                     }

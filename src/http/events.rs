@@ -83,7 +83,12 @@ async fn next_event(mut feed: Feed) -> Option<(Result<Event, Infallible>, Feed)>
                 return Some((Ok(event), feed));
             }
         }
-        let reload = match tokio::time::timeout(RESYNC_INTERVAL, feed.signals.recv()).await {
+        // Open streams would hold a graceful shutdown forever: they end with the server.
+        let received = tokio::select! {
+            _ = feed.state.shutdown.cancelled() => return None,
+            received = tokio::time::timeout(RESYNC_INTERVAL, feed.signals.recv()) => received,
+        };
+        let reload = match received {
             Ok(Ok(JobSignal::Changed(id))) => id == feed.id,
             Ok(Ok(JobSignal::Resync)) | Ok(Err(RecvError::Lagged(_))) | Err(_) => true,
             Ok(Err(RecvError::Closed)) => return None,

@@ -22,6 +22,8 @@ pub struct AppState {
     pub metrics: Arc<HttpMetrics>,
     pub rate_limiter: Arc<RateLimiter>,
     pub auth_cache: Arc<super::auth::AuthCache>,
+    /// Fires when the server stops; long-lived responses (event streams) end then.
+    pub shutdown: tokio_util::sync::CancellationToken,
     /// The job runner, asked to check submitted configs.
     pub runner: Arc<dyn JobRunner>,
     /// Tenant every request acts as under `--insecure-no-auth`.

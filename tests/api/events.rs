@@ -104,3 +104,23 @@ async fn event_stream_ends_when_the_job_is_deleted() {
     let events = reader.await.unwrap();
     assert_eq!(events.last().unwrap().0, "deleted");
 }
+
+#[tokio::test]
+async fn open_event_streams_do_not_hold_up_shutdown() {
+    let mut app =
+        spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner))
+            .await;
+    let id = job_id(&app.submit_job(json!({})).await);
+    let response = app.get(&format!("/v1/jobs/{id}/events")).send().await.unwrap();
+    let reader = tokio::spawn(read_events(response, Duration::from_secs(20)));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.shutdown.cancel();
+    let server = app.server.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("server stops")
+        .unwrap()
+        .unwrap();
+    let events = reader.await.unwrap();
+    assert_eq!(events[0].1["status"], "queued");
+}

@@ -216,7 +216,11 @@ async fn token_create_prints_the_secret_alone_on_the_last_line() {
     let db = TestDatabase::create().await;
     let bin = env!("CARGO_BIN_EXE_gcleaner");
     let run = |args: &[&str]| {
-        std::process::Command::new(bin).args(args).env("GCLEANER_DATABASE_URL", &db.url).output().unwrap()
+        std::process::Command::new(bin)
+            .args(args)
+            .env("GCLEANER_DATABASE_URL", &db.url)
+            .output()
+            .unwrap()
     };
     let migrate = run(&["migrate"]);
     assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
