@@ -1,0 +1,370 @@
+//! Anti-backdoor learning (Li et al., "Anti-Backdoor Learning: Training Clean Models on
+//! Poisoned Data", NeurIPS 2021), a training-time defence: it needs the poisoned training set.
+//!
+//! Backdoored samples are learnt much faster than clean ones. ABL exploits that in three phases:
+//! 1. Isolation: train with local gradient ascent (LGA), `sign(CE - gamma) * CE` on each batch's
+//!    mean cross-entropy, so the model never fits the data below `gamma` on average while the
+//!    easy (poisoned) samples still fall well below it; then take the `isolation_ratio` share of
+//!    training graphs with the lowest loss as suspected poisoned.
+//! 2. Training: continue training with plain cross-entropy on the remaining graphs.
+//! 3. Unlearning: gradient ascent on the isolated graphs (maximise their cross-entropy) for a
+//!    few epochs, which breaks the trigger-to-target association the model kept from the
+//!    poisoned graphs that escaped isolation.
+//!
+//! The LGA sign is taken on the batch mean, as in the authors' code: a per-graph sign would
+//! push every graph's loss up to `gamma`, erasing the gap isolation relies on.
+
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use tch::nn::OptimizerConfig;
+use tch::{nn, Kind, Tensor};
+
+use crate::data::{make_batches, Dataset, GraphBatch};
+use crate::models::GnnModel;
+use crate::progress::{Progress, ProgressEvent};
+use crate::rng::rng_for;
+use crate::train::{train, EpochStats, TrainConfig};
+use crate::{Error, Result};
+
+/// Which weights ABL starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AblStart {
+    /// A freshly initialised model with the input model's spec (ABL as published: the defender
+    /// trains the model).
+    Scratch,
+    /// The input model's weights (cheaper; the isolation phase then starts from a model that
+    /// already fits the poisoned graphs).
+    InputModel,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AblConfig {
+    pub start: AblStart,
+    /// LGA epochs before isolation.
+    pub isolation_epochs: usize,
+    /// LGA loss floor.
+    pub gamma: f64,
+    /// Share of the training graphs isolated as suspected poisoned (at least one graph).
+    pub isolation_ratio: f64,
+    /// Cross-entropy epochs on the graphs not isolated.
+    pub training_epochs: usize,
+    /// Adam learning rate of isolation and training.
+    pub lr: f64,
+    /// Training's learning rate is multiplied by `lr_gamma` every `lr_step` epochs.
+    pub lr_step: usize,
+    pub lr_gamma: f64,
+    /// Gradient-ascent epochs on the isolated graphs.
+    pub unlearning_epochs: usize,
+    /// Adam learning rate of unlearning.
+    pub unlearning_lr: f64,
+    pub batch_size: usize,
+}
+
+impl Default for AblConfig {
+    fn default() -> Self {
+        AblConfig {
+            start: AblStart::Scratch,
+            isolation_epochs: 20,
+            gamma: 0.5,
+            isolation_ratio: 0.01,
+            training_epochs: 60,
+            lr: 0.005,
+            lr_step: 30,
+            lr_gamma: 0.5,
+            unlearning_epochs: 5,
+            unlearning_lr: 5e-4,
+            batch_size: 64,
+        }
+    }
+}
+
+impl AblConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.isolation_epochs == 0 {
+            return Err(Error::invalid("ABL needs at least 1 isolation epoch"));
+        }
+        if !(self.gamma.is_finite() && self.gamma > 0.0) {
+            return Err(Error::invalid(format!("ABL gamma must be positive, got {}", self.gamma)));
+        }
+        if !(self.isolation_ratio > 0.0 && self.isolation_ratio < 1.0) {
+            return Err(Error::invalid(format!(
+                "ABL isolation ratio must be in (0, 1), got {}",
+                self.isolation_ratio
+            )));
+        }
+        for (name, lr) in
+            [("learning rate", self.lr), ("unlearning learning rate", self.unlearning_lr)]
+        {
+            if !(lr.is_finite() && lr > 0.0) {
+                return Err(Error::invalid(format!("ABL {name} must be positive, got {lr}")));
+            }
+        }
+        if self.batch_size == 0 {
+            return Err(Error::invalid("ABL batch size must be at least 1"));
+        }
+        if self.training_epochs > 0 {
+            self.training_config(0).validate()?;
+        }
+        Ok(())
+    }
+
+    fn training_config(&self, seed: u64) -> TrainConfig {
+        TrainConfig {
+            epochs: self.training_epochs,
+            lr: self.lr,
+            lr_step: self.lr_step,
+            lr_gamma: self.lr_gamma,
+            weight_decay: 0.0,
+            seed,
+        }
+    }
+}
+
+/// What ABL did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AblReport {
+    pub config: AblConfig,
+    /// Training graphs ABL saw.
+    pub n_train: usize,
+    /// Dataset indices of the isolated graphs, lowest loss first.
+    pub isolated: Vec<usize>,
+    /// Their cross-entropy after the isolation phase, same order.
+    pub isolated_losses: Vec<f64>,
+    /// Median cross-entropy of all training graphs after the isolation phase.
+    pub median_loss: f64,
+    /// Mean cross-entropy per isolation epoch (train-mode forward passes, before the LGA sign).
+    pub isolation_loss: Vec<f64>,
+    pub training: Vec<EpochStats>,
+    /// Mean cross-entropy of the isolated graphs per unlearning epoch (before its steps).
+    pub unlearning_loss: Vec<f64>,
+}
+
+impl AblReport {
+    /// Share of the isolated graphs that are in `poisoned` (dataset indices), for reports that
+    /// know the attack.
+    pub fn isolation_precision(&self, poisoned: &[usize]) -> f64 {
+        if self.isolated.is_empty() {
+            return 0.0;
+        }
+        let hits = self.isolated.iter().filter(|i| poisoned.contains(i)).count();
+        hits as f64 / self.isolated.len() as f64
+    }
+}
+
+/// How many graphs of `n` ABL isolates: `max(1, round(ratio * n))`.
+pub fn isolation_count(n: usize, ratio: f64) -> usize {
+    ((ratio * n as f64).round() as usize).max(1)
+}
+
+/// The `count` entries of `indices` with the lowest `losses` (ties to the smaller index),
+/// lowest loss first.
+pub fn lowest_loss(indices: &[usize], losses: &[f64], count: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..indices.len().min(losses.len())).collect();
+    order.sort_by(|&a, &b| losses[a].total_cmp(&losses[b]).then(indices[a].cmp(&indices[b])));
+    order.into_iter().take(count).map(|k| indices[k]).collect()
+}
+
+/// Cross-entropy of every graph of `indices` under `model` in evaluation mode, in order.
+pub fn per_graph_losses(
+    model: &GnnModel,
+    ds: &Dataset,
+    indices: &[usize],
+    batch_size: usize,
+) -> Result<Vec<f64>> {
+    let batches = make_batches(ds, indices, batch_size, &model.spec().features, model.device())?;
+    let mut losses = Vec::with_capacity(indices.len());
+    for batch in &batches {
+        let per_graph = tch::no_grad(|| {
+            let out = model.forward_t(&batch.input(), false);
+            out.log_probs.gather(1, &batch.labels.unsqueeze(1), false).squeeze_dim(1).neg()
+        });
+        let values =
+            Vec::<f64>::try_from(per_graph.to_kind(Kind::Double).to_device(tch::Device::Cpu))?;
+        losses.extend(values);
+    }
+    Ok(losses)
+}
+
+fn check_training_set(
+    model: &GnnModel,
+    ds: &Dataset,
+    indices: &[usize],
+    isolate: usize,
+) -> Result<()> {
+    if indices.is_empty() {
+        return Err(Error::invalid("ABL: the poisoned training set holds no graphs"));
+    }
+    let num_classes = model.spec().num_classes;
+    let mut seen = vec![false; ds.len()];
+    for &i in indices {
+        let g = ds.graphs.get(i).ok_or_else(|| {
+            Error::invalid(format!(
+                "ABL: training index {i} is outside dataset {:?} ({} graphs)",
+                ds.name,
+                ds.len()
+            ))
+        })?;
+        if std::mem::replace(&mut seen[i], true) {
+            return Err(Error::invalid(format!("ABL: training index {i} is given twice")));
+        }
+        if g.label >= num_classes {
+            return Err(Error::invalid(format!(
+                "ABL: training graph {i} has class {} but the model predicts {num_classes} classes",
+                g.label
+            )));
+        }
+    }
+    if isolate >= indices.len() {
+        return Err(Error::invalid(format!(
+            "ABL would isolate {isolate} of {} training graphs and train on none",
+            indices.len()
+        )));
+    }
+    Ok(())
+}
+
+fn cancelled_unless(keep_going: bool) -> Result<()> {
+    if keep_going {
+        Ok(())
+    } else {
+        Err(Error::Cancelled)
+    }
+}
+
+/// Batches of `indices` in a seeded random order (so batches mix classes), built once.
+fn shuffled_batches(
+    model: &GnnModel,
+    ds: &Dataset,
+    indices: &[usize],
+    batch_size: usize,
+    seed: u64,
+    stream: &str,
+) -> Result<Vec<GraphBatch>> {
+    let mut order = indices.to_vec();
+    order.shuffle(&mut rng_for(seed, stream));
+    make_batches(ds, &order, batch_size, &model.spec().features, model.device())
+}
+
+/// Runs ABL on the training graphs `indices` of the poisoned dataset `ds` (classes already the
+/// model's). Returns the trained model and what happened.
+pub fn abl(
+    model: &GnnModel,
+    ds: &Dataset,
+    indices: &[usize],
+    config: &AblConfig,
+    seed: u64,
+    progress: &mut dyn Progress,
+) -> Result<(GnnModel, AblReport)> {
+    config.validate()?;
+    let isolate = isolation_count(indices.len(), config.isolation_ratio);
+    check_training_set(model, ds, indices, isolate)?;
+    tch::manual_seed(seed as i64);
+    let learner = match config.start {
+        AblStart::Scratch => GnnModel::new(model.spec().clone(), model.device())?,
+        AblStart::InputModel => model.try_clone()?,
+    };
+    learner.set_all_trainable();
+
+    // Phase 1: local gradient ascent, then isolation.
+    let batches =
+        shuffled_batches(&learner, ds, indices, config.batch_size, seed, "baselines/abl-batches")?;
+    let mut opt = nn::Adam::default().build(learner.var_store(), config.lr)?;
+    let mut order: Vec<usize> = (0..batches.len()).collect();
+    let mut rng = rng_for(seed, "baselines/abl-order");
+    let mut isolation_loss = Vec::with_capacity(config.isolation_epochs);
+    for epoch in 0..config.isolation_epochs {
+        order.shuffle(&mut rng);
+        let mut loss_sum = Tensor::zeros([], (Kind::Float, learner.device()));
+        for &b in &order {
+            let batch = &batches[b];
+            let ce = learner.forward_t(&batch.input(), true).log_probs.nll_loss(&batch.labels);
+            let lga = (ce.detach() - config.gamma).sign() * &ce;
+            opt.backward_step(&lga);
+            tch::no_grad(|| loss_sum += ce.detach() * batch.num_graphs as f64);
+        }
+        let loss = loss_sum.double_value(&[]) / indices.len() as f64;
+        if !loss.is_finite() {
+            return Err(Error::invalid(format!(
+                "ABL isolation diverged at epoch {} (loss is {loss}); lower the learning rate",
+                epoch + 1
+            )));
+        }
+        isolation_loss.push(loss);
+        cancelled_unless(progress.step(ProgressEvent {
+            phase: "abl-isolation",
+            step: epoch + 1,
+            total: config.isolation_epochs,
+            message: format!("loss {loss:.4}"),
+        }))?;
+    }
+    let losses = per_graph_losses(&learner, ds, indices, config.batch_size)?;
+    let isolated = lowest_loss(indices, &losses, isolate);
+    let loss_of = |i: usize| losses[indices.iter().position(|&j| j == i).unwrap_or(0)];
+    let isolated_losses: Vec<f64> = isolated.iter().map(|&i| loss_of(i)).collect();
+    let mut sorted = losses.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median_loss = sorted[sorted.len() / 2];
+    let remaining: Vec<usize> = indices.iter().copied().filter(|i| !isolated.contains(i)).collect();
+
+    // Phase 2: plain training on what was not isolated.
+    let mut learner = learner;
+    let training = if config.training_epochs > 0 {
+        let batches = shuffled_batches(
+            &learner,
+            ds,
+            &remaining,
+            config.batch_size,
+            seed,
+            "baselines/abl-train",
+        )?;
+        let mut renamed =
+            |e: ProgressEvent<'_>| progress.step(ProgressEvent { phase: "abl-training", ..e });
+        train(&mut learner, &batches, &config.training_config(seed), &mut renamed)?
+    } else {
+        Vec::new()
+    };
+
+    // Phase 3: gradient ascent on the isolated graphs. BatchNorm stays in evaluation mode: the
+    // isolated set is a handful of graphs whose batch statistics say nothing about the data.
+    let batches =
+        make_batches(ds, &isolated, config.batch_size, &learner.spec().features, learner.device())?;
+    let mut opt = nn::Adam::default().build(learner.var_store(), config.unlearning_lr)?;
+    let mut unlearning_loss = Vec::with_capacity(config.unlearning_epochs);
+    for epoch in 0..config.unlearning_epochs {
+        let mut loss_sum = 0.0;
+        for batch in &batches {
+            let ce = learner.forward_t(&batch.input(), false).log_probs.nll_loss(&batch.labels);
+            opt.backward_step(&ce.neg());
+            loss_sum += ce.double_value(&[]) * batch.num_graphs as f64;
+        }
+        let loss = loss_sum / isolated.len() as f64;
+        if !loss.is_finite() {
+            return Err(Error::invalid(format!(
+                "ABL unlearning diverged at epoch {} (loss is {loss}); lower the unlearning \
+                 learning rate",
+                epoch + 1
+            )));
+        }
+        unlearning_loss.push(loss);
+        cancelled_unless(progress.step(ProgressEvent {
+            phase: "abl-unlearning",
+            step: epoch + 1,
+            total: config.unlearning_epochs,
+            message: format!("isolated loss {loss:.4}"),
+        }))?;
+    }
+
+    let report = AblReport {
+        config: config.clone(),
+        n_train: indices.len(),
+        isolated,
+        isolated_losses,
+        median_loss,
+        isolation_loss,
+        training,
+        unlearning_loss,
+    };
+    Ok((learner, report))
+}
