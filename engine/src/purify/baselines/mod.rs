@@ -26,7 +26,7 @@ use crate::models::GnnModel;
 use crate::progress::Progress;
 use crate::{Error, Result};
 
-pub use abl::{AblConfig, AblReport, AblStart};
+pub use abl::{AblConfig, AblReport, UnlearningObjective};
 pub use finetune::{FinetuneConfig, FinetuneReport, FinetuneScope};
 pub use inference::FeatureSource;
 pub use prune::PruneConfig;
