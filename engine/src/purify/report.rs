@@ -182,8 +182,9 @@ pub fn project_embeddings(
         Tensor::cat(&[clean, triggered], 0).to_device(Device::Cpu).to_kind(Kind::Double)
     });
     let centred = &embeddings - embeddings.mean_dim([0i64].as_slice(), true, Kind::Double);
-    let (_, _, vh) = Tensor::f_linalg_svd(&centred, false, "")?;
-    let components = vh.narrow(0, 0, 2.min(vh.size()[0])).tr();
+    // torch.svd (not linalg_svd): tch cannot pass linalg_svd's optional driver as None on CPU.
+    let (_, _, v) = centred.f_svd(true, true)?;
+    let components = v.narrow(1, 0, 2.min(v.size()[1]));
     let coords = centred.matmul(&components);
     let cols = coords.size()[1] as usize;
     let flat = Vec::<f64>::try_from(coords.contiguous().view([-1]))?;
