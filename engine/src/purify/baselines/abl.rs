@@ -75,9 +75,9 @@ impl Default for AblConfig {
             lr: 0.005,
             lr_step: 30,
             lr_gamma: 0.5,
-            unlearning_epochs: 5,
+            unlearning_epochs: 20,
             unlearning_lr: 5e-4,
-            unlearning_objective: UnlearningObjective::GradientAscent,
+            unlearning_objective: UnlearningObjective::Complementary,
             batch_size: 64,
         }
     }
