@@ -122,9 +122,8 @@ fn fine_tuning_refuses_samples_the_model_cannot_read_and_stops_when_cancelled() 
 /// 240 synthetic graphs whose labels are 30% noise, 5% of them (12 class-0 graphs) carrying a
 /// 9-clique (nine nodes in the top degree bucket) and relabelled 1. ABL's premise is that the
 /// trigger is learnt before the clean task; that holds here, where the trigger is the one
-/// pattern that predicts its label perfectly. (On the noiseless synthetic task, learnt as fast
-/// as any trigger, isolation precision over 8 seeds fell to 0.45 with this trigger and to 0.1
-/// with a 4-clique: see docs/baselines.md.)
+/// pattern that predicts its label perfectly. (Without the label noise the clean task is learnt
+/// as fast, and isolation precision over 8 seeds averaged 0.45: see docs/baselines.md.)
 fn planted_backdoor() -> (Poisoning, Trigger) {
     let mut ds = sample(240, 21);
     let mut rng = rng_for(21, "label-noise");
