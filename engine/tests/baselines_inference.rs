@@ -310,3 +310,21 @@ fn smoothing_rejects_bad_settings() {
         assert!(err.to_string().contains("smoothing"), "{smoothing:?}: {err}");
     }
 }
+
+#[test]
+fn graphs_without_nodes_are_classified_not_refused() {
+    // Fingerprint holds node-less graphs; the model sees an all-zero embedding for them.
+    let ds = synthetic::generate(20, 5);
+    let model = trained_model(&ds, &(0..20).collect::<Vec<_>>(), spec(DEGREE_FEATURES, 2, 2), 3, 1);
+    let empty =
+        Graph { num_nodes: 0, edges: vec![], node_labels: None, node_attributes: None, label: 0 };
+    let config = BaselineConfig::default();
+    for kind in [DefenceKind::Prune, DefenceKind::Smoothing] {
+        let defence = defended(kind, &model, &config, 3);
+        let alone = defence.predict(&[&empty]).unwrap();
+        let mixed = defence.predict(&[&ds.graphs[0], &empty, &ds.graphs[1]]).unwrap();
+        assert_eq!(alone.len(), 1);
+        assert_eq!(mixed[1], alone[0], "{kind}");
+        assert_eq!(alone, plain_predict(&model, &[&empty], &DEGREE_FEATURES), "{kind}");
+    }
+}
