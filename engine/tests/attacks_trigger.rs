@@ -90,6 +90,7 @@ fn attack_descriptions_round_trip_through_json() {
                 positions: vec![5, 0, 2],
                 edges: vec![(0, 5), (2, 5)],
                 node_attributes: Some(vec![0.5, 0.25, 1.0]),
+                node_labels: Some(vec![2, 0, 1]),
             }],
         },
         10,

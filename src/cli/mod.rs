@@ -1,5 +1,7 @@
 //! Command-line interface: one file per subcommand group.
 
+mod asr;
+mod attack;
 mod common;
 mod eval;
 mod features_arg;
@@ -30,6 +32,10 @@ enum Command {
     Eval(eval::ModelDataArgs),
     /// Per-graph logits and predicted classes of a model on a dataset.
     Predict(eval::ModelDataArgs),
+    /// Backdoor a classifier (Sub-BA, Exp-BA, Motif-BA, GTA): both models, trigger, defender sample, evaluation sets.
+    Attack(Box<attack::AttackArgs>),
+    /// Attack success rate and clean accuracy of a model on an attack's evaluation sets.
+    Asr(asr::AsrArgs),
     /// Recover and unlearn a backdoor trigger: purified model, report.json, report.html.
     Purify(Box<purify::PurifyArgs>),
     /// Write a generated demo dataset (two structural classes) as JSON.
@@ -52,6 +58,8 @@ pub fn main() -> ExitCode {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::eval(args),
         Command::Predict(args) => eval::predict(args),
+        Command::Attack(args) => attack::run(*args),
+        Command::Asr(args) => asr::run(args),
         Command::Purify(args) => purify::run(*args),
         Command::Synth(args) => synth::run(args),
         Command::Info => {

@@ -103,6 +103,9 @@ pub struct GraphTrigger {
     /// Trigger node attributes (row-major, one row per position) when the attack sets them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_attributes: Option<Vec<f32>>,
+    /// Trigger node labels (one per position) when the attack sets them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_labels: Option<Vec<u32>>,
 }
 
 /// Contents of attack.json.
@@ -128,6 +131,16 @@ pub struct AttackDescription {
     pub split_seed: u64,
     /// Dataset indices of the poisoned training graphs.
     pub poisoned_indices: Vec<usize>,
+    /// Name of the attacked dataset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// Dataset indices of the defender's clean sample (defender_clean.json, in this order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub defender_indices: Vec<usize>,
+    /// Dataset indices of the clean evaluation graphs (eval_clean.json, in this order); the
+    /// triggered set holds those of them whose class is not the target, in the same order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eval_indices: Vec<usize>,
 }
 
 impl AttackDescription {
@@ -152,6 +165,9 @@ impl AttackDescription {
             trigger,
             split_seed,
             poisoned_indices,
+            dataset: None,
+            defender_indices: Vec::new(),
+            eval_indices: Vec::new(),
         }
     }
 

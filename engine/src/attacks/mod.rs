@@ -1,7 +1,8 @@
 //! The four graph-classification backdoor attacks gcleaner is measured against, and the pieces
 //! they share: trigger subgraphs ([`trigger`], [`motif`]), trigger injection ([`inject`]),
 //! where triggers go ([`placement`]), poisoning and triggered evaluation sets ([`poison`]), and
-//! the attack.json record ([`description`]).
+//! the attack.json record ([`description`]), the whole attack run ([`pipeline`]) and how a model
+//! is measured against an attack ([`evaluate`]).
 //!
 //! | attack   | trigger                       | placement                          |
 //! |----------|-------------------------------|------------------------------------|
@@ -11,15 +12,24 @@
 //! | GTA      | generated per graph           | generated per graph                |
 
 pub mod description;
+pub mod evaluate;
+pub mod gta;
 pub mod inject;
 pub mod motif;
+pub mod pipeline;
 pub mod placement;
 pub mod poison;
 pub mod trigger;
 
 pub use description::{AttackDescription, AttackKind, GraphTrigger, TriggerDescription};
+pub use evaluate::{evaluate_on_attack, evaluate_sets, load_eval_sets, AttackEvalSets, AttackMetrics};
+pub use gta::GtaConfig;
 pub use inject::inject;
 pub use motif::{count_motifs, count_motifs_in, Motif, MotifCounts};
+pub use pipeline::{
+    run_attack, run_attack_with_clean_model, split_for_attack, write_attack_dir, AttackConfig,
+    AttackOutcome, AttackRunMetrics, AttackSplit,
+};
 pub use placement::{Placement, PlacementKind};
 pub use poison::{
     check_trigger_fits, poison_training_set, resolve_target_class, select_poisoned,

@@ -2,6 +2,7 @@
 //! sizes, judge the candidates by backdoor evidence, unlearn the chosen one, and report
 //! before/after numbers measured on held-out clean graphs only.
 
+pub mod baselines;
 pub mod evidence;
 pub mod generator;
 pub mod html;

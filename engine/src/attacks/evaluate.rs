@@ -1,0 +1,140 @@
+//! How well an attack works on a model: attack success rate on the triggered evaluation set, and
+//! clean accuracy, balanced accuracy and per-class recall on the clean evaluation set.
+//!
+//! Any model can be measured against an attack directory (the backdoored one, the clean
+//! reference, a purified one): the sets are re-mapped to the model's class order first.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::description::AttackDescription;
+use crate::data::batch::make_batches;
+use crate::data::json::load_json_dataset;
+use crate::data::Dataset;
+use crate::metrics::{self, attack_success_rate};
+use crate::models::GnnModel;
+use crate::{Error, Result};
+
+/// File names inside an attack directory.
+pub const ATTACK_FILE: &str = "attack.json";
+pub const EVAL_CLEAN_FILE: &str = "eval_clean.json";
+pub const EVAL_TRIGGERED_FILE: &str = "eval_triggered.json";
+pub const DEFENDER_FILE: &str = "defender_clean.json";
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const CLEAN_MODEL_FILE: &str = "clean_model.safetensors";
+pub const METRICS_FILE: &str = "metrics.json";
+
+/// Graphs per forward pass when measuring.
+const EVAL_BATCH_SIZE: usize = 256;
+
+/// One model measured against one attack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttackMetrics {
+    /// Share of triggered graphs (true class not the target) predicted as the target.
+    pub asr: f64,
+    /// Accuracy on the clean evaluation graphs.
+    pub clean_accuracy: f64,
+    /// Mean recall over the classes present in the clean evaluation graphs.
+    pub balanced_accuracy: f64,
+    /// Recall of every class of the model on the clean evaluation graphs (0 for absent classes).
+    pub per_class_recall: Vec<f64>,
+    /// The target as a class index of the model.
+    pub target_label: usize,
+    pub n_triggered: usize,
+    pub n_clean: usize,
+}
+
+/// Measures `model` on the clean and triggered evaluation sets, both already in the model's
+/// class order.
+pub fn evaluate_sets(
+    model: &GnnModel,
+    clean: &Dataset,
+    triggered: &Dataset,
+    target_class: usize,
+) -> Result<AttackMetrics> {
+    let num_classes = model.spec().num_classes;
+    if target_class >= num_classes {
+        return Err(Error::invalid(format!(
+            "target class {target_class} is not a class of the model ({num_classes} classes)"
+        )));
+    }
+    for (what, ds) in [("clean", clean), ("triggered", triggered)] {
+        if ds.is_empty() {
+            return Err(Error::invalid(format!("the {what} evaluation set holds no graphs")));
+        }
+        if let Some(i) = ds.graphs.iter().position(|g| g.label >= num_classes) {
+            return Err(Error::invalid(format!(
+                "{what} evaluation graph {i} has class {} but the model predicts {num_classes} classes",
+                ds.graphs[i].label
+            )));
+        }
+    }
+    let clean_predictions = predict_all(model, clean)?;
+    let evaluation = metrics::evaluate(&clean_predictions.classes, &clean_predictions.labels, num_classes);
+    let triggered_predictions = predict_all(model, triggered)?;
+    let (asr, n_triggered) =
+        attack_success_rate(&triggered_predictions.classes, &triggered_predictions.labels, target_class);
+    Ok(AttackMetrics {
+        asr,
+        clean_accuracy: evaluation.accuracy,
+        balanced_accuracy: evaluation.balanced_accuracy,
+        per_class_recall: evaluation.per_class.iter().map(|c| c.recall).collect(),
+        target_label: target_class,
+        n_triggered,
+        n_clean: evaluation.n,
+    })
+}
+
+fn predict_all(model: &GnnModel, ds: &Dataset) -> Result<metrics::Predictions> {
+    let indices: Vec<usize> = (0..ds.len()).collect();
+    let batches = make_batches(ds, &indices, EVAL_BATCH_SIZE, &model.spec().features, model.device())?;
+    metrics::predict(model, &batches)
+}
+
+/// The evaluation sets and target of an attack directory, mapped to `model`'s classes.
+pub struct AttackEvalSets {
+    pub description: AttackDescription,
+    pub clean: Dataset,
+    pub triggered: Dataset,
+    /// The target as a class index of the model.
+    pub target_class: usize,
+}
+
+/// Reads attack.json, eval_clean.json and eval_triggered.json from `attack_dir` and maps them
+/// onto the class order recorded in `model`'s spec (when it records one).
+pub fn load_eval_sets(model: &GnnModel, attack_dir: &Path) -> Result<AttackEvalSets> {
+    if !attack_dir.is_dir() {
+        return Err(Error::file(attack_dir, "not an attack directory (written by `gcleaner attack`)"));
+    }
+    let description = AttackDescription::read(&attack_dir.join(ATTACK_FILE))?;
+    let clean_path = attack_dir.join(EVAL_CLEAN_FILE);
+    let triggered_path = attack_dir.join(EVAL_TRIGGERED_FILE);
+    let mut clean = load_json_dataset(&clean_path)?;
+    let mut triggered = load_json_dataset(&triggered_path)?;
+    let target_class = match &model.spec().class_labels {
+        Some(labels) => {
+            let remap = |ds: Dataset, path: &Path| {
+                ds.with_class_labels(labels)
+                    .map_err(|e| Error::file(path, format!("does not match the model's classes: {e}")))
+            };
+            clean = remap(clean, &clean_path)?;
+            triggered = remap(triggered, &triggered_path)?;
+            labels.iter().position(|&l| l == description.target_label).ok_or_else(|| {
+                Error::invalid(format!(
+                    "the attack's target label {} is not one of the model's class labels {labels:?}",
+                    description.target_label
+                ))
+            })?
+        }
+        None => description.params.target_class,
+    };
+    Ok(AttackEvalSets { description, clean, triggered, target_class })
+}
+
+/// ASR, clean accuracy, balanced accuracy and per-class recall of `model` on the evaluation sets
+/// of the attack written to `attack_dir` by `gcleaner attack`.
+pub fn evaluate_on_attack(model: &GnnModel, attack_dir: &Path) -> Result<AttackMetrics> {
+    let sets = load_eval_sets(model, attack_dir)?;
+    evaluate_sets(model, &sets.clean, &sets.triggered, sets.target_class)
+}
