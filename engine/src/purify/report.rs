@@ -9,6 +9,7 @@ use super::montage::MontageBatch;
 use super::recovery::{random_placements, RecoveredTrigger, Trigger};
 use super::unlearn::{UnlearnOutcome, UnlearnSet};
 use super::PurifyConfig;
+use crate::attacks::evaluate::AttackMetrics;
 use crate::metrics::{self, Evaluation};
 use crate::models::{GnnModel, ModelSpec};
 use crate::rng::rng_for;
@@ -109,15 +110,14 @@ pub struct HoldoutReport {
     pub after: HoldoutMeasurement,
 }
 
+/// The input and purified models measured on an attack's evaluation sets (`--attack DIR`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttackEvaluation {
-    pub target_label: usize,
-    pub n_clean: usize,
-    pub n_triggered: usize,
-    pub asr_before: f64,
-    pub asr_after: f64,
-    pub clean_before: Evaluation,
-    pub clean_after: Evaluation,
+    pub before: AttackMetrics,
+    pub after: AttackMetrics,
+    /// The attack's never-backdoored reference model on the same sets: the rate at which a clean
+    /// model already sends triggered graphs to the target.
+    pub clean_model: Option<AttackMetrics>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
