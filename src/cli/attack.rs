@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use gcleaner_engine::attacks::{
     run_attack_with_clean_model, write_attack_dir, AttackConfig, AttackKind, Motif,
 };
-use gcleaner_engine::data::FeatureSpec;
+use gcleaner_engine::data::{Dataset, FeatureSpec};
 use gcleaner_engine::models::Arch;
 
 use super::common::{load_data, load_model, BarProgress, DeviceArg};
@@ -52,6 +52,12 @@ pub struct AttackArgs {
     /// Motif-BA's trigger (M31..M46); default: the rarest motif of the training graphs.
     #[arg(long)]
     motif: Option<Motif>,
+    /// GTA: bi-level rounds (model training alternating with generator training).
+    #[arg(long, default_value_t = 20)]
+    bilevel_epochs: usize,
+    /// GTA: a node pair becomes a trigger edge when the topology generator's value reaches this.
+    #[arg(long, default_value_t = 0.5)]
+    gta_threshold: f64,
     /// Size of the defender's clean sample as a share of the whole dataset.
     #[arg(long, default_value_t = 0.03)]
     defender_fraction: f64,
@@ -80,7 +86,7 @@ pub fn run(args: AttackArgs) -> Result<()> {
     if args.epochs == 0 {
         bail!("--epochs must be at least 1");
     }
-    let ds = load_data(&args.data, args.keep_classes.as_deref())?;
+    let ds = drop_nodeless_graphs(load_data(&args.data, args.keep_classes.as_deref())?);
     let features: Option<FeatureSpec> = match &args.features {
         Some(text) => Some(parse_features(text, &ds)?),
         None => None,
@@ -95,6 +101,8 @@ pub fn run(args: AttackArgs) -> Result<()> {
     config.density = args.density;
     config.motif = args.motif;
     config.defender_fraction = args.defender_fraction;
+    config.gta.bilevel_epochs = args.bilevel_epochs;
+    config.gta.threshold = args.gta_threshold;
     config.train.epochs = args.epochs;
     config.train.lr = args.lr;
     config.batch_size = args.batch_size;
@@ -133,4 +141,21 @@ pub fn run(args: AttackArgs) -> Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// Graphs without nodes (Fingerprint has hundreds) carry no structure a trigger could go into
+/// and nothing a model could classify: they are left out, with a note, before the split. The
+/// indices in attack.json refer to the dataset without them.
+fn drop_nodeless_graphs(ds: Dataset) -> Dataset {
+    let before = ds.len();
+    let graphs: Vec<_> = ds.graphs.into_iter().filter(|g| g.num_nodes > 0).collect();
+    if graphs.len() < before {
+        eprintln!(
+            "note: left out {} graph(s) of {} without nodes; attack.json indices count the remaining {}",
+            before - graphs.len(),
+            before,
+            graphs.len()
+        );
+    }
+    Dataset { name: ds.name, graphs, class_labels: ds.class_labels }
 }

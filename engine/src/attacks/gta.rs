@@ -50,6 +50,8 @@ pub struct GtaConfig {
     pub bilevel_epochs: usize,
     /// Generator optimisation steps per round.
     pub generator_steps: usize,
+    /// Graphs per generator step (the non-target training graphs, visited in chunks).
+    pub generator_batch: usize,
     pub generator_lr: f64,
     pub generator_hidden: usize,
     /// Topology threshold: a node pair is an edge when the generator's value reaches it.
@@ -58,14 +60,23 @@ pub struct GtaConfig {
 
 impl Default for GtaConfig {
     fn default() -> Self {
-        GtaConfig { bilevel_epochs: 20, generator_steps: 20, generator_lr: 0.01, generator_hidden: 64, threshold: 0.5 }
+        GtaConfig {
+            bilevel_epochs: 20,
+            generator_steps: 20,
+            generator_batch: 256,
+            generator_lr: 0.01,
+            generator_hidden: 64,
+            threshold: 0.5,
+        }
     }
 }
 
 impl GtaConfig {
     pub fn validate(&self, epochs: usize) -> Result<()> {
-        if self.bilevel_epochs == 0 || self.generator_steps == 0 || self.generator_hidden == 0 {
-            return Err(Error::invalid("GTA needs at least one bi-level round, one generator step and one hidden unit"));
+        if self.bilevel_epochs == 0 || self.generator_steps == 0 || self.generator_batch == 0 || self.generator_hidden == 0 {
+            return Err(Error::invalid(
+                "GTA needs at least one bi-level round, one generator step, one graph per step and one hidden unit",
+            ));
         }
         if self.bilevel_epochs > epochs {
             return Err(Error::invalid(format!(
@@ -360,11 +371,18 @@ pub(crate) fn gta_attack(ctx: &AttackContext<'_>, progress: &mut dyn Progress) -
     let poisoned_slots = SlotBatch::build(ctx, poisoned.clone(), n, &vec![target; poisoned.len()])?;
     // The generators learn on every non-target training graph the attacker holds, so they
     // generalise to graphs they have not seen; only the poisoned ones enter the training set.
+    // One step looks at one chunk of them, so a step costs the same on any dataset.
     let mut learn: Vec<usize> = ctx.split.train.iter().copied().filter(|&i| ds.graphs[i].label != target).collect();
     learn.sort_unstable();
-    let learn_count = learn.len() as i64;
-    let learn_slots = SlotBatch::build(ctx, learn, n, &vec![target; learn_count as usize])?;
-    let target_tensor = Tensor::full([learn_count], target as i64, (Kind::Int64, config.device));
+    learn.shuffle(&mut rng_for(config.seed, "gta/generator-chunks"));
+    let learn_chunks: Vec<(SlotBatch, Tensor)> = learn
+        .chunks(gta.generator_batch)
+        .map(|chunk| {
+            let slots = SlotBatch::build(ctx, chunk.to_vec(), n, &vec![target; chunk.len()])?;
+            let targets = Tensor::full([chunk.len() as i64], target as i64, (Kind::Int64, config.device));
+            Ok((slots, targets))
+        })
+        .collect::<Result<_>>()?;
 
     tch::manual_seed(config.seed as i64);
     let generators = Generators::new(n, &ctx.spec.features, ds, &ctx.split.train, gta, config.device);
@@ -378,13 +396,16 @@ pub(crate) fn gta_attack(ctx: &AttackContext<'_>, progress: &mut dyn Progress) -
     let mut generator_s = 0.0;
     let mut training_s = 0.0;
     let mut final_loss = f64::NAN;
+    let mut poisoned_ds = ds.clone();
+    let mut generator_step = 0usize;
     for round in 0..rounds {
         if round > 0 {
             let t = Instant::now();
             for _ in 0..gta.generator_steps {
-                let proposal = generators.propose(&learn_slots.input);
-                let log_probs = learn_slots.forward(&model, &proposal);
-                let loss = log_probs.nll_loss(&target_tensor);
+                let (slots, targets) = &learn_chunks[generator_step % learn_chunks.len()];
+                generator_step += 1;
+                let proposal = generators.propose(&slots.input);
+                let loss = slots.forward(&model, &proposal).nll_loss(targets);
                 generator_opt.zero_grad();
                 loss.backward();
                 generator_opt.step();
@@ -396,7 +417,7 @@ pub(crate) fn gta_attack(ctx: &AttackContext<'_>, progress: &mut dyn Progress) -
         }
 
         let t = Instant::now();
-        let mut poisoned_ds = ds.clone();
+        poisoned_ds = ds.clone();
         for (injected, _) in poisoned_slots.materialize(ds, &generators)? {
             let mut graph = injected.graph;
             graph.label = target;
@@ -439,6 +460,7 @@ pub(crate) fn gta_attack(ctx: &AttackContext<'_>, progress: &mut dyn Progress) -
         records.push(record);
     }
     Ok(Backdoor {
+        poisoned_dataset: poisoned_ds,
         model,
         trigger: TriggerDescription::PerGraph { num_nodes: n, graphs: records },
         placement: PlacementKind::Random,

@@ -294,8 +294,21 @@ pub struct AttackRunMetrics {
     pub accuracy_drop: f64,
     /// Whether the clean model was given (trained by an earlier run) instead of trained here.
     pub clean_model_reused: bool,
+    /// How well each model fits the graphs it was trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_fit: Option<TrainingFit>,
     pub timings: AttackTimings,
     pub device: String,
+}
+
+/// Accuracy of each model on its own training split, and the share of the poisoned training
+/// graphs the backdoored model assigns to the target: a backdoor that fits the poisoned graphs
+/// but shows a low ASR did not generalise; one that does not even fit them was not learned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingFit {
+    pub clean_model_accuracy: f64,
+    pub backdoored_model_accuracy: f64,
+    pub poisoned_fit: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -347,6 +360,8 @@ pub(crate) struct Backdoor {
     pub motif: Option<Motif>,
     pub trigger_s: f64,
     pub backdoor_training_s: f64,
+    /// The dataset with the poisoned graphs as the model was last trained on them.
+    pub poisoned_dataset: Dataset,
 }
 
 /// Everything the attacks share while they run.
@@ -509,6 +524,11 @@ pub fn run_attack_with_clean_model(
     };
     let clean_metrics = evaluate_sets(&clean_model, &eval_clean, &eval_triggered, target_class)?;
     let backdoored_metrics = evaluate_sets(&backdoor.model, &eval_clean, &eval_triggered, target_class)?;
+    let training_fit = TrainingFit {
+        clean_model_accuracy: accuracy_on(&clean_model, &ds.subset(&split.train))?,
+        backdoored_model_accuracy: accuracy_on(&backdoor.model, &backdoor.poisoned_dataset.subset(&split.train))?,
+        poisoned_fit: accuracy_on(&backdoor.model, &backdoor.poisoned_dataset.subset(&description.poisoned_indices))?,
+    };
     let evaluation_s = t.elapsed().as_secs_f64();
 
     let metrics = AttackRunMetrics {
@@ -534,6 +554,7 @@ pub fn run_attack_with_clean_model(
         clean_model: clean_metrics,
         backdoored_model: backdoored_metrics,
         clean_model_reused,
+        training_fit: Some(training_fit),
         timings: AttackTimings {
             clean_training_s,
             trigger_s: backdoor.trigger_s,
@@ -582,9 +603,11 @@ fn fixed_trigger_attack(ctx: &AttackContext<'_>, progress: &mut dyn Progress) ->
     let backdoor_training_s = t.elapsed().as_secs_f64();
     let triggered_eval =
         triggered_eval_set(ds, &ctx.split.eval, params.target_class, &trigger, placement, config.seed)?;
+    let poisoned_indices = poisoning.poisoned_indices();
     Ok(Backdoor {
+        poisoned_dataset: poisoning.dataset,
         model,
-        poisoned_indices: poisoning.poisoned_indices(),
+        poisoned_indices,
         trigger: TriggerDescription::Fixed(trigger),
         placement: placement.kind(),
         triggered_eval,
@@ -642,6 +665,17 @@ pub fn write_attack_dir(outcome: &AttackOutcome, dir: &Path) -> Result<()> {
     let text = serde_json::to_string_pretty(&outcome.metrics)
         .map_err(|e| Error::invalid(format!("cannot serialise attack metrics: {e}")))?;
     std::fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))
+}
+
+/// Accuracy of `model` on every graph of `ds`.
+fn accuracy_on(model: &GnnModel, ds: &Dataset) -> Result<f64> {
+    if ds.is_empty() {
+        return Ok(0.0);
+    }
+    let indices: Vec<usize> = (0..ds.len()).collect();
+    let batches = make_batches(ds, &indices, 256, &model.spec().features, model.device())?;
+    let p = crate::metrics::predict(model, &batches)?;
+    Ok(crate::metrics::evaluate(&p.classes, &p.labels, model.spec().num_classes).accuracy)
 }
 
 /// Graphs of `ds` at `indices`, by reference.
