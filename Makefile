@@ -13,7 +13,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 
-.PHONY: setup build test run bench clean-venv
+.PHONY: setup build test run demo sample bench bench-api postgres clean-venv
 
 setup: $(TORCH_STAMP)
 
@@ -30,20 +30,44 @@ $(PYG_STAMP): $(TORCH_STAMP)
 build: setup
 	cargo build --release --locked
 
-test: setup $(PYG_STAMP)
+# The service tests need PostgreSQL on 127.0.0.1:5432 (trust auth); start the system cluster
+# when it is not running.
+postgres:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; echo "PostgreSQL did not start" >&2; exit 1
+
+test: setup $(PYG_STAMP) postgres
 	cargo build --release --locked
 	cargo test --release --locked --workspace
 
-DEMO := $(CURDIR)/.run/demo
+SAMPLE := $(CURDIR)/.run/sample
 
-# End-to-end demo on a generated dataset: train a GIN, report its accuracy.
-run: build
-	target/release/gcleaner synth --graphs 600 --seed 1 --out $(DEMO)/synthetic.json
-	target/release/gcleaner train --data $(DEMO)/synthetic.json --arch gin --epochs 40 --out $(DEMO)/gin
-	target/release/gcleaner eval --model $(DEMO)/gin/model.safetensors --data $(DEMO)/synthetic.json
+# A backdoored model and a clean sample, generated here (no files from outside the repository):
+# synthetic graphs, a Sub-BA backdoor planted into a GIN, and the defender's clean sample.
+sample: build
+	@test -f $(SAMPLE)/attack/model.safetensors || { \
+	  target/release/gcleaner synth --graphs 600 --seed 1 --out $(SAMPLE)/synthetic.json && \
+	  target/release/gcleaner attack --data $(SAMPLE)/synthetic.json --attack subgraph --arch gin \
+	    --epochs 40 --target-label 0 --trigger-ratio 0.25 --injection-ratio 0.1 --defender-fraction 0.1 \
+	    --out $(SAMPLE)/attack; }
+
+# The main job: PostgreSQL (a private cluster unless GCLEANER_DATABASE_URL is set), migrations,
+# a token, and `gcleaner serve` on 127.0.0.1:8080 with one worker; prints the curl commands.
+run: sample
+	SAMPLE_MODEL=$(SAMPLE)/attack/model.safetensors SAMPLE_DATA=$(SAMPLE)/attack/defender_clean.json \
+	  scripts/run-local.sh
+
+# The research CLI end to end on the generated sample: purify it and report the true ASR.
+demo: sample
+	target/release/gcleaner purify --model $(SAMPLE)/attack/model.safetensors \
+	  --data $(SAMPLE)/attack/defender_clean.json --attack $(SAMPLE)/attack --out $(SAMPLE)/purified
 
 bench: build $(PYG_STAMP)
 	bench/gin_epoch.sh
+
+bench-api: build
+	cargo build --release --locked --tests
+	bench/api.sh
 
 clean-venv:
 	rm -rf $(VENV)

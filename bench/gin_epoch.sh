@@ -9,6 +9,7 @@ if [ ! -d "$data" ]; then
   echo "skipping GIN epoch benchmark: $data not found"
   exit 0
 fi
+data=$(realpath "$data")  # cargo bench runs from engine/
 rust=$(cargo bench -q -p gcleaner-engine --bench gin_epoch -- "$data" "$epochs" | tail -n 1)
 max_degree=$(python -c 'import json,sys; print(json.loads(sys.argv[1])["max_degree"])' "$rust")
 pyg=$(python bench/pyg_gin_epoch.py --data "$data" --max-degree "$max_degree" --epochs "$epochs" | tail -n 1)

@@ -11,6 +11,7 @@ pub mod error;
 pub mod explain;
 pub mod metrics;
 pub mod models;
+pub mod optim;
 pub mod progress;
 pub mod purify;
 pub mod rng;

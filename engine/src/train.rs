@@ -3,11 +3,11 @@
 
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
-use tch::nn::OptimizerConfig;
-use tch::{nn, Tensor};
+use tch::Tensor;
 
 use crate::data::batch::GraphBatch;
 use crate::models::GnnModel;
+use crate::optim::FlatAdam;
 use crate::progress::{Progress, ProgressEvent};
 use crate::rng::rng_for;
 use crate::{Error, Result};
@@ -69,8 +69,7 @@ pub fn train(
         return Err(Error::invalid("no training graphs"));
     }
     tch::manual_seed(config.seed as i64);
-    let mut opt = nn::Adam { wd: config.weight_decay, ..Default::default() }
-        .build(model.var_store(), config.lr)?;
+    let mut opt = FlatAdam::new(model.var_store(), config.lr, config.weight_decay)?;
     let mut order: Vec<usize> = (0..batches.len()).collect();
     let mut rng = rng_for(config.seed, "train-batch-order");
     let mut history = Vec::with_capacity(config.epochs);

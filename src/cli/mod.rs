@@ -5,9 +5,13 @@ mod attack;
 mod common;
 mod eval;
 mod features_arg;
+mod migrate;
 mod purify;
+mod serve;
 mod synth;
+mod token;
 mod train;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -38,6 +42,14 @@ enum Command {
     Synth(synth::SynthArgs),
     /// Print the libtorch build and the devices it sees.
     Info,
+    /// Run the HTTP purification service (API plus in-process workers).
+    Serve(gcleaner::config::ServeConfig),
+    /// Run queue workers without the HTTP API.
+    Worker(gcleaner::config::WorkerConfig),
+    /// Apply database migrations.
+    Migrate(gcleaner::config::DatabaseConfig),
+    /// Create, list or disable API tokens.
+    Token(token::TokenArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -55,6 +67,10 @@ pub fn main() -> ExitCode {
             println!("cuda available: {} ({} device(s))", tch::Cuda::is_available(), tch::Cuda::device_count());
             Ok(())
         }
+        Command::Serve(config) => serve::run(config),
+        Command::Worker(config) => worker::run(config),
+        Command::Migrate(config) => migrate::run(config),
+        Command::Token(args) => token::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

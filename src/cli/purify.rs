@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use gcleaner_engine::attacks;
 use gcleaner_engine::explain::ExplainerKind;
+use gcleaner_engine::purify::report::AttackEvaluation;
 use gcleaner_engine::purify::unlearn::UnlearnMode;
 use gcleaner_engine::purify::{html, purify, PurifyConfig};
 use sha2::{Digest, Sha256};
@@ -22,6 +24,10 @@ pub struct PurifyArgs {
     /// The clean labelled sample: TU directory, GIN text file, JSON file, or an archive of one.
     #[arg(long)]
     data: PathBuf,
+    /// An attack directory (from `gcleaner attack`): report the true ASR and accuracy before and
+    /// after on its evaluation sets.
+    #[arg(long)]
+    attack: Option<PathBuf>,
     /// Keep only these original class labels of the sample (comma-separated).
     #[arg(long, value_delimiter = ',')]
     keep_classes: Option<Vec<i64>>,
@@ -92,6 +98,20 @@ pub fn run(args: PurifyArgs) -> Result<()> {
 
     let outcome = purify(&model, &sample, &config, &mut BarProgress::new())?;
     let mut report = outcome.report;
+    if let Some(dir) = &args.attack {
+        let clean_model_path = dir.join(attacks::evaluate::CLEAN_MODEL_FILE);
+        let clean_model = if clean_model_path.exists() {
+            let reference = load_model(&clean_model_path, None, device)?;
+            Some(attacks::evaluate_on_attack(&reference, dir)?)
+        } else {
+            None
+        };
+        report.attack = Some(AttackEvaluation {
+            before: attacks::evaluate_on_attack(&model, dir)?,
+            after: attacks::evaluate_on_attack(&outcome.model, dir)?,
+            clean_model,
+        });
+    }
     let bytes = std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
     report.input_sha256 = Some(format!("{:x}", Sha256::digest(&bytes)));
 
@@ -106,6 +126,18 @@ pub fn run(args: PurifyArgs) -> Result<()> {
         "held-out: accuracy {:.3} -> {:.3}, trigger flip rate {:.3} -> {:.3} ({} graphs)",
         b.evaluation.accuracy, a.evaluation.accuracy, b.flip_rate, a.flip_rate, report.sample.n_holdout
     );
+    if let Some(a) = &report.attack {
+        println!(
+            "attack eval set: ASR {:.3} -> {:.3}, clean accuracy {:.3} -> {:.3}, balanced {:.3} -> {:.3}{}",
+            a.before.asr,
+            a.after.asr,
+            a.before.clean_accuracy,
+            a.after.clean_accuracy,
+            a.before.balanced_accuracy,
+            a.after.balanced_accuracy,
+            a.clean_model.as_ref().map(|c| format!(" (never-backdoored model ASR {:.3})", c.asr)).unwrap_or_default()
+        );
+    }
     println!("wrote {}", args.out.display());
     Ok(())
 }

@@ -23,7 +23,10 @@ impl Head {
         self.fc2.forward(&self.fc1.forward(embedding).relu())
     }
 
-    pub fn expected_tensors(hidden: usize, num_classes: usize) -> Vec<super::weights::ExpectedTensor> {
+    pub fn expected_tensors(
+        hidden: usize,
+        num_classes: usize,
+    ) -> Vec<super::weights::ExpectedTensor> {
         use super::weights::ExpectedTensor as T;
         vec![
             T::param("fc1.weight", &[hidden, hidden]),

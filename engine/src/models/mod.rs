@@ -53,7 +53,12 @@ pub struct GraphInput<'a> {
 }
 
 impl<'a> GraphInput<'a> {
-    pub fn new(x: &'a Tensor, edge_index: &'a Tensor, batch: &'a Tensor, num_graphs: i64) -> GraphInput<'a> {
+    pub fn new(
+        x: &'a Tensor,
+        edge_index: &'a Tensor,
+        batch: &'a Tensor,
+        num_graphs: i64,
+    ) -> GraphInput<'a> {
         GraphInput { x, edge_index, edge_weight: None, batch, num_graphs }
     }
 
@@ -68,7 +73,10 @@ impl<'a> GraphInput<'a> {
         let fail = |msg: String| Err(Error::invalid(format!("graph input: {msg}")));
         let x_size = self.x.size();
         if x_size.len() != 2 || x_size[1] != spec.in_features as i64 {
-            return fail(format!("x has shape {x_size:?}, the model expects [N, {}]", spec.in_features));
+            return fail(format!(
+                "x has shape {x_size:?}, the model expects [N, {}]",
+                spec.in_features
+            ));
         }
         if self.x.kind() != Kind::Float {
             return fail(format!("x is {:?}, expected f32", self.x.kind()));
@@ -76,16 +84,27 @@ impl<'a> GraphInput<'a> {
         let n = x_size[0];
         let ei_size = self.edge_index.size();
         if ei_size.len() != 2 || ei_size[0] != 2 || self.edge_index.kind() != Kind::Int64 {
-            return fail(format!("edge_index must be [2, E] i64, got {ei_size:?} {:?}", self.edge_index.kind()));
+            return fail(format!(
+                "edge_index must be [2, E] i64, got {ei_size:?} {:?}",
+                self.edge_index.kind()
+            ));
         }
         let e = ei_size[1];
         if let Some(w) = self.edge_weight {
             if w.size() != [e] || w.kind() != Kind::Float {
-                return fail(format!("edge_weight must be [{e}] f32, got {:?} {:?}", w.size(), w.kind()));
+                return fail(format!(
+                    "edge_weight must be [{e}] f32, got {:?} {:?}",
+                    w.size(),
+                    w.kind()
+                ));
             }
         }
         if self.batch.size() != [n] || self.batch.kind() != Kind::Int64 {
-            return fail(format!("batch must be [{n}] i64, got {:?} {:?}", self.batch.size(), self.batch.kind()));
+            return fail(format!(
+                "batch must be [{n}] i64, got {:?} {:?}",
+                self.batch.size(),
+                self.batch.kind()
+            ));
         }
         if self.num_graphs < 1 {
             return fail(format!("num_graphs must be at least 1, got {}", self.num_graphs));
@@ -95,15 +114,23 @@ impl<'a> GraphInput<'a> {
             return fail(format!("every tensor must be on the model's device {device:?}"));
         }
         if e > 0 {
-            let (lo, hi) = (self.edge_index.min().int64_value(&[]), self.edge_index.max().int64_value(&[]));
+            let (lo, hi) =
+                (self.edge_index.min().int64_value(&[]), self.edge_index.max().int64_value(&[]));
             if lo < 0 || hi >= n {
-                return fail(format!("edge_index refers to node {} but there are {n} nodes", if lo < 0 { lo } else { hi }));
+                return fail(format!(
+                    "edge_index refers to node {} but there are {n} nodes",
+                    if lo < 0 { lo } else { hi }
+                ));
             }
         }
         if n > 0 {
             let (lo, hi) = (self.batch.min().int64_value(&[]), self.batch.max().int64_value(&[]));
             if lo < 0 || hi >= self.num_graphs {
-                return fail(format!("batch refers to graph {} but num_graphs is {}", if lo < 0 { lo } else { hi }, self.num_graphs));
+                return fail(format!(
+                    "batch refers to graph {} but num_graphs is {}",
+                    if lo < 0 { lo } else { hi },
+                    self.num_graphs
+                ));
             }
         }
         Ok(())
@@ -175,8 +202,12 @@ impl GnnModel {
             let root = vs.root();
             (Body::new(&root, &spec), Head::new(&root, spec.hidden as i64, spec.num_classes as i64))
         };
-        let mut parameter_names: Vec<String> =
-            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(name, _)| name).collect();
+        let mut parameter_names: Vec<String> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .map(|(name, _)| name)
+            .collect();
         parameter_names.sort();
         Ok(GnnModel { spec, device, vs, body, head, parameter_names })
     }
@@ -206,7 +237,8 @@ impl GnnModel {
         let edges = Edges::new(input);
         let layer_outputs = self.body.forward_layers(input.x, &edges, train);
         let last = layer_outputs.last().expect("a validated spec has at least one layer");
-        let embedding = pooling::global_pool(last, input.batch, input.num_graphs, self.spec.pooling);
+        let embedding =
+            pooling::global_pool(last, input.batch, input.num_graphs, self.spec.pooling);
         let logits = self.head.forward(&embedding);
         let log_probs = logits.log_softmax(-1, None::<Kind>);
         ForwardOutput { logits, log_probs, layer_outputs, embedding }
@@ -225,7 +257,11 @@ impl GnnModel {
 
     /// Loads a safetensors file (spec from its metadata unless `spec_override` is given),
     /// with the default [`weights::WeightLimits`].
-    pub fn load(path: &Path, spec_override: Option<ModelSpec>, device: Device) -> Result<LoadedModel> {
+    pub fn load(
+        path: &Path,
+        spec_override: Option<ModelSpec>,
+        device: Device,
+    ) -> Result<LoadedModel> {
         weights::load(path, spec_override, device, &weights::WeightLimits::default())
     }
 
@@ -277,7 +313,11 @@ impl GnnModel {
 
     /// Parameters of the head (fc1, fc2).
     pub fn head_parameter_names(&self) -> Vec<String> {
-        self.parameter_names.iter().filter(|n| n.starts_with("fc1.") || n.starts_with("fc2.")).cloned().collect()
+        self.parameter_names
+            .iter()
+            .filter(|n| n.starts_with("fc1.") || n.starts_with("fc2."))
+            .cloned()
+            .collect()
     }
 
     /// Makes exactly `names` require gradients; every other parameter is frozen. Build the

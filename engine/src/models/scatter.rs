@@ -59,7 +59,11 @@ mod tests {
     fn scatter_sum_adds_rows_into_buckets_and_leaves_empty_ones_zero() {
         let values = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).view([3, 2]);
         let index = Tensor::from_slice(&[2i64, 0, 2]);
-        assert_close(&scatter_sum(&values, &index, 4), &[3.0, 4.0, 0.0, 0.0, 6.0, 8.0, 0.0, 0.0], 0.0);
+        assert_close(
+            &scatter_sum(&values, &index, 4),
+            &[3.0, 4.0, 0.0, 0.0, 6.0, 8.0, 0.0, 0.0],
+            0.0,
+        );
     }
 
     #[test]

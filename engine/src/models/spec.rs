@@ -54,7 +54,9 @@ impl std::str::FromStr for Arch {
             "gcn" => Ok(Arch::Gcn),
             "gat" => Ok(Arch::Gat),
             "sage" | "graphsage" => Ok(Arch::Sage),
-            other => Err(format!("unknown architecture {other:?} (expected gin, gcn, gat or sage)")),
+            other => {
+                Err(format!("unknown architecture {other:?} (expected gin, gcn, gat or sage)"))
+            }
         }
     }
 }
@@ -114,8 +116,8 @@ impl ModelSpec {
 
     /// Parses and validates a spec from its JSON text.
     pub fn from_json(text: &str) -> Result<ModelSpec> {
-        let spec: ModelSpec =
-            serde_json::from_str(text).map_err(|e| Error::invalid(format!("invalid model spec JSON: {e}")))?;
+        let spec: ModelSpec = serde_json::from_str(text)
+            .map_err(|e| Error::invalid(format!("invalid model spec JSON: {e}")))?;
         spec.validate()?;
         Ok(spec)
     }
@@ -139,7 +141,10 @@ impl ModelSpec {
         check_range("hidden", self.hidden, 1, MAX_HIDDEN);
         check_range("num_layers", self.num_layers, 1, MAX_LAYERS);
         check_range("num_classes", self.num_classes, 2, MAX_CLASSES);
-        let width = feature_width(&self.features);
+        if let Err(e) = self.features.validate() {
+            problems.push(format!("features: {e}"));
+        }
+        let width = self.features.dim();
         if width != self.in_features {
             problems.push(format!(
                 "in_features is {} but the features ({}) give {width} columns",
@@ -170,17 +175,6 @@ impl ModelSpec {
     }
 }
 
-/// Columns produced by a feature transform (saturating, so an absurd spec fails the
-/// `in_features` check instead of overflowing).
-fn feature_width(features: &FeatureSpec) -> usize {
-    match features {
-        FeatureSpec::OneHotDegree { max_degree } => max_degree.saturating_add(1),
-        FeatureSpec::NodeLabelsOneHot { num_labels } => *num_labels,
-        FeatureSpec::NodeAttributes { dim } => *dim,
-        FeatureSpec::Concat { parts } => parts.iter().fold(0usize, |acc, p| acc.saturating_add(feature_width(p))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,7 +189,8 @@ mod tests {
         assert_eq!((spec.num_layers, spec.pooling), (5, Pooling::Sum));
         let back = ModelSpec::from_json(&spec.to_json()).unwrap();
         assert_eq!(back, spec);
-        let sage = ModelSpec::published(Arch::Sage, 3, 64, 2, FeatureSpec::NodeAttributes { dim: 3 });
+        let sage =
+            ModelSpec::published(Arch::Sage, 3, 64, 2, FeatureSpec::NodeAttributes { dim: 3 });
         assert_eq!((sage.num_layers, sage.pooling), (7, Pooling::Mean));
     }
 
@@ -209,27 +204,45 @@ mod tests {
         spec.in_features = 12;
         spec.class_labels = Some(vec![1, 1, 2]);
         let err = spec.validate().unwrap_err().to_string();
-        for needle in ["format", "hidden", "num_layers", "num_classes", "in_features is 12", "class_labels has 3", "duplicates"] {
+        for needle in [
+            "format",
+            "hidden",
+            "num_layers",
+            "num_classes",
+            "in_features is 12",
+            "class_labels has 3",
+            "duplicates",
+        ] {
             assert!(err.contains(needle), "{needle:?} missing from {err}");
         }
     }
 
     #[test]
-    fn feature_width_covers_concatenations() {
+    fn in_features_must_match_the_feature_width() {
         let mut spec = gin();
         spec.features = FeatureSpec::Concat {
-            parts: vec![FeatureSpec::OneHotDegree { max_degree: 4 }, FeatureSpec::NodeLabelsOneHot { num_labels: 6 }],
+            parts: vec![
+                FeatureSpec::OneHotDegree { max_degree: 4 },
+                FeatureSpec::NodeLabelsOneHot { num_labels: 6 },
+            ],
         };
         assert!(spec.validate().is_ok());
         spec.features = FeatureSpec::OneHotDegree { max_degree: usize::MAX };
         assert!(spec.validate().unwrap_err().to_string().contains("in_features"));
+        spec.features = FeatureSpec::Concat { parts: vec![] };
+        spec.in_features = 0;
+        let err = spec.validate().unwrap_err().to_string();
+        assert!(err.contains("features: concat needs at least one part"), "{err}");
     }
 
     #[test]
     fn from_json_rejects_unknown_fields_and_bad_json() {
         let mut value: serde_json::Value = serde_json::from_str(&gin().to_json()).unwrap();
         value["dropout"] = serde_json::json!(0.5);
-        assert!(ModelSpec::from_json(&value.to_string()).unwrap_err().to_string().contains("dropout"));
+        assert!(ModelSpec::from_json(&value.to_string())
+            .unwrap_err()
+            .to_string()
+            .contains("dropout"));
         assert!(ModelSpec::from_json("{").is_err());
     }
 }

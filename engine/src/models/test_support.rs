@@ -8,7 +8,7 @@ use crate::data::FeatureSpec;
 /// Overwrites a parameter in place (shape taken from the parameter).
 pub fn set(param: &Tensor, values: &[f32]) {
     tch::no_grad(|| {
-        let _ = param.shallow_clone().copy_(&Tensor::from_slice(values).view(param.size().as_slice()));
+        param.shallow_clone().copy_(&Tensor::from_slice(values).view(param.size().as_slice()));
     });
 }
 
@@ -45,7 +45,7 @@ impl TinyBatch {
                 reversed.0.push(v + offset);
                 reversed.1.push(u + offset);
             }
-            batch.extend(std::iter::repeat(g as i64).take(*n));
+            batch.extend(std::iter::repeat_n(g as i64, *n));
             offset += *n as i64;
         }
         src.extend(reversed.0);
@@ -54,7 +54,8 @@ impl TinyBatch {
         let dim = features.len() as i64 / offset;
         TinyBatch {
             x: Tensor::from_slice(features).view([offset, dim]),
-            edge_index: Tensor::cat(&[Tensor::from_slice(&src), Tensor::from_slice(&dst)], 0).view([2, e]),
+            edge_index: Tensor::cat(&[Tensor::from_slice(&src), Tensor::from_slice(&dst)], 0)
+                .view([2, e]),
             batch: Tensor::from_slice(&batch),
             num_graphs: graphs.len() as i64,
         }
@@ -78,7 +79,13 @@ pub fn symmetric_weights(per_edge: &[f32]) -> Tensor {
 
 /// A spec for `arch` with node-attribute features of width `in_features`.
 pub fn spec(arch: super::Arch, in_features: usize, hidden: usize, num_classes: usize) -> ModelSpec {
-    ModelSpec::published(arch, in_features, hidden, num_classes, FeatureSpec::NodeAttributes { dim: in_features })
+    ModelSpec::published(
+        arch,
+        in_features,
+        hidden,
+        num_classes,
+        FeatureSpec::NodeAttributes { dim: in_features },
+    )
 }
 
 /// A few random graphs (deterministic) with `dim` random features per node.

@@ -58,7 +58,11 @@ impl ExpectedTensor {
     }
 
     pub fn running_var(name: &str, shape: &[usize]) -> ExpectedTensor {
-        ExpectedTensor { name: name.to_string(), shape: shape.to_vec(), role: TensorRole::RunningVariance }
+        ExpectedTensor {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            role: TensorRole::RunningVariance,
+        }
     }
 
     pub fn counter(name: &str) -> ExpectedTensor {
@@ -87,10 +91,16 @@ pub struct LoadedModel {
 }
 
 /// Loads weights into a new model on `device`.
-pub fn load(path: &Path, spec_override: Option<ModelSpec>, device: Device, limits: &WeightLimits) -> Result<LoadedModel> {
+pub fn load(
+    path: &Path,
+    spec_override: Option<ModelSpec>,
+    device: Device,
+    limits: &WeightLimits,
+) -> Result<LoadedModel> {
     let bytes = read_weights_file(path, limits)?;
     let checked = check_weights(path, &bytes, spec_override)?;
-    let model = GnnModel::new(checked.spec, device).map_err(|e| Error::weights(path, e.to_string()))?;
+    let model =
+        GnnModel::new(checked.spec, device).map_err(|e| Error::weights(path, e.to_string()))?;
     let mut variables = model.var_store().variables();
     for (name, value) in checked.tensors {
         let mut var = variables
@@ -121,7 +131,8 @@ pub fn inspect_with_limits(path: &Path, limits: &WeightLimits) -> Result<ModelSp
 pub fn save(model: &GnnModel, path: &Path) -> Result<()> {
     let mut variables: Vec<(String, Tensor)> = model.var_store().variables().into_iter().collect();
     variables.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::with_capacity(variables.len());
+    let mut encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
+        Vec::with_capacity(variables.len());
     for (name, var) in variables {
         let cpu = var.detach().to_device(Device::Cpu).contiguous();
         let shape: Vec<usize> = cpu.size().iter().map(|&d| d as usize).collect();
@@ -152,7 +163,10 @@ pub fn save(model: &GnnModel, path: &Path) -> Result<()> {
 }
 
 fn temporary_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
@@ -185,14 +199,21 @@ fn read_weights_file(path: &Path, limits: &WeightLimits) -> Result<Vec<u8>> {
     if metadata.len() > limits.max_file_bytes {
         return Err(Error::weights(
             path,
-            format!("file is {} bytes, more than the limit of {} bytes", metadata.len(), limits.max_file_bytes),
+            format!(
+                "file is {} bytes, more than the limit of {} bytes",
+                metadata.len(),
+                limits.max_file_bytes
+            ),
         ));
     }
     let mut bytes = Vec::with_capacity(metadata.len() as usize);
     // `take` bounds the read even if the file grows after the size check.
     file.take(limits.max_file_bytes + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
     if bytes.len() as u64 > limits.max_file_bytes {
-        return Err(Error::weights(path, format!("file is larger than the limit of {} bytes", limits.max_file_bytes)));
+        return Err(Error::weights(
+            path,
+            format!("file is larger than the limit of {} bytes", limits.max_file_bytes),
+        ));
     }
     // A safetensors file opens with its header length (u64 LE) and then '{'. Its first bytes
     // can look like a pickle or zip signature (a header of 128 bytes starts with 0x80), so the
@@ -230,7 +251,11 @@ struct CheckedWeights {
     ignored: Vec<String>,
 }
 
-fn check_weights(path: &Path, bytes: &[u8], spec_override: Option<ModelSpec>) -> Result<CheckedWeights> {
+fn check_weights(
+    path: &Path,
+    bytes: &[u8],
+    spec_override: Option<ModelSpec>,
+) -> Result<CheckedWeights> {
     let (_, metadata) = SafeTensors::read_metadata(bytes)
         .map_err(|e| Error::weights(path, format!("not a valid safetensors file: {e}")))?;
     let file = SafeTensors::deserialize(bytes)
@@ -244,7 +269,8 @@ fn check_weights(path: &Path, bytes: &[u8], spec_override: Option<ModelSpec>) ->
                     format!("no model spec: the file has no {SPEC_METADATA_KEY:?} metadata entry; pass the spec JSON separately"),
                 )
             })?;
-            ModelSpec::from_json(text).map_err(|e| Error::weights(path, format!("embedded spec: {e}")))?
+            ModelSpec::from_json(text)
+                .map_err(|e| Error::weights(path, format!("embedded spec: {e}")))?
         }
     };
     spec.validate().map_err(|e| Error::weights(path, e.to_string()))?;
@@ -268,7 +294,12 @@ fn check_weights(path: &Path, bytes: &[u8], spec_override: Option<ModelSpec>) ->
     if !problems.is_empty() {
         return Err(Error::weights(
             path,
-            format!("weights do not match the {} spec ({} problem(s)): {}", spec.arch.name(), problems.len(), problems.join("; ")),
+            format!(
+                "weights do not match the {} spec ({} problem(s)): {}",
+                spec.arch.name(),
+                problems.len(),
+                problems.join("; ")
+            ),
         ));
     }
     let wanted: BTreeSet<&str> = expected.iter().map(|t| t.name.as_str()).collect();
@@ -279,7 +310,10 @@ fn check_weights(path: &Path, bytes: &[u8], spec_override: Option<ModelSpec>) ->
 
 /// One tensor against its expectation: dtype, shape, then values. Returns it as an f32 (or
 /// i64 counter) CPU tensor.
-fn check_tensor(want: &ExpectedTensor, view: &TensorView<'_>) -> std::result::Result<Tensor, String> {
+fn check_tensor(
+    want: &ExpectedTensor,
+    view: &TensorView<'_>,
+) -> std::result::Result<Tensor, String> {
     let kind = match (want.role, view.dtype()) {
         (TensorRole::Counter, Dtype::I64) => Kind::Int64,
         (TensorRole::Counter, other) => return Err(format!("dtype {other:?}, expected I64")),
@@ -295,7 +329,11 @@ fn check_tensor(want: &ExpectedTensor, view: &TensorView<'_>) -> std::result::Re
     // libtorch copies `numel * element size` bytes without bounds checks: make sure they exist.
     let numel: usize = want.shape.iter().product();
     if view.data().len() != numel * kind.elt_size_in_bytes() {
-        return Err(format!("holds {} bytes, expected {}", view.data().len(), numel * kind.elt_size_in_bytes()));
+        return Err(format!(
+            "holds {} bytes, expected {}",
+            view.data().len(),
+            numel * kind.elt_size_in_bytes()
+        ));
     }
     let raw = Tensor::f_from_data_size(view.data(), &dims, kind).map_err(|e| e.to_string())?;
     if want.role == TensorRole::Counter {

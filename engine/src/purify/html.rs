@@ -67,10 +67,6 @@ pub fn render(report: &PurifyReport) -> String {
     h.push_str("<h2>Confusion matrices (held-out clean graphs)</h2><div class=grid>");
     confusion(&mut h, "before", &report.holdout.before.evaluation);
     confusion(&mut h, "after", &report.holdout.after.evaluation);
-    if let Some(a) = &report.attack {
-        confusion(&mut h, "attack eval set, before", &a.clean_before);
-        confusion(&mut h, "attack eval set, after", &a.clean_after);
-    }
     h.push_str("</div>");
     if let Some(p) = &report.projection {
         h.push_str("<h2>Graph embeddings (PCA), triggered graphs in red</h2><div class=grid>");
@@ -91,9 +87,15 @@ fn before_after(h: &mut String, r: &PurifyReport) {
         let _ = write!(h, "<tr><th>{name}</th><td>{}</td><td>{}</td></tr>", pct(x), pct(y));
     };
     if let Some(at) = &r.attack {
-        row("attack success rate (attack eval set)", at.asr_before, at.asr_after);
-        row("clean accuracy (attack eval set)", at.clean_before.accuracy, at.clean_after.accuracy);
-        row("balanced accuracy (attack eval set)", at.clean_before.balanced_accuracy, at.clean_after.balanced_accuracy);
+        let t = at.before.target_label;
+        let recall = |m: &crate::attacks::evaluate::AttackMetrics| m.per_class_recall.get(t).copied().unwrap_or(0.0);
+        row("attack success rate (attack eval set)", at.before.asr, at.after.asr);
+        row("clean accuracy (attack eval set)", at.before.clean_accuracy, at.after.clean_accuracy);
+        row("balanced accuracy (attack eval set)", at.before.balanced_accuracy, at.after.balanced_accuracy);
+        row(&format!("recall of target class {t} (attack eval set)"), recall(&at.before), recall(&at.after));
+        if let Some(c) = &at.clean_model {
+            row("never-backdoored model: ASR (same set)", c.asr, c.asr);
+        }
     }
     row("held-out accuracy", b.evaluation.accuracy, a.evaluation.accuracy);
     row("held-out balanced accuracy", b.evaluation.balanced_accuracy, a.evaluation.balanced_accuracy);

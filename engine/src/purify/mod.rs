@@ -2,6 +2,7 @@
 //! sizes, judge the candidates by backdoor evidence, unlearn the chosen one, and report
 //! before/after numbers measured on held-out clean graphs only.
 
+pub mod baselines;
 pub mod evidence;
 pub mod generator;
 pub mod html;
@@ -16,6 +17,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, Graph};
+use crate::explain::gnnexplainer::{self, GnnExplainerConfig};
 use crate::explain::{saliency, ExplainerKind};
 use crate::models::GnnModel;
 use crate::progress::Progress;
@@ -97,9 +99,9 @@ fn split_sample(sample: &Dataset, holdout_fraction: f64, seed: u64) -> (Vec<usiz
 fn importance(model: &GnnModel, graphs: &[&Graph], kind: ExplainerKind) -> Result<Vec<Vec<f32>>> {
     match kind {
         ExplainerKind::Saliency => saliency::node_importance(model, graphs, &model.spec().features),
-        ExplainerKind::GnnExplainer => Err(Error::invalid(
-            "the GNNExplainer option is not available in this build; use the saliency explainer",
-        )),
+        ExplainerKind::GnnExplainer => {
+            gnnexplainer::node_importance(model, graphs, &model.spec().features, &GnnExplainerConfig::default())
+        }
     }
 }
 

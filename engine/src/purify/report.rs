@@ -9,6 +9,7 @@ use super::montage::MontageBatch;
 use super::recovery::{random_placements, RecoveredTrigger, Trigger};
 use super::unlearn::{UnlearnOutcome, UnlearnSet};
 use super::PurifyConfig;
+use crate::attacks::evaluate::AttackMetrics;
 use crate::metrics::{self, Evaluation};
 use crate::models::{GnnModel, ModelSpec};
 use crate::rng::rng_for;
@@ -109,15 +110,14 @@ pub struct HoldoutReport {
     pub after: HoldoutMeasurement,
 }
 
+/// The input and purified models measured on an attack's evaluation sets (`--attack DIR`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttackEvaluation {
-    pub target_label: usize,
-    pub n_clean: usize,
-    pub n_triggered: usize,
-    pub asr_before: f64,
-    pub asr_after: f64,
-    pub clean_before: Evaluation,
-    pub clean_after: Evaluation,
+    pub before: AttackMetrics,
+    pub after: AttackMetrics,
+    /// The attack's never-backdoored reference model on the same sets: the rate at which a clean
+    /// model already sends triggered graphs to the target.
+    pub clean_model: Option<AttackMetrics>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -182,8 +182,9 @@ pub fn project_embeddings(
         Tensor::cat(&[clean, triggered], 0).to_device(Device::Cpu).to_kind(Kind::Double)
     });
     let centred = &embeddings - embeddings.mean_dim([0i64].as_slice(), true, Kind::Double);
-    let (_, _, vh) = Tensor::f_linalg_svd(&centred, false, "")?;
-    let components = vh.narrow(0, 0, 2.min(vh.size()[0])).tr();
+    // torch.svd (not linalg_svd): tch cannot pass linalg_svd's optional driver as None on CPU.
+    let (_, _, v) = centred.f_svd(true, true)?;
+    let components = v.narrow(1, 0, 2.min(v.size()[1]));
     let coords = centred.matmul(&components);
     let cols = coords.size()[1] as usize;
     let flat = Vec::<f64>::try_from(coords.contiguous().view([-1]))?;

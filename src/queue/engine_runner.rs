@@ -1,0 +1,222 @@
+//! The production runner: loads the model and the clean sample, runs G-Cleaner purification
+//! (`gcleaner_engine::purify::purify`) with the job's parameters, and returns the purified model
+//! with the report. Progress and cancellation flow through the [`JobContext`], which the engine
+//! checks between epochs.
+
+use serde_json::{Map, Value};
+
+use gcleaner_engine::purify::{html, purify, PurifyConfig};
+
+use super::runner::{JobContext, JobError, JobInput, JobOutput, JobRunner, Phase};
+use crate::upload::engine_checks;
+
+/// Config keys the service itself uses; everything else is a purification parameter.
+const SERVICE_KEYS: [&str; 1] = ["callback_url"];
+
+/// Upper bounds on the parameters that decide how long a job runs, so one submission cannot
+/// occupy a worker for days.
+const BOUNDS: [(&str, f64); 7] = [
+    ("/recovery/epochs", 1000.0),
+    ("/recovery/restarts", 50.0),
+    ("/recovery/generator_hidden", 4096.0),
+    ("/unlearn/epochs", 1000.0),
+    ("/unlearn/teacher_epochs", 1000.0),
+    ("/unlearn/positions", 100.0),
+    ("/unlearn/batch_size", 4096.0),
+];
+
+/// The upload already enforced the size limit; the worker reads whatever was accepted.
+const UNBOUNDED_MODEL_BYTES: u64 = 1 << 50;
+
+pub struct EngineRunner;
+
+/// Error details go to clients: name the uploads, not the server's paths.
+fn without_paths(err: JobError, job: &JobInput) -> JobError {
+    if !matches!(err, JobError::Stopped) {
+        tracing::warn!(error = %err, "purification failed");
+    }
+    let scrub = |message: String| {
+        // libtorch appends C++ stack frames with library paths: the first line says what failed.
+        let mut message =
+            message.lines().next().unwrap_or_default().chars().take(1000).collect::<String>();
+        for (path, name) in [
+            (Some(&job.model), "model"),
+            (job.spec.as_ref(), "spec"),
+            (Some(&job.data), "data"),
+            (job.eval.as_ref(), "eval"),
+        ] {
+            if let Some(path) = path {
+                message = message.replace(&path.display().to_string(), name);
+            }
+        }
+        message.replace(&job.work_dir.display().to_string(), "work")
+    };
+    match err {
+        JobError::Invalid(m) => JobError::Invalid(scrub(m)),
+        JobError::Transient(m) => JobError::Transient(scrub(m)),
+        JobError::Permanent(m) => JobError::Permanent(scrub(m)),
+        JobError::Stopped => JobError::Stopped,
+    }
+}
+
+/// Overlays `patch` on `base`, refusing keys `base` does not have (typos would otherwise be
+/// silently ignored).
+fn merge(base: &mut Value, patch: &Value, path: &str) -> Result<(), String> {
+    match (base, patch) {
+        (Value::Object(base), Value::Object(patch)) => {
+            for (key, value) in patch {
+                let at = format!("{path}/{key}");
+                match base.get_mut(key) {
+                    Some(slot) if slot.is_object() => merge(slot, value, &at)?,
+                    Some(slot) => *slot = value.clone(),
+                    None => {
+                        return Err(format!(
+                            "unknown purification parameter {:?}",
+                            at.trim_start_matches('/')
+                        ))
+                    }
+                }
+            }
+            Ok(())
+        }
+        (_, _) => Err(format!("{:?} must be an object", path.trim_start_matches('/'))),
+    }
+}
+
+/// The purification parameters of a job config: defaults overlaid with the submitted values.
+pub fn purify_config(config: &Value) -> Result<PurifyConfig, String> {
+    let mut params: Map<String, Value> = config.as_object().cloned().unwrap_or_default();
+    for key in SERVICE_KEYS {
+        params.remove(key);
+    }
+    let mut merged = serde_json::to_value(PurifyConfig::default()).map_err(|e| e.to_string())?;
+    merge(&mut merged, &Value::Object(params), "")?;
+    for (pointer, max) in BOUNDS {
+        if let Some(v) = merged.pointer(pointer).and_then(Value::as_f64) {
+            if v > max {
+                return Err(format!(
+                    "{} = {v} is above the limit {max}",
+                    pointer.trim_start_matches('/').replace('/', ".")
+                ));
+            }
+        }
+    }
+    let parsed: PurifyConfig = serde_json::from_value(merged)
+        .map_err(|e| format!("invalid purification parameters: {e}"))?;
+    if !(0.0..1.0).contains(&parsed.holdout_fraction) {
+        return Err("holdout_fraction must be in [0, 1)".into());
+    }
+    Ok(parsed)
+}
+
+/// `cpu`, `cuda`, `cuda:N`, or `auto` (CUDA when available).
+pub fn parse_device(name: &str) -> Result<tch::Device, String> {
+    match name {
+        "cpu" => Ok(tch::Device::Cpu),
+        "auto" => Ok(tch::Device::cuda_if_available()),
+        "cuda" => Ok(tch::Device::Cuda(0)),
+        other => other
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(tch::Device::Cuda)
+            .ok_or_else(|| {
+                format!("unknown device {other:?} (expected cpu, auto, cuda or cuda:N)")
+            }),
+    }
+}
+
+impl JobRunner for EngineRunner {
+    fn check_config(&self, config: &Value) -> Result<(), String> {
+        purify_config(config).map(|_| ())
+    }
+
+    fn run(&self, job: &JobInput, ctx: &mut JobContext) -> Result<JobOutput, JobError> {
+        run_purification(job, ctx).map_err(|e| without_paths(e, job))
+    }
+}
+
+fn run_purification(job: &JobInput, ctx: &mut JobContext) -> Result<JobOutput, JobError> {
+    {
+        ctx.phase(Phase::Validating, 3);
+        let device = parse_device(&job.device).map_err(JobError::Permanent)?;
+        if let tch::Device::Cuda(i) = device {
+            if !tch::Cuda::is_available() || i >= tch::Cuda::device_count() as usize {
+                return Err(JobError::Permanent(format!("this worker has no CUDA device {i}")));
+            }
+        }
+        let config = purify_config(&job.config).map_err(JobError::Invalid)?;
+        let spec_override = match &job.spec {
+            Some(path) => {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| JobError::Transient(format!("reading the spec: {e}")))?;
+                Some(
+                    serde_json::from_slice(&bytes)
+                        .map_err(|e| JobError::Invalid(format!("invalid spec: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        let model =
+            engine_checks::load_model(&job.model, spec_override, device, UNBOUNDED_MODEL_BYTES)?;
+        ctx.progress(1, 3);
+        ctx.checkpoint()?;
+        let sample = engine_checks::load_dataset(&job.data)?;
+        let sample =
+            engine_checks::align_to_model(sample, model.spec()).map_err(JobError::Invalid)?;
+        ctx.progress(2, 3);
+        ctx.checkpoint()?;
+        tracing::info!(
+            graphs = sample.graphs.len(),
+            arch = model.spec().arch.name(),
+            ?device,
+            "purifying"
+        );
+
+        tch::manual_seed(config.seed as i64);
+        let outcome = purify(&model, &sample, &config, ctx)?;
+        ctx.phase(Phase::Evaluating, 1);
+        let mut report = outcome.report;
+        let (input_sha256, _) = crate::storage::hash_file(&job.model)
+            .map_err(|e| JobError::Transient(format!("hashing the input model: {e}")))?;
+        report.input_sha256 = Some(input_sha256);
+        let model_path = job.work_dir.join("purified.safetensors");
+        outcome.model.save(&model_path)?;
+        let report_html = html::render(&report);
+        let report = serde_json::to_value(&report)
+            .map_err(|e| JobError::Permanent(format!("report: {e}")))?;
+        ctx.progress(1, 1);
+        tracing::info!(verdict = %report["verdict"]["summary"], "purification finished");
+        Ok(JobOutput { model: model_path, report, report_html })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn config_overlays_defaults_and_refuses_unknown_or_unbounded_keys() {
+        let c =
+            purify_config(&json!({ "seed": 3, "unlearn": { "epochs": 7 }, "callback_url": "x" }))
+                .unwrap();
+        assert_eq!(c.seed, 3);
+        assert_eq!(c.unlearn.epochs, 7);
+        assert_eq!(c.recovery, PurifyConfig::default().recovery);
+        assert!(purify_config(&json!({ "sead": 3 })).unwrap_err().contains("sead"));
+        assert!(purify_config(&json!({ "unlearn": { "epoch": 3 } })).is_err());
+        assert!(purify_config(&json!({ "unlearn": { "epochs": 1_000_000 } }))
+            .unwrap_err()
+            .contains("limit"));
+        assert!(purify_config(&json!({ "unlearn": 5 })).is_err());
+        assert!(purify_config(&json!({ "seed": "x" })).is_err());
+        assert!(purify_config(&json!({ "holdout_fraction": 1.5 })).is_err());
+    }
+
+    #[test]
+    fn devices_parse() {
+        assert_eq!(parse_device("cpu"), Ok(tch::Device::Cpu));
+        assert_eq!(parse_device("cuda:1"), Ok(tch::Device::Cuda(1)));
+        assert!(parse_device("tpu").is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! The one place the service calls the engine to check uploads: the engine's weights inspection
+//! and dataset loader, plus the spec-vs-data fit checks the purification itself relies on.
+
+use std::io::Read;
+use std::path::Path;
+
+use gcleaner_engine::data::Dataset;
+use gcleaner_engine::models::weights::{self, WeightLimits};
+use gcleaner_engine::models::{GnnModel, ModelSpec, SPEC_METADATA_KEY};
+use gcleaner_engine::{Error, Result};
+
+/// Largest safetensors JSON header read when looking for the embedded spec.
+const MAX_HEADER_BYTES: u64 = weights::MAX_HEADER_BYTES;
+
+/// The spec embedded in a safetensors header, read without looking at the tensors, so the
+/// service's size limits apply before the engine derives any shape from the spec.
+pub fn embedded_spec(path: &Path) -> Result<ModelSpec> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut len_bytes = [0u8; 8];
+    file.read_exact(&mut len_bytes)
+        .map_err(|_| Error::weights(path, "file too short for a safetensors header"))?;
+    let header_len = u64::from_le_bytes(len_bytes);
+    if header_len > MAX_HEADER_BYTES || header_len + 8 > file_len {
+        return Err(Error::weights(
+            path,
+            format!("header length {header_len} exceeds the file or the limit"),
+        ));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
+    let header: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| Error::weights(path, format!("header is not valid JSON: {e}")))?;
+    let raw = header
+        .get("__metadata__")
+        .and_then(|m| m.get(SPEC_METADATA_KEY))
+        .and_then(|s| s.as_str())
+        .ok_or_else(|| {
+            Error::weights(path, format!("no model spec: metadata key {SPEC_METADATA_KEY:?} is missing and no spec part was given"))
+        })?;
+    serde_json::from_str(raw)
+        .map_err(|e| Error::weights(path, format!("embedded spec is invalid: {e}")))
+}
+
+/// Checks every tensor of a weights file (presence, dtype, shape, finite values) against
+/// `spec_override` or else the embedded spec; returns the spec.
+pub fn inspect_model(
+    path: &Path,
+    spec_override: Option<&ModelSpec>,
+    max_bytes: u64,
+) -> Result<ModelSpec> {
+    let limits = WeightLimits { max_file_bytes: max_bytes };
+    match spec_override {
+        None => weights::inspect_with_limits(path, &limits),
+        // The engine checks a separate spec only while loading; a CPU model of a spec within
+        // the service's limits is small.
+        Some(spec) => weights::load(path, Some(spec.clone()), tch::Device::Cpu, &limits)
+            .map(|l| l.model.spec().clone()),
+    }
+}
+
+pub fn load_dataset(path: &Path) -> Result<Dataset> {
+    gcleaner_engine::data::load_dataset(path)
+}
+
+pub fn feature_dim(spec: &ModelSpec) -> usize {
+    spec.features.dim()
+}
+
+/// The dataset with its classes in the model's order; errors name the mismatch.
+pub fn align_to_model(ds: Dataset, spec: &ModelSpec) -> std::result::Result<Dataset, String> {
+    let ds = match &spec.class_labels {
+        Some(labels) => ds.with_class_labels(labels).map_err(|e| e.to_string())?,
+        None => ds,
+    };
+    if ds.num_classes() > spec.num_classes {
+        return Err(format!(
+            "the data has {} classes but the model has {}",
+            ds.num_classes(),
+            spec.num_classes
+        ));
+    }
+    for (i, g) in ds.graphs.iter().enumerate() {
+        spec.features.node_features(g).map_err(|e| format!("graph {i}: {e}"))?;
+    }
+    Ok(ds)
+}
+
+/// Loads a model for purification.
+pub fn load_model(
+    path: &Path,
+    spec_override: Option<ModelSpec>,
+    device: tch::Device,
+    max_bytes: u64,
+) -> Result<GnnModel> {
+    Ok(weights::load(path, spec_override, device, &WeightLimits { max_file_bytes: max_bytes })?
+        .model)
+}

@@ -1,0 +1,99 @@
+//! The production runner end to end: a real model and a generated clean sample go through the
+//! engine's purification on a worker, and the purified model and report come back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gcleaner::queue::engine_runner::EngineRunner;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+fn sample_json() -> Vec<u8> {
+    let ds = gcleaner_engine::data::synthetic::generate(24, 7);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sample.json");
+    gcleaner_engine::data::json::write_json_dataset(&ds, &path).unwrap();
+    std::fs::read(path).unwrap()
+}
+
+fn engine_spec() -> Value {
+    json!({
+        "format": "gcleaner.model/v1", "arch": "gin", "in_features": 11, "hidden": 16, "num_classes": 2,
+        "num_layers": 3, "pooling": "sum", "features": { "kind": "one_hot_degree", "max_degree": 10 }
+    })
+}
+
+/// Small enough to finish in seconds on a CPU.
+fn quick_config() -> Value {
+    json!({
+        "force": true, "trigger_nodes": 3,
+        "recovery": { "epochs": 2, "restarts": 1 },
+        "unlearn": { "epochs": 2, "teacher_epochs": 2, "positions": 2 }
+    })
+}
+
+fn submission(config: Value) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new()
+        .part("model", part(model_bytes_for(&engine_spec()), "suspect.safetensors"))
+        .part("data", part(sample_json(), "sample.json"))
+        .part("config", part(config.to_string().into_bytes(), "config.json"))
+}
+
+#[tokio::test]
+async fn a_job_runs_the_engine_purification_end_to_end() {
+    let app = spawn_app_with(&["--lease-secs", "30"], Arc::new(EngineRunner)).await;
+    let r = app.submit(submission(quick_config())).await;
+    assert_eq!(r.status(), 202, "{:?}", r.text().await);
+    let id = job_id(&r.json().await.unwrap());
+    let done = app.wait_for(&id, Duration::from_secs(300), |j| j["finished_at"].is_string()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+
+    let report: Value =
+        app.get(&format!("/v1/jobs/{id}/report")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(report["format"], "gcleaner.report/v1");
+    assert_eq!(report["config"]["unlearn"]["epochs"], 2);
+    assert!(report["verdict"]["summary"].is_string());
+    assert!(report["input_sha256"].as_str().unwrap().len() == 64);
+    let html =
+        app.get(&format!("/v1/jobs/{id}/report.html")).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("<html") || html.contains("<!doctype") || html.contains("<!DOCTYPE"));
+
+    let model =
+        app.get(&format!("/v1/jobs/{id}/model")).send().await.unwrap().bytes().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("purified.safetensors");
+    std::fs::write(&path, &model).unwrap();
+    let spec = gcleaner_engine::models::weights::inspect(&path)
+        .expect("the purified model is a valid gcleaner model");
+    assert_eq!(serde_json::to_value(&spec).unwrap()["hidden"], 16);
+}
+
+#[tokio::test]
+async fn unknown_or_unbounded_purification_parameters_are_refused_at_submission() {
+    let app = spawn_app_with(&["--workers", "0"], Arc::new(EngineRunner)).await;
+    for config in
+        [json!({ "unlearn": { "epoch": 2 } }), json!({ "recovery": { "epochs": 1_000_000 } })]
+    {
+        let r = app.submit(submission(config)).await;
+        assert_eq!(r.status(), 422);
+        assert_eq!(r.json::<Value>().await.unwrap()["code"], "invalid_config");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM jobs").await, 0);
+}
+
+#[tokio::test]
+async fn canceling_a_purification_stops_it_between_epochs() {
+    let app = spawn_app_with(&["--lease-secs", "30"], Arc::new(EngineRunner)).await;
+    let config = json!({ "force": true, "trigger_nodes": 3, "recovery": { "epochs": 1000, "restarts": 50 } });
+    let r = app.submit(submission(config)).await;
+    assert_eq!(r.status(), 202);
+    let id = job_id(&r.json().await.unwrap());
+    app.wait_for(&id, Duration::from_secs(120), |j| {
+        j["phase"] == "recovery" && j["progress"]["epoch"].as_i64() > Some(0)
+    })
+    .await;
+    app.post(&format!("/v1/jobs/{id}/cancel")).send().await.unwrap();
+    let done = app.wait_for(&id, Duration::from_secs(60), |j| j["finished_at"].is_string()).await;
+    assert_eq!(done["status"], "canceled", "{done}");
+}

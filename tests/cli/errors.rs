@@ -1,0 +1,75 @@
+//! Bad input to the CLI: one line on stderr naming what and where, a non-zero exit, no panic.
+
+use std::process::{Command, Output};
+
+fn gcleaner(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gcleaner")).args(args).output().unwrap()
+}
+
+fn assert_one_line_error(out: &Output, must_contain: &[&str]) {
+    assert!(!out.status.success(), "expected failure");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "stderr: {stderr}");
+    assert!(lines[0].starts_with("error: "), "stderr: {stderr}");
+    for needle in must_contain {
+        assert!(lines[0].contains(needle), "{needle:?} missing from: {stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn missing_dataset_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gcleaner(&["train", "--data", "/nonexistent/DS", "--out", dir.path().to_str().unwrap()]);
+    assert_one_line_error(&out, &["/nonexistent/DS"]);
+}
+
+#[test]
+fn malformed_gin_text_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.txt");
+    // Graph 1 declares 2 nodes; node line 2 names neighbour 7, outside the graph.
+    std::fs::write(&path, "1\n2 0\n0 1 1\n0 1 7\n").unwrap();
+    let out = gcleaner(&["train", "--data", path.to_str().unwrap(), "--out", dir.path().join("o").to_str().unwrap()]);
+    assert_one_line_error(&out, &["bad.txt:4"]);
+}
+
+#[test]
+fn pickle_weights_are_refused_with_a_conversion_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.pt");
+    std::fs::write(&model, b"\x80\x04\x95 not really a pickle").unwrap();
+    let data = dir.path().join("d.json");
+    std::fs::write(&data, r#"{"graphs":[{"num_nodes":2,"edges":[[0,1]],"label":0}]}"#).unwrap();
+    let out = gcleaner(&["predict", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    assert_one_line_error(&out, &["model.pt", "safetensors"]);
+}
+
+#[test]
+fn train_eval_round_trip_on_generated_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("synthetic.json");
+    let model_dir = dir.path().join("gin");
+    assert!(gcleaner(&["synth", "--graphs", "120", "--out", data.to_str().unwrap()]).status.success());
+    let out = gcleaner(&[
+        "train", "--data", data.to_str().unwrap(), "--arch", "gin", "--epochs", "5", "--layers", "2",
+        "--hidden", "16", "--device", "cpu", "--out", model_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model_dir.join("metrics.json")).unwrap()).unwrap();
+    for key in ["train_accuracy", "test_accuracy", "epochs", "seconds", "seed"] {
+        assert!(!metrics[key].is_null(), "metrics.json lacks {key}");
+    }
+    let out = gcleaner(&[
+        "eval", "--json", "--model", model_dir.join("model.safetensors").to_str().unwrap(), "--data", data.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let eval: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(eval["n"], 120);
+    let confusion_total: u64 = eval["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(confusion_total, 120);
+    let acc = eval["accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+}
