@@ -53,7 +53,12 @@ impl Application {
             None
         };
         let limits = &config.api.limits;
+        let job_cache = Arc::new(crate::job_cache::JobCache::new(std::time::Duration::from_millis(
+            config.api.status_cache_ms,
+        )));
+        notifications.attach_cache(job_cache.clone());
         let state = AppState {
+            job_cache,
             pool: pool.clone(),
             store: store.clone(),
             api: Arc::new(config.api.clone()),

@@ -190,6 +190,12 @@ pub struct ApiConfig {
     #[arg(long, env = "GCLEANER_AUTH_CACHE_SECS", default_value_t = 5.0)]
     pub auth_cache_secs: f64,
 
+    /// Milliseconds a job's status may be answered from memory. Changes announced by the
+    /// database (state, phase, progress, attempt, cancel request, error) drop it at once; the
+    /// rest (updated_at) can lag this long. 0 reads the database on every request.
+    #[arg(long, env = "GCLEANER_STATUS_CACHE_MS", default_value_t = 1000)]
+    pub status_cache_ms: u64,
+
     #[command(flatten)]
     pub limits: LimitsConfig,
 }

@@ -8,6 +8,7 @@ pub mod app;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod job_cache;
 pub mod metrics;
 pub mod notify;
 pub mod queue;

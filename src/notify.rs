@@ -11,6 +11,8 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::job_cache::JobCache;
+
 pub const JOB_EVENTS_CHANNEL: &str = "gcleaner_job_events";
 pub const QUEUE_CHANNEL: &str = "gcleaner_queue";
 
@@ -25,6 +27,9 @@ pub enum JobSignal {
 pub struct Notifications {
     jobs: broadcast::Sender<JobSignal>,
     queue: watch::Sender<u64>,
+    /// Cleared before a change is broadcast, so whoever hears of a change and then reads the
+    /// job (an event stream's client, say) never gets the cached old row.
+    cache: std::sync::OnceLock<Arc<JobCache>>,
 }
 
 impl Notifications {
@@ -32,9 +37,21 @@ impl Notifications {
     pub fn start(pool: PgPool, shutdown: CancellationToken) -> Arc<Notifications> {
         let (jobs, _) = broadcast::channel(1024);
         let (queue, _) = watch::channel(0);
-        let hub = Arc::new(Notifications { jobs, queue });
+        let hub = Arc::new(Notifications { jobs, queue, cache: std::sync::OnceLock::new() });
         tokio::spawn(listen(pool, hub.clone(), shutdown));
         hub
+    }
+
+    /// Keeps `cache` in step with job changes from now on (one cache per hub).
+    pub fn attach_cache(&self, cache: Arc<JobCache>) {
+        let _ = self.cache.set(cache);
+    }
+
+    fn job_changed(&self, id: Uuid) {
+        if let Some(cache) = self.cache.get() {
+            cache.invalidate(id);
+        }
+        let _ = self.jobs.send(JobSignal::Changed(id));
     }
 
     pub fn subscribe_jobs(&self) -> broadcast::Receiver<JobSignal> {
@@ -51,6 +68,9 @@ impl Notifications {
     }
 
     fn resync(&self) {
+        if let Some(cache) = self.cache.get() {
+            cache.clear();
+        }
         let _ = self.jobs.send(JobSignal::Resync);
         self.wake_workers();
     }
@@ -87,7 +107,7 @@ async fn listen(pool: PgPool, hub: Arc<Notifications>, shutdown: CancellationTok
                 Ok(Some(n)) if n.channel() == QUEUE_CHANNEL => hub.wake_workers(),
                 Ok(Some(n)) => {
                     if let Ok(id) = n.payload().parse::<Uuid>() {
-                        let _ = hub.jobs.send(JobSignal::Changed(id));
+                        hub.job_changed(id);
                     }
                 }
                 // The connection dropped; try_recv reconnects on the next call.

@@ -42,7 +42,7 @@ fn main() {
         features,
         class_labels: None,
     };
-    tch::manual_seed(10);
+    let _torch_seed = gcleaner_engine::rng::seed_torch(10);
     let mut model = GnnModel::new(spec, device).expect("model");
     let warmup = TrainConfig { epochs: 2, ..TrainConfig::default() };
     train(&mut model, &batches, &warmup, &mut NoProgress).expect("warm-up");

@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn matches_libtorch_adam_step_for_step() {
-        tch::manual_seed(1);
+        let _torch_seed = crate::rng::seed_torch(1);
         let vs_ref = nn::VarStore::new(Device::Cpu);
         let net_ref = model(&vs_ref);
         let mut vs_flat = nn::VarStore::new(Device::Cpu);

@@ -68,7 +68,7 @@ pub fn train(
     if batches.is_empty() {
         return Err(Error::invalid("no training graphs"));
     }
-    tch::manual_seed(config.seed as i64);
+    let _torch_seed = crate::rng::seed_torch(config.seed);
     let mut opt = FlatAdam::new(model.var_store(), config.lr, config.weight_decay)?;
     let mut order: Vec<usize> = (0..batches.len()).collect();
     let mut rng = rng_for(config.seed, "train-batch-order");

@@ -153,6 +153,42 @@ fn sub_ba_writes_every_file_and_measures_both_models() {
 
     let err = evaluate_on_attack(&clean, &dir.path().join("missing")).unwrap_err().to_string();
     assert!(err.contains("missing"), "{err}");
+
+    // The same directory packed as the service receives it: a tar.gz with one top-level folder,
+    // and a zip with the files at its root.
+    let packed = tempfile::tempdir().unwrap();
+    let tgz = packed.path().join("eval.tgz");
+    {
+        let gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&tgz).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut tar = tar::Builder::new(gz);
+        tar.append_dir_all("attack-run", dir.path()).unwrap();
+        tar.into_inner().unwrap().finish().unwrap();
+    }
+    assert_eq!(evaluate_on_attack(&backdoored, &tgz).unwrap(), m.backdoored_model);
+    let zip_path = packed.path().join("eval.zip");
+    {
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
+        for file in ["attack.json", "eval_clean.json", "eval_triggered.json"] {
+            zip.start_file(file, zip::write::SimpleFileOptions::default()).unwrap();
+            std::io::Write::write_all(&mut zip, &std::fs::read(dir.path().join(file)).unwrap()).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+    assert_eq!(evaluate_on_attack(&clean, &zip_path).unwrap(), m.clean_model);
+    let source = gcleaner_engine::attacks::AttackSource::open(&zip_path).unwrap();
+    assert!(source.clean_model_path().is_none(), "the zip ships no reference model");
+    // An archive without attack.json is named as such.
+    let bare = packed.path().join("bare.zip");
+    {
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&bare).unwrap());
+        zip.start_file("eval_clean.json", zip::write::SimpleFileOptions::default()).unwrap();
+        zip.finish().unwrap();
+    }
+    let err = evaluate_on_attack(&clean, &bare).unwrap_err().to_string();
+    assert!(err.contains("attack.json"), "{err}");
 }
 
 #[test]

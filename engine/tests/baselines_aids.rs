@@ -87,7 +87,7 @@ fn baselines_against_sub_ba_on_aids() {
 
     let features = FeatureSpec::default_for(&ds);
     let spec = ModelSpec::published(Arch::Gin, features.dim(), 64, 2, features.clone());
-    tch::manual_seed(seed as i64);
+    let _torch_seed = gcleaner_engine::rng::seed_torch(seed);
     let mut model = GnnModel::new(spec, Device::Cpu).unwrap();
     let batches = make_batches(&poisoning.dataset, &train_idx, 64, &features, Device::Cpu).unwrap();
     let t = Instant::now();

@@ -34,7 +34,7 @@ fn trained(ds: &Dataset, indices: &[usize], features: &FeatureSpec, seed: u64) -
         features: features.clone(),
         class_labels: Some(ds.class_labels.clone()),
     };
-    tch::manual_seed(seed as i64);
+    let _torch_seed = gcleaner_engine::rng::seed_torch(seed);
     let mut model = GnnModel::new(spec, Device::Cpu).unwrap();
     let batches = make_batches(ds, indices, 32, features, Device::Cpu).unwrap();
     let config = TrainConfig { epochs: 40, lr: 0.01, lr_step: 20, seed, ..TrainConfig::default() };

@@ -16,7 +16,7 @@ pub struct AsrArgs {
     /// Model spec JSON, for weights saved without an embedded spec.
     #[arg(long)]
     spec: Option<PathBuf>,
-    /// An attack directory written by `gcleaner attack`.
+    /// An attack directory written by `gcleaner attack`, or a zip / tar.gz of one.
     #[arg(long)]
     attack: PathBuf,
     #[arg(long, value_enum, default_value = "auto")]

@@ -24,8 +24,8 @@ pub struct PurifyArgs {
     /// The clean labelled sample: TU directory, GIN text file, JSON file, or an archive of one.
     #[arg(long)]
     data: PathBuf,
-    /// An attack directory (from `gcleaner attack`): report the true ASR and accuracy before and
-    /// after on its evaluation sets.
+    /// An attack directory (from `gcleaner attack`), or a zip / tar.gz of one: report the true
+    /// ASR and accuracy before and after on its evaluation sets.
     #[arg(long)]
     attack: Option<PathBuf>,
     /// Keep only these original class labels of the sample (comma-separated).
@@ -98,19 +98,14 @@ pub fn run(args: PurifyArgs) -> Result<()> {
 
     let outcome = purify(&model, &sample, &config, &mut BarProgress::new())?;
     let mut report = outcome.report;
-    if let Some(dir) = &args.attack {
-        let clean_model_path = dir.join(attacks::evaluate::CLEAN_MODEL_FILE);
-        let clean_model = if clean_model_path.exists() {
-            let reference = load_model(&clean_model_path, None, device)?;
-            Some(attacks::evaluate_on_attack(&reference, dir)?)
-        } else {
-            None
+    if let Some(path) = &args.attack {
+        let source = attacks::AttackSource::open(path)?;
+        let clean_model = match source.clean_model_path() {
+            Some(p) => Some(load_model(&p, None, device)?),
+            None => None,
         };
-        report.attack = Some(AttackEvaluation {
-            before: attacks::evaluate_on_attack(&model, dir)?,
-            after: attacks::evaluate_on_attack(&outcome.model, dir)?,
-            clean_model,
-        });
+        report.attack =
+            Some(AttackEvaluation::measure(&source, &model, &outcome.model, clean_model.as_ref())?);
     }
     let bytes = std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
     report.input_sha256 = Some(format!("{:x}", Sha256::digest(&bytes)));

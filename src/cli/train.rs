@@ -83,7 +83,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let train_batches = make_batches(&ds, &train_idx, args.batch_size, &features, device)?;
     let test_batches = make_batches(&ds, &test_idx, args.batch_size, &features, device)?;
 
-    tch::manual_seed(args.seed as i64);
+    let _torch_seed = gcleaner_engine::rng::seed_torch(args.seed);
     let mut model = GnnModel::new(spec, device)?;
     let config = TrainConfig { epochs: args.epochs, lr: args.lr, seed: args.seed, ..TrainConfig::default() };
     let started = Instant::now();

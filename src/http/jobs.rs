@@ -9,6 +9,8 @@ use axum::{Json, Router};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -294,8 +296,20 @@ async fn get_job(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_job_id(&id)?;
-    let job =
-        jobs::get_for_tenant(&state.pool, caller.tenant_id, id).await?.ok_or(ApiError::NotFound)?;
+    let job = match state.job_cache.get(id) {
+        Some(job) => job,
+        None => {
+            let ticket = state.job_cache.ticket();
+            // Read without the tenant filter so the row can be cached for its owner; the
+            // ownership check below answers another tenant exactly as a missing job.
+            let job = Arc::new(jobs::get(&state.pool, id).await?.ok_or(ApiError::NotFound)?);
+            state.job_cache.put(ticket, job.clone());
+            job
+        }
+    };
+    if job.tenant_id != caller.tenant_id {
+        return Err(ApiError::NotFound);
+    }
     let mut response = Json(JobView::from_row(&job)).into_response();
     if !job.is_terminal() {
         let secs = if job.state == "running" { "2" } else { "5" };
@@ -310,7 +324,10 @@ async fn cancel_job(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_job_id(&id)?;
-    match jobs::request_cancel(&state.pool, caller.tenant_id, id).await? {
+    let outcome = jobs::request_cancel(&state.pool, caller.tenant_id, id).await;
+    // Read-your-writes: this client's next poll must not see the row from before the cancel.
+    state.job_cache.invalidate(id);
+    match outcome? {
         CancelOutcome::Canceled(job) | CancelOutcome::Requested(job) => {
             Ok((StatusCode::ACCEPTED, Json(JobView::from_row(&job))).into_response())
         }
@@ -328,7 +345,9 @@ async fn delete_job(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_job_id(&id)?;
-    jobs::delete(&state.pool, caller.tenant_id, id).await?.ok_or(ApiError::NotFound)?;
+    let deleted = jobs::delete(&state.pool, caller.tenant_id, id).await;
+    state.job_cache.invalidate(id);
+    deleted?.ok_or(ApiError::NotFound)?;
     let store = state.store.clone();
     tokio::task::spawn_blocking(move || store.delete_job(id))
         .await

@@ -22,6 +22,8 @@ pub struct AppState {
     pub metrics: Arc<HttpMetrics>,
     pub rate_limiter: Arc<RateLimiter>,
     pub auth_cache: Arc<super::auth::AuthCache>,
+    /// Recent job rows for status polls; see [`crate::job_cache`].
+    pub job_cache: Arc<crate::job_cache::JobCache>,
     /// Fires when the server stops; long-lived responses (event streams) end then.
     pub shutdown: tokio_util::sync::CancellationToken,
     /// The job runner, asked to check submitted configs.

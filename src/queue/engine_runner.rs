@@ -5,6 +5,8 @@
 
 use serde_json::{Map, Value};
 
+use gcleaner_engine::attacks::AttackSource;
+use gcleaner_engine::purify::report::AttackEvaluation;
 use gcleaner_engine::purify::{html, purify, PurifyConfig};
 
 use super::runner::{JobContext, JobError, JobInput, JobOutput, JobRunner, Phase};
@@ -172,10 +174,25 @@ fn run_purification(job: &JobInput, ctx: &mut JobContext) -> Result<JobOutput, J
             "purifying"
         );
 
-        tch::manual_seed(config.seed as i64);
+        let _torch_seed = gcleaner_engine::rng::seed_torch(config.seed);
         let outcome = purify(&model, &sample, &config, ctx)?;
         ctx.phase(Phase::Evaluating, 1);
         let mut report = outcome.report;
+        if let Some(eval) = &job.eval {
+            let source = AttackSource::open(eval)?;
+            let reference = match source.clean_model_path() {
+                Some(path) => {
+                    Some(engine_checks::load_model(&path, None, device, UNBOUNDED_MODEL_BYTES)?)
+                }
+                None => None,
+            };
+            report.attack = Some(AttackEvaluation::measure(
+                &source,
+                &model,
+                &outcome.model,
+                reference.as_ref(),
+            )?);
+        }
         let (input_sha256, _) = crate::storage::hash_file(&job.model)
             .map_err(|e| JobError::Transient(format!("hashing the input model: {e}")))?;
         report.input_sha256 = Some(input_sha256);

@@ -4,6 +4,9 @@
 use std::io::Read;
 use std::path::Path;
 
+use gcleaner_engine::attacks::evaluate::{
+    check_eval_sets, load_eval_sets, AttackSource, CLEAN_MODEL_FILE,
+};
 use gcleaner_engine::data::Dataset;
 use gcleaner_engine::models::weights::{self, WeightLimits};
 use gcleaner_engine::models::{GnnModel, ModelSpec, SPEC_METADATA_KEY};
@@ -96,3 +99,35 @@ pub fn load_model(
     Ok(weights::load(path, spec_override, device, &WeightLimits { max_file_bytes: max_bytes })?
         .model)
 }
+
+/// An attack archive (the service's `eval` part) checked against the model: it unpacks, holds
+/// attack.json and both evaluation sets, and those fit the model's classes and features.
+/// Errors name files inside the archive, never the server's paths.
+pub fn check_attack_archive(path: &Path, spec: &ModelSpec) -> std::result::Result<usize, String> {
+    let source =
+        AttackSource::open(path).map_err(|e| e.to_string().replace(&path.display().to_string(), "eval"))?;
+    let scrub = |e: gcleaner_engine::Error| {
+        let text = e.to_string();
+        text.replace(&format!("{}/", source.dir().display()), "").replace(&path.display().to_string(), "eval")
+    };
+    let sets = load_eval_sets(spec, source.dir()).map_err(scrub)?;
+    check_eval_sets(&sets.clean, &sets.triggered, sets.target_class, spec.num_classes).map_err(scrub)?;
+    for (what, ds) in [("clean", &sets.clean), ("triggered", &sets.triggered)] {
+        for (i, g) in ds.graphs.iter().enumerate() {
+            spec.features.node_features(g).map_err(|e| format!("{what} evaluation graph {i}: {e}"))?;
+        }
+    }
+    if let Some(reference) = source.clean_model_path() {
+        let found = inspect_model(&reference, None, MAX_REFERENCE_MODEL_BYTES).map_err(scrub)?;
+        if found.num_classes != spec.num_classes {
+            return Err(format!(
+                "{CLEAN_MODEL_FILE} predicts {} classes but the model {}",
+                found.num_classes, spec.num_classes
+            ));
+        }
+    }
+    Ok(sets.clean.graphs.len() + sets.triggered.graphs.len())
+}
+
+/// The reference model travels inside the eval archive, which the data limit already bounds.
+const MAX_REFERENCE_MODEL_BYTES: u64 = 1 << 30;

@@ -66,7 +66,7 @@ pub fn validate(
     let dataset =
         engine_checks::align_to_model(dataset, &spec).map_err(UploadError::SpecMismatch)?;
     if let Some(eval) = &upload.eval {
-        check_data_container("eval", eval, limits)?;
+        check_eval(eval, &spec, limits)?;
     }
     Ok(ValidatedUpload { spec, graphs: dataset.graphs.len(), classes: dataset.num_classes() })
 }
@@ -156,6 +156,29 @@ fn check_data_container(
         }
     }
     Ok(kind)
+}
+
+/// The `eval` part: an archive of an attack directory (attack.json, eval_clean.json,
+/// eval_triggered.json, optionally clean_model.safetensors) whose sets fit the model.
+fn check_eval(file: &StagedFile, spec: &ModelSpec, limits: &LimitsConfig) -> Result<(), UploadError> {
+    let invalid = |detail: String| UploadError::InvalidData { part: "eval".into(), detail };
+    match check_data_container("eval", file, limits)? {
+        Sniffed::Zip | Sniffed::Gzip => {}
+        _ => {
+            return Err(invalid(
+                "expected a zip or tar.gz of an attack directory (written by `gcleaner attack`)"
+                    .into(),
+            ))
+        }
+    }
+    let graphs = engine_checks::check_attack_archive(&file.path, spec).map_err(invalid)?;
+    if graphs > 2 * limits.max_graphs {
+        return Err(UploadError::LimitExceeded(format!(
+            "eval holds {graphs} graphs; the limit is {} per set",
+            limits.max_graphs
+        )));
+    }
+    Ok(())
 }
 
 fn load_data(part: &str, file: &StagedFile, limits: &LimitsConfig) -> Result<Dataset, UploadError> {

@@ -97,3 +97,76 @@ async fn canceling_a_purification_stops_it_between_epochs() {
     let done = app.wait_for(&id, Duration::from_secs(60), |j| j["finished_at"].is_string()).await;
     assert_eq!(done["status"], "canceled", "{done}");
 }
+
+/// A small real attack (a few epochs on generated graphs): its backdoored model, its defender
+/// sample, and its directory packed as the `eval` part, the way a user hands them over.
+fn attack_upload() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    use gcleaner_engine::attacks::{run_attack, write_attack_dir, AttackConfig, AttackKind};
+    let ds = gcleaner_engine::data::synthetic::generate(120, 5);
+    let mut config = AttackConfig::new(AttackKind::Subgraph, gcleaner_engine::models::Arch::Gin);
+    config.hidden = 16;
+    config.num_layers = Some(2);
+    config.train.epochs = 3;
+    config.injection_ratio = 0.1;
+    config.defender_fraction = 0.15;
+    let outcome =
+        run_attack(&ds, &config, &mut gcleaner_engine::progress::NoProgress).expect("attack");
+    let dir = tempfile::tempdir().unwrap();
+    write_attack_dir(&outcome, dir.path()).unwrap();
+    let mut tgz = Vec::new();
+    {
+        let gz = flate2::write::GzEncoder::new(&mut tgz, flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        tar.append_dir_all("attack", dir.path()).unwrap();
+        tar.into_inner().unwrap().finish().unwrap();
+    }
+    let read = |f: &str| std::fs::read(dir.path().join(f)).unwrap();
+    (read("model.safetensors"), read("defender_clean.json"), tgz)
+}
+
+#[tokio::test]
+async fn an_eval_archive_puts_the_true_attack_success_rate_in_the_report() {
+    let (model, defender, eval) = attack_upload();
+    let app = spawn_app_with(&["--lease-secs", "30"], Arc::new(EngineRunner)).await;
+    let form = reqwest::multipart::Form::new()
+        .part("model", part(model.clone(), "backdoored.safetensors"))
+        .part("data", part(defender.clone(), "defender_clean.json"))
+        .part("eval", part(eval, "attack.tgz"))
+        .part("config", part(quick_config().to_string().into_bytes(), "config.json"));
+    let r = app.submit(form).await;
+    assert_eq!(r.status(), 202, "{:?}", r.text().await);
+    let id = job_id(&r.json().await.unwrap());
+    let done = app.wait_for(&id, Duration::from_secs(300), |j| j["finished_at"].is_string()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let report: Value =
+        app.get(&format!("/v1/jobs/{id}/report")).send().await.unwrap().json().await.unwrap();
+    let attack = &report["attack"];
+    for who in ["before", "after", "clean_model"] {
+        let asr = attack[who]["asr"].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=1.0).contains(&asr), "{who}: {attack}");
+        assert!(attack[who]["n_triggered"].as_u64() > Some(0), "{who}: {attack}");
+    }
+
+    // An archive that is not an attack directory is refused before a job exists.
+    let mut bad = Vec::new();
+    {
+        let gz = flate2::write::GzEncoder::new(&mut bad, flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        let mut header = tar::Header::new_gnu();
+        header.set_size(2);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "notes.json", &b"{}"[..]).unwrap();
+        tar.into_inner().unwrap().finish().unwrap();
+    }
+    let form = reqwest::multipart::Form::new()
+        .part("model", part(model, "backdoored.safetensors"))
+        .part("data", part(defender, "defender_clean.json"))
+        .part("eval", part(bad, "attack.tgz"));
+    let r = app.submit(form).await;
+    assert_eq!(r.status(), 422);
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid_data", "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("attack.json"), "{problem}");
+    assert_eq!(app.count("SELECT count(*) FROM jobs").await, 1);
+}

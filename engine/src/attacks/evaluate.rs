@@ -2,18 +2,22 @@
 //! clean accuracy, balanced accuracy and per-class recall on the clean evaluation set.
 //!
 //! Any model can be measured against an attack directory (the backdoored one, the clean
-//! reference, a purified one): the sets are re-mapped to the model's class order first.
+//! reference, a purified one): the sets are re-mapped to the model's class order first. The
+//! directory may also come packed as a zip or tar(.gz) archive (how the service receives it).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use tempfile::TempDir;
 
 use serde::{Deserialize, Serialize};
 
 use super::description::AttackDescription;
 use crate::data::batch::make_batches;
+use crate::data::archive::{extract_archive, sniff_archive};
 use crate::data::json::load_json_dataset;
 use crate::data::Dataset;
 use crate::metrics::{self, attack_success_rate};
-use crate::models::GnnModel;
+use crate::models::{GnnModel, ModelSpec};
 use crate::{Error, Result};
 
 /// File names inside an attack directory.
@@ -54,6 +58,30 @@ pub fn evaluate_sets(
     target_class: usize,
 ) -> Result<AttackMetrics> {
     let num_classes = model.spec().num_classes;
+    check_eval_sets(clean, triggered, target_class, num_classes)?;
+    let clean_predictions = predict_all(model, clean)?;
+    let evaluation = metrics::evaluate(&clean_predictions.classes, &clean_predictions.labels, num_classes);
+    let triggered_predictions = predict_all(model, triggered)?;
+    let (asr, n_triggered) =
+        attack_success_rate(&triggered_predictions.classes, &triggered_predictions.labels, target_class);
+    Ok(AttackMetrics {
+        asr,
+        clean_accuracy: evaluation.accuracy,
+        balanced_accuracy: evaluation.balanced_accuracy,
+        per_class_recall: evaluation.per_class.iter().map(|c| c.recall).collect(),
+        target_label: target_class,
+        n_triggered,
+        n_clean: evaluation.n,
+    })
+}
+
+/// The checks `evaluate_sets` makes, for callers that hold only a spec (upload validation).
+pub fn check_eval_sets(
+    clean: &Dataset,
+    triggered: &Dataset,
+    target_class: usize,
+    num_classes: usize,
+) -> Result<()> {
     if target_class >= num_classes {
         return Err(Error::invalid(format!(
             "target class {target_class} is not a class of the model ({num_classes} classes)"
@@ -70,20 +98,7 @@ pub fn evaluate_sets(
             )));
         }
     }
-    let clean_predictions = predict_all(model, clean)?;
-    let evaluation = metrics::evaluate(&clean_predictions.classes, &clean_predictions.labels, num_classes);
-    let triggered_predictions = predict_all(model, triggered)?;
-    let (asr, n_triggered) =
-        attack_success_rate(&triggered_predictions.classes, &triggered_predictions.labels, target_class);
-    Ok(AttackMetrics {
-        asr,
-        clean_accuracy: evaluation.accuracy,
-        balanced_accuracy: evaluation.balanced_accuracy,
-        per_class_recall: evaluation.per_class.iter().map(|c| c.recall).collect(),
-        target_label: target_class,
-        n_triggered,
-        n_clean: evaluation.n,
-    })
+    Ok(())
 }
 
 fn predict_all(model: &GnnModel, ds: &Dataset) -> Result<metrics::Predictions> {
@@ -102,8 +117,8 @@ pub struct AttackEvalSets {
 }
 
 /// Reads attack.json, eval_clean.json and eval_triggered.json from `attack_dir` and maps them
-/// onto the class order recorded in `model`'s spec (when it records one).
-pub fn load_eval_sets(model: &GnnModel, attack_dir: &Path) -> Result<AttackEvalSets> {
+/// onto the class order recorded in the model's `spec` (when it records one).
+pub fn load_eval_sets(spec: &ModelSpec, attack_dir: &Path) -> Result<AttackEvalSets> {
     if !attack_dir.is_dir() {
         return Err(Error::file(attack_dir, "not an attack directory (written by `gcleaner attack`)"));
     }
@@ -112,7 +127,7 @@ pub fn load_eval_sets(model: &GnnModel, attack_dir: &Path) -> Result<AttackEvalS
     let triggered_path = attack_dir.join(EVAL_TRIGGERED_FILE);
     let mut clean = load_json_dataset(&clean_path)?;
     let mut triggered = load_json_dataset(&triggered_path)?;
-    let target_class = match &model.spec().class_labels {
+    let target_class = match &spec.class_labels {
         Some(labels) => {
             let remap = |ds: Dataset, path: &Path| {
                 ds.with_class_labels(labels)
@@ -133,8 +148,64 @@ pub fn load_eval_sets(model: &GnnModel, attack_dir: &Path) -> Result<AttackEvalS
 }
 
 /// ASR, clean accuracy, balanced accuracy and per-class recall of `model` on the evaluation sets
-/// of the attack written to `attack_dir` by `gcleaner attack`.
-pub fn evaluate_on_attack(model: &GnnModel, attack_dir: &Path) -> Result<AttackMetrics> {
-    let sets = load_eval_sets(model, attack_dir)?;
+/// of the attack written by `gcleaner attack` to `attack` (its directory, or an archive of it).
+pub fn evaluate_on_attack(model: &GnnModel, attack: &Path) -> Result<AttackMetrics> {
+    let source = AttackSource::open(attack)?;
+    let sets = load_eval_sets(model.spec(), source.dir())?;
     evaluate_sets(model, &sets.clean, &sets.triggered, sets.target_class)
+}
+
+/// An attack directory as given, or unpacked from an archive (removed again on drop).
+pub struct AttackSource {
+    dir: PathBuf,
+    _unpacked: Option<TempDir>,
+}
+
+impl AttackSource {
+    /// `path` is an attack directory, or a zip / tar / tar.gz archive holding one, either at the
+    /// archive's root or as its single top-level folder. Archives are unpacked under the same
+    /// limits as dataset archives (no absolute paths, `..` or links; bounded size and entries).
+    pub fn open(path: &Path) -> Result<AttackSource> {
+        if path.is_dir() {
+            return Ok(AttackSource { dir: path.to_path_buf(), _unpacked: None });
+        }
+        if !path.is_file() {
+            return Err(Error::file(path, "not an attack directory (written by `gcleaner attack`)"));
+        }
+        let Some(kind) = sniff_archive(path)? else {
+            return Err(Error::file(
+                path,
+                "neither an attack directory nor a zip / tar.gz archive of one",
+            ));
+        };
+        let unpacked = extract_archive(path, kind)?;
+        let root = unpacked.path();
+        let dir = if root.join(ATTACK_FILE).is_file() {
+            root.to_path_buf()
+        } else {
+            let entries: Vec<PathBuf> = std::fs::read_dir(root)
+                .map_err(|e| Error::io(path, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            match entries.as_slice() {
+                [only] if only.is_dir() && only.join(ATTACK_FILE).is_file() => only.clone(),
+                _ => {
+                    return Err(Error::file(
+                        path,
+                        format!("archive holds no {ATTACK_FILE} at its root or in its single top-level folder"),
+                    ))
+                }
+            }
+        };
+        Ok(AttackSource { dir, _unpacked: Some(unpacked) })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The never-backdoored reference model, when the attack ships one.
+    pub fn clean_model_path(&self) -> Option<PathBuf> {
+        Some(self.dir.join(CLEAN_MODEL_FILE)).filter(|p| p.is_file())
+    }
 }

@@ -384,7 +384,7 @@ pub(crate) fn gta_attack(ctx: &AttackContext<'_>, progress: &mut dyn Progress) -
         })
         .collect::<Result<_>>()?;
 
-    tch::manual_seed(config.seed as i64);
+    let _torch_seed = crate::rng::seed_torch(config.seed);
     let generators = Generators::new(n, &ctx.spec.features, ds, &ctx.split.train, gta, config.device);
     let mut generator_opt = nn::Adam::default().build(&generators.vs, gta.generator_lr)?;
 

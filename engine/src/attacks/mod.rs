@@ -22,7 +22,9 @@ pub mod poison;
 pub mod trigger;
 
 pub use description::{AttackDescription, AttackKind, GraphTrigger, TriggerDescription};
-pub use evaluate::{evaluate_on_attack, evaluate_sets, load_eval_sets, AttackEvalSets, AttackMetrics};
+pub use evaluate::{
+    evaluate_on_attack, evaluate_sets, load_eval_sets, AttackEvalSets, AttackMetrics, AttackSource,
+};
 pub use gta::GtaConfig;
 pub use inject::inject;
 pub use motif::{count_motifs, count_motifs_in, Motif, MotifCounts};

@@ -391,7 +391,7 @@ impl AttackContext<'_> {
 
 /// A freshly initialised model, the same initial weights for every model of a run.
 pub(crate) fn new_model(spec: &ModelSpec, config: &AttackConfig) -> Result<GnnModel> {
-    tch::manual_seed(config.seed as i64);
+    let _torch_seed = crate::rng::seed_torch(config.seed);
     GnnModel::new(spec.clone(), config.device)
 }
 

@@ -330,7 +330,7 @@ mod tests {
     }
 
     fn model(features: &FeatureSpec) -> GnnModel {
-        tch::manual_seed(3);
+        let _torch_seed = crate::rng::seed_torch(3);
         let spec = ModelSpec::published(Arch::Gin, features.dim(), 16, 2, features.clone());
         GnnModel::new(spec, Device::Cpu).unwrap()
     }

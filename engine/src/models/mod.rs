@@ -194,7 +194,7 @@ pub struct GnnModel {
 
 impl GnnModel {
     /// A freshly initialised model (PyTorch / PyG default initialisers, drawn from libtorch's
-    /// global generator: seed with `tch::manual_seed`).
+    /// global generator: seed it with `rng::seed_torch` and hold the guard).
     pub fn new(spec: ModelSpec, device: Device) -> Result<GnnModel> {
         spec.validate()?;
         let vs = nn::VarStore::new(device);

@@ -9,7 +9,7 @@ use super::{Arch, GnnModel, GraphInput};
 const ARCHS: [Arch; 4] = [Arch::Gin, Arch::Gcn, Arch::Gat, Arch::Sage];
 
 fn model(arch: Arch) -> GnnModel {
-    tch::manual_seed(3);
+    let _torch_seed = crate::rng::seed_torch(3);
     GnnModel::new(spec(arch, 5, 8, 3), Device::Cpu).expect("model")
 }
 

@@ -90,7 +90,7 @@ pub fn spec(arch: super::Arch, in_features: usize, hidden: usize, num_classes: u
 
 /// A few random graphs (deterministic) with `dim` random features per node.
 pub fn random_batch(dim: usize, seed: i64) -> TinyBatch {
-    tch::manual_seed(seed);
+    let _torch_seed = crate::rng::seed_torch(seed as u64);
     let graphs = vec![
         (4, vec![(0, 1), (1, 2), (2, 3), (0, 3)]),
         (3, vec![(0, 1), (0, 2)]),

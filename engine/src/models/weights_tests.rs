@@ -14,7 +14,7 @@ use super::{Arch, GnnModel, ModelSpec, SPEC_METADATA_KEY};
 type Entries = BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
 
 fn small_model(arch: Arch) -> GnnModel {
-    tch::manual_seed(11);
+    let _torch_seed = crate::rng::seed_torch(11);
     let m = GnnModel::new(spec(arch, 5, 8, 3), Device::Cpu).expect("model");
     // One train-mode pass so running statistics and counters are not their defaults.
     tch::no_grad(|| m.forward_t(&random_batch(5, 12).input(), true));

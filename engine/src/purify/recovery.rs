@@ -155,7 +155,7 @@ pub fn recover_size(
     let mut best: Option<(f64, f64, usize, Trigger)> = None;
     let mut restart_objectives = Vec::with_capacity(config.restarts);
     for restart in 0..config.restarts.max(1) {
-        tch::manual_seed((seed.wrapping_mul(1000) + restart as u64 * 7919 + size as u64) as i64);
+        let _torch_seed = crate::rng::seed_torch(seed.wrapping_mul(1000) + restart as u64 * 7919 + size as u64);
         let generator = TriggerGenerator::new(size, spec.in_features, &parts, config.generator_hidden, device);
         let mut opt = nn::Adam::default().build(&generator.vs, config.lr)?;
         for epoch in 0..config.epochs {

@@ -9,7 +9,7 @@ use super::montage::MontageBatch;
 use super::recovery::{random_placements, RecoveredTrigger, Trigger};
 use super::unlearn::{UnlearnOutcome, UnlearnSet};
 use super::PurifyConfig;
-use crate::attacks::evaluate::AttackMetrics;
+use crate::attacks::evaluate::{evaluate_sets, load_eval_sets, AttackMetrics, AttackSource};
 use crate::metrics::{self, Evaluation};
 use crate::models::{GnnModel, ModelSpec};
 use crate::rng::rng_for;
@@ -118,6 +118,31 @@ pub struct AttackEvaluation {
     /// The attack's never-backdoored reference model on the same sets: the rate at which a clean
     /// model already sends triggered graphs to the target.
     pub clean_model: Option<AttackMetrics>,
+}
+
+impl AttackEvaluation {
+    /// Measures the input model, the purified one and (when given) the never-backdoored
+    /// reference on the evaluation sets of `attack`.
+    pub fn measure(
+        attack: &AttackSource,
+        before: &GnnModel,
+        after: &GnnModel,
+        clean_model: Option<&GnnModel>,
+    ) -> Result<AttackEvaluation> {
+        let sets = load_eval_sets(before.spec(), attack.dir())?;
+        let measure = |m: &GnnModel| evaluate_sets(m, &sets.clean, &sets.triggered, sets.target_class);
+        Ok(AttackEvaluation {
+            before: measure(before)?,
+            after: measure(after)?,
+            // The reference may record its classes in another order: map the sets to it.
+            clean_model: clean_model
+                .map(|m| {
+                    let sets = load_eval_sets(m.spec(), attack.dir())?;
+                    evaluate_sets(m, &sets.clean, &sets.triggered, sets.target_class)
+                })
+                .transpose()?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -185,7 +185,7 @@ pub fn unlearn(
     }
     let spec = model.spec().clone();
     let device = model.device();
-    tch::manual_seed(seed as i64);
+    let _torch_seed = crate::rng::seed_torch(seed);
     let teacher = fine_tuned_teacher(model, train, config)?;
 
     let variables = model.var_store().variables();

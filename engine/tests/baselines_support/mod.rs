@@ -18,7 +18,7 @@ pub fn spec(features: FeatureSpec, layers: usize, num_classes: usize) -> ModelSp
 
 pub fn fresh_model(spec: ModelSpec, seed: u64) -> GnnModel {
     single_threaded();
-    tch::manual_seed(seed as i64);
+    let _torch_seed = gcleaner_engine::rng::seed_torch(seed);
     GnnModel::new(spec, Device::Cpu).expect("valid spec")
 }
 

@@ -306,7 +306,7 @@ pub fn abl(
     let isolate = isolation_count(indices.len(), config.isolation_ratio);
     check_training_set(model, ds, indices, isolate)?;
     // ABL trains the model itself: only the input model's spec and device are used.
-    tch::manual_seed(seed as i64);
+    let _torch_seed = crate::rng::seed_torch(seed);
     let learner = GnnModel::new(model.spec().clone(), model.device())?;
 
     // Phase 1: local gradient ascent, then isolation.

@@ -81,7 +81,7 @@ pub fn fine_tune(
 ) -> Result<(GnnModel, FinetuneReport)> {
     config.validate()?;
     check_sample(model, sample)?;
-    tch::manual_seed(seed as i64);
+    let _torch_seed = crate::rng::seed_torch(seed);
     let tuned = model.try_clone()?;
     match config.scope {
         FinetuneScope::All => tuned.set_all_trainable(),
