@@ -34,6 +34,7 @@ API token (also in .run/api-token):
 
 Submit a job, follow it, fetch the results:
   curl -sS -H "Authorization: Bearer \$GCLEANER_TOKEN" -F model=@$MODEL -F data=@$DATA $BASE/v1/jobs
+  (add -F eval=@ATTACK.tgz, a tar.gz of a \`gcleaner attack\` directory, for the true ASR in the report)
   curl -sS -N -H "Authorization: Bearer \$GCLEANER_TOKEN" $BASE/v1/jobs/JOB_ID/events
   curl -sS -H "Authorization: Bearer \$GCLEANER_TOKEN" -o purified.safetensors $BASE/v1/jobs/JOB_ID/model
   curl -sS -H "Authorization: Bearer \$GCLEANER_TOKEN" $BASE/v1/jobs/JOB_ID/report
