@@ -3,5 +3,6 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    gcleaner_engine::allocator::tune_for_tensors();
     cli::main()
 }

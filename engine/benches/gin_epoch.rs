@@ -15,6 +15,8 @@ use gcleaner_engine::progress::NoProgress;
 use gcleaner_engine::train::{train, TrainConfig};
 
 fn main() {
+    // As the gcleaner binary does at start-up.
+    gcleaner_engine::allocator::tune_for_tensors();
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let path = PathBuf::from(args.first().cloned().unwrap_or_else(|| "../shared/datasets/AIDS".into()));
     let epochs: usize = args.get(1).and_then(|e| e.parse().ok()).unwrap_or(20);

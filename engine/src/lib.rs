@@ -5,6 +5,7 @@
 //! ([`train`], [`metrics`]). The engine never touches async runtimes or databases: the service
 //! calls it from blocking threads.
 
+pub mod allocator;
 pub mod attacks;
 pub mod data;
 pub mod error;
