@@ -24,8 +24,12 @@ fn layer_heat_map(maps: &Tensor, grad: &Tensor, batch: &Tensor, num_graphs: i64)
     // alpha_k: mean over a graph's nodes of d score / d F_k.
     let alpha = Tensor::zeros([num_graphs, width], (Kind::Float, device)).index_add(0, batch, grad) / counts.unsqueeze(1);
     let heat = (alpha.index_select(0, batch) * maps).sum_dim_intlist([1i64].as_slice(), false, Kind::Float).relu();
-    let lo = Tensor::full([num_graphs], f64::INFINITY, (Kind::Float, device)).scatter_reduce(0, batch, &heat, "amin");
-    let hi = Tensor::full([num_graphs], f64::NEG_INFINITY, (Kind::Float, device)).scatter_reduce(0, batch, &heat, "amax");
+    // Per-graph extremes. (tch's `scatter_reduce` binds the old `scatter(reduce=)` overload,
+    // which knows only add and multiply: `index_reduce` is the differentiable min / max.)
+    let extreme = |how: &str| {
+        Tensor::zeros([num_graphs], (Kind::Float, device)).index_reduce(0, batch, &heat, how, false)
+    };
+    let (lo, hi) = (extreme("amin"), extreme("amax"));
     let lo = lo.index_select(0, batch);
     let range = (hi.index_select(0, batch) - &lo).clamp_min(1e-8);
     (heat - lo) / range
