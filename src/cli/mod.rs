@@ -7,6 +7,7 @@ mod eval;
 mod features_arg;
 mod migrate;
 mod purify;
+mod reproduce;
 mod serve;
 mod synth;
 mod token;
@@ -38,6 +39,8 @@ enum Command {
     Asr(asr::AsrArgs),
     /// Recover and unlearn a backdoor trigger: purified model, report.json, report.html.
     Purify(Box<purify::PurifyArgs>),
+    /// The paper's comparison table: attacks x defences x seeds on real datasets (resumable JSON).
+    Reproduce(Box<reproduce::ReproduceArgs>),
     /// Write a generated demo dataset (two structural classes) as JSON.
     Synth(synth::SynthArgs),
     /// Print the libtorch build and the devices it sees.
@@ -61,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Attack(args) => attack::run(*args),
         Command::Asr(args) => asr::run(args),
         Command::Purify(args) => purify::run(*args),
+        Command::Reproduce(args) => reproduce::run(*args),
         Command::Synth(args) => synth::run(args),
         Command::Info => {
             println!("gcleaner {}", env!("CARGO_PKG_VERSION"));

@@ -347,6 +347,10 @@ pub struct AttackOutcome {
     /// The clean evaluation graphs whose class is not the target, triggered, true labels kept.
     pub eval_triggered: Dataset,
     pub metrics: AttackRunMetrics,
+    /// The dataset with the poisoned graphs as the backdoored model was trained on them, and
+    /// the training split's indices into it: what a training-time defence (ABL) gets to see.
+    pub poisoned_dataset: Dataset,
+    pub train_indices: Vec<usize>,
 }
 
 /// The backdoor half of an attack: what differs between the four attacks.
@@ -572,6 +576,8 @@ pub fn run_attack_with_clean_model(
         eval_clean,
         eval_triggered,
         metrics,
+        poisoned_dataset: backdoor.poisoned_dataset,
+        train_indices: split.train.clone(),
     })
 }
 
