@@ -37,6 +37,9 @@ impl TrainConfig {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(Error::invalid(format!("learning rate must be positive, got {}", self.lr)));
         }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::invalid(format!("weight decay must be >= 0, got {}", self.weight_decay)));
+        }
         if self.lr_step == 0 || !(self.lr_gamma > 0.0 && self.lr_gamma <= 1.0) {
             return Err(Error::invalid("lr_step must be >= 1 and lr_gamma in (0, 1]"));
         }

@@ -37,6 +37,14 @@ pub struct TrainArgs {
     epochs: usize,
     #[arg(long, default_value_t = 0.005)]
     lr: f64,
+    /// Multiply the learning rate by --lr-gamma every this many epochs.
+    #[arg(long, default_value_t = TrainConfig::default().lr_step)]
+    lr_step: usize,
+    #[arg(long, default_value_t = TrainConfig::default().lr_gamma)]
+    lr_gamma: f64,
+    /// L2 penalty added to the gradient (Adam's weight_decay).
+    #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
+    weight_decay: f64,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
     /// Share of graphs used for training; the rest is the test split.
@@ -85,7 +93,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
     let _torch_seed = gcleaner_engine::rng::seed_torch(args.seed);
     let mut model = GnnModel::new(spec, device)?;
-    let config = TrainConfig { epochs: args.epochs, lr: args.lr, seed: args.seed, ..TrainConfig::default() };
+    let config = TrainConfig {
+        epochs: args.epochs,
+        lr: args.lr,
+        lr_step: args.lr_step,
+        lr_gamma: args.lr_gamma,
+        weight_decay: args.weight_decay,
+        seed: args.seed,
+    };
     let started = Instant::now();
     let history = train(&mut model, &train_batches, &config, &mut BarProgress::new())?;
     let seconds = started.elapsed().as_secs_f64();
