@@ -11,13 +11,14 @@ if [ ! -d "$data" ]; then
 fi
 data=$(realpath "$data")  # cargo bench runs from engine/
 rust=$(cargo bench -q -p gcleaner-engine --bench gin_epoch -- "$data" "$epochs" | tail -n 1)
-max_degree=$(python -c 'import json,sys; print(json.loads(sys.argv[1])["max_degree"])' "$rust")
-pyg=$(python bench/pyg_gin_epoch.py --data "$data" --max-degree "$max_degree" --epochs "$epochs" | tail -n 1)
+field() { python -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$rust" "$1"; }
+pyg=$(python bench/pyg_gin_epoch.py --data "$data" --max-degree "$(field max_degree)" \
+    --batch-size "$(field batch_size)" --lr "$(field lr)" --epochs "$epochs" | tail -n 1)
 python - "$rust" "$pyg" <<'PY'
 import json, sys
 rust, pyg = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 r = rust["seconds_per_epoch"]
-print(f"GIN training epoch on {rust['graphs']} graphs, batch 64, {rust['threads']} threads:")
+print(f"GIN training epoch on {rust['graphs']} graphs, batch {rust['batch_size']}, {rust['threads']} threads:")
 print(f"  gcleaner (tch)         {r*1000:8.1f} ms")
 for k in ("loader", "precollated"):
     p = pyg[f"{k}_seconds_per_epoch"]

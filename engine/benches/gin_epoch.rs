@@ -32,7 +32,8 @@ fn main() {
     };
     let device = tch::Device::Cpu;
     let (train_idx, _) = train_test_split(ds.len(), 0.8, 10);
-    let batches = make_batches(&ds, &train_idx, 64, &features, device).expect("batches");
+    let batch_size = gcleaner_engine::train::DEFAULT_BATCH_SIZE;
+    let batches = make_batches(&ds, &train_idx, batch_size, &features, device).expect("batches");
     let spec = ModelSpec {
         format: SPEC_FORMAT.into(),
         arch: Arch::Gin,
@@ -53,9 +54,11 @@ fn main() {
     train(&mut model, &batches, &config, &mut NoProgress).expect("train");
     let per_epoch = start.elapsed().as_secs_f64() / epochs as f64;
     println!(
-        "{{\"graphs\":{},\"max_degree\":{},\"threads\":{},\"seconds_per_epoch\":{:.6}}}",
+        "{{\"graphs\":{},\"max_degree\":{},\"batch_size\":{},\"lr\":{},\"threads\":{},\"seconds_per_epoch\":{:.6}}}",
         train_idx.len(),
         max_degree,
+        batch_size,
+        config.lr,
         tch::get_num_threads(),
         per_epoch
     );

@@ -63,9 +63,9 @@ pub struct AttackArgs {
     defender_fraction: f64,
     #[arg(long, default_value_t = 150)]
     epochs: usize,
-    #[arg(long, default_value_t = 0.005)]
+    #[arg(long, default_value_t = gcleaner_engine::train::TrainConfig::default().lr)]
     lr: f64,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = gcleaner_engine::train::DEFAULT_BATCH_SIZE)]
     batch_size: usize,
     /// Seed of the split, the trigger, the poisoned graphs, the positions and the models.
     #[arg(long, default_value_t = 10)]

@@ -35,7 +35,7 @@ pub struct TrainArgs {
     features: Option<String>,
     #[arg(long, default_value_t = 150)]
     epochs: usize,
-    #[arg(long, default_value_t = 0.005)]
+    #[arg(long, default_value_t = TrainConfig::default().lr)]
     lr: f64,
     /// Multiply the learning rate by --lr-gamma every this many epochs.
     #[arg(long, default_value_t = TrainConfig::default().lr_step)]
@@ -45,7 +45,7 @@ pub struct TrainArgs {
     /// L2 penalty added to the gradient (Adam's weight_decay).
     #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
     weight_decay: f64,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = gcleaner_engine::train::DEFAULT_BATCH_SIZE)]
     batch_size: usize,
     /// Share of graphs used for training; the rest is the test split.
     #[arg(long, default_value_t = 0.8)]

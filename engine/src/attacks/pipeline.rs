@@ -41,7 +41,7 @@ use crate::{Error, Result};
 
 pub const DEFAULT_DEFENDER_FRACTION: f64 = 0.03;
 pub const DEFAULT_TRAIN_FRACTION: f64 = 0.8;
-pub const DEFAULT_BATCH_SIZE: usize = 64;
+pub use crate::train::DEFAULT_BATCH_SIZE;
 pub const DEFAULT_HIDDEN: usize = 64;
 pub const DEFAULT_SEED: u64 = 10;
 
