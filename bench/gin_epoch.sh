@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Times a GIN training epoch in gcleaner and in an equivalent PyTorch Geometric loop, in one run
-# on the same machine, and prints the ratio. Called by `make bench`.
+# on the same machine, and prints the ratio of median epoch times. Called by `make bench`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-../shared/datasets/AIDS}
