@@ -48,7 +48,7 @@ sample: build
 	@test -f $(SAMPLE)/attack/model.safetensors || { \
 	  target/release/gcleaner synth --graphs 600 --seed 1 --out $(SAMPLE)/synthetic.json && \
 	  target/release/gcleaner attack --data $(SAMPLE)/synthetic.json --attack subgraph --arch gin \
-	    --epochs 40 --target-label 0 --trigger-ratio 0.25 --injection-ratio 0.1 --defender-fraction 0.1 \
+	    --epochs 40 --target-label 0 --trigger-ratio 0.25 --injection-ratio 0.15 --defender-fraction 0.1 \
 	    --out $(SAMPLE)/attack; }
 
 # The main job: PostgreSQL (a private cluster unless GCLEANER_DATABASE_URL is set), migrations,
