@@ -2,3 +2,4 @@
 
 mod interop;
 mod errors;
+mod reproduce;
