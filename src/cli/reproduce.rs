@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use gcleaner_engine::attacks::evaluate::{evaluate_sets, metrics_from_predictions};
 use gcleaner_engine::attacks::{run_attack_with_clean_model, AttackConfig, AttackKind, AttackMetrics, AttackOutcome};
 use gcleaner_engine::data::{Dataset, Graph};
-use gcleaner_engine::metrics::{attack_success_rate, evaluate};
 use gcleaner_engine::models::{Arch, GnnModel};
 use gcleaner_engine::progress::NoProgress;
 use gcleaner_engine::purify::baselines::{self, BaselineConfig, DefenceKind};
@@ -309,26 +309,16 @@ fn new_cell(dataset: &str, attack: AttackKind, seed: u64, outcome: &AttackOutcom
 fn defend(defense: Defense, outcome: &AttackOutcome, seed: u64) -> Result<Measured> {
     let started = Instant::now();
     let target = outcome.metrics.target_class;
-    let num_classes = outcome.model.spec().num_classes;
-    match defense.baseline() {
+    let (clean, triggered) = (&outcome.eval_clean, &outcome.eval_triggered);
+    let (metrics, verdict) = match defense.baseline() {
         None => {
-            let mode = if defense == Defense::GcleanerPaper { UnlearnMode::Paper } else { UnlearnMode::Robust };
             let mut config = PurifyConfig { seed, ..PurifyConfig::default() };
-            config.unlearn.mode = mode;
+            if defense == Defense::GcleanerPaper {
+                config.unlearn.mode = UnlearnMode::Paper;
+            }
             let purified = purify(&outcome.model, &outcome.defender, &config, &mut NoProgress)?;
-            let predict = |ds: &Dataset| predict_model(&purified.model, ds);
-            let mut measured = measure(
-                &predict(&outcome.eval_clean)?,
-                &outcome.eval_clean,
-                &predict(&outcome.eval_triggered)?,
-                &outcome.eval_triggered,
-                target,
-                num_classes,
-                started.elapsed().as_secs_f64(),
-            );
-            measured.evidence = Some(purified.report.verdict.evidence_score);
-            measured.backdoor_found = Some(purified.report.verdict.backdoor_evidence);
-            Ok(measured)
+            let metrics = evaluate_sets(&purified.model, clean, triggered, target)?;
+            (metrics, Some(purified.report.verdict))
         }
         Some(kind) => {
             let poisoned = (&outcome.poisoned_dataset, outcome.train_indices.as_slice());
@@ -341,54 +331,17 @@ fn defend(defense: Defense, outcome: &AttackOutcome, seed: u64) -> Result<Measur
                 seed,
                 &mut NoProgress,
             )?;
-            let predict = |ds: &Dataset| -> Result<Vec<usize>> {
-                let graphs: Vec<&Graph> = ds.graphs.iter().collect();
-                Ok(defended.predict(&graphs)?)
-            };
-            Ok(measure(
-                &predict(&outcome.eval_clean)?,
-                &outcome.eval_clean,
-                &predict(&outcome.eval_triggered)?,
-                &outcome.eval_triggered,
-                target,
-                num_classes,
-                started.elapsed().as_secs_f64(),
-            ))
+            let predict = |ds: &Dataset| defended.predict(&ds.graphs.iter().collect::<Vec<&Graph>>());
+            let num_classes = outcome.model.spec().num_classes;
+            let metrics =
+                metrics_from_predictions(&predict(clean)?, clean, &predict(triggered)?, triggered, target, num_classes);
+            (metrics, None)
         }
-    }
-}
-
-fn predict_model(model: &GnnModel, ds: &Dataset) -> Result<Vec<usize>> {
-    let indices: Vec<usize> = (0..ds.len()).collect();
-    let batches =
-        gcleaner_engine::data::batch::make_batches(ds, &indices, 256, &model.spec().features, model.device())?;
-    Ok(gcleaner_engine::metrics::predict(model, &batches)?.classes)
-}
-
-fn labels(ds: &Dataset) -> Vec<usize> {
-    ds.graphs.iter().map(|g| g.label).collect()
-}
-
-fn measure(
-    clean_pred: &[usize],
-    clean: &Dataset,
-    triggered_pred: &[usize],
-    triggered: &Dataset,
-    target: usize,
-    num_classes: usize,
-    seconds: f64,
-) -> Measured {
-    let evaluation = evaluate(clean_pred, &labels(clean), num_classes);
-    let (asr, _) = attack_success_rate(triggered_pred, &labels(triggered), target);
-    Measured {
-        asr,
-        accuracy: evaluation.accuracy,
-        balanced_accuracy: evaluation.balanced_accuracy,
-        target_recall: evaluation.per_class.get(target).map(|c| c.recall).unwrap_or(0.0),
-        seconds,
-        evidence: None,
-        backdoor_found: None,
-    }
+    };
+    let mut measured = Measured::from_metrics(&metrics, started.elapsed().as_secs_f64());
+    measured.evidence = verdict.as_ref().map(|v| v.evidence_score);
+    measured.backdoor_found = verdict.as_ref().map(|v| v.backdoor_evidence);
+    Ok(measured)
 }
 
 /// G-Cleaner (robust, defaults) on the never-backdoored model of this dataset and seed.

@@ -60,11 +60,32 @@ pub fn evaluate_sets(
     let num_classes = model.spec().num_classes;
     check_eval_sets(clean, triggered, target_class, num_classes)?;
     let clean_predictions = predict_all(model, clean)?;
-    let evaluation = metrics::evaluate(&clean_predictions.classes, &clean_predictions.labels, num_classes);
     let triggered_predictions = predict_all(model, triggered)?;
-    let (asr, n_triggered) =
-        attack_success_rate(&triggered_predictions.classes, &triggered_predictions.labels, target_class);
-    Ok(AttackMetrics {
+    Ok(metrics_from_predictions(
+        &clean_predictions.classes,
+        clean,
+        &triggered_predictions.classes,
+        triggered,
+        target_class,
+        num_classes,
+    ))
+}
+
+/// The metrics of [`evaluate_sets`] from predicted classes, in dataset order, of the clean and
+/// triggered sets, for defences whose predictions come from elsewhere than a plain forward pass
+/// (pruning, smoothing).
+pub fn metrics_from_predictions(
+    clean_predicted: &[usize],
+    clean: &Dataset,
+    triggered_predicted: &[usize],
+    triggered: &Dataset,
+    target_class: usize,
+    num_classes: usize,
+) -> AttackMetrics {
+    let labels = |ds: &Dataset| ds.graphs.iter().map(|g| g.label).collect::<Vec<_>>();
+    let evaluation = metrics::evaluate(clean_predicted, &labels(clean), num_classes);
+    let (asr, n_triggered) = attack_success_rate(triggered_predicted, &labels(triggered), target_class);
+    AttackMetrics {
         asr,
         clean_accuracy: evaluation.accuracy,
         balanced_accuracy: evaluation.balanced_accuracy,
@@ -72,7 +93,7 @@ pub fn evaluate_sets(
         target_label: target_class,
         n_triggered,
         n_clean: evaluation.n,
-    })
+    }
 }
 
 /// The checks `evaluate_sets` makes, for callers that hold only a spec (upload validation).
