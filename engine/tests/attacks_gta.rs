@@ -11,7 +11,8 @@ use gcleaner_engine::data::{synthetic, Dataset, FeatureSpec, Graph};
 use gcleaner_engine::models::Arch;
 use gcleaner_engine::progress::NoProgress;
 
-/// libtorch's generator is process-wide: tests that train take turns.
+/// Tests that train take turns: the engine already keeps seeded runs apart
+/// (`rng::seed_torch`); this only stops parallel trainings from fighting over OpenMP threads.
 static TORCH_RNG: Mutex<()> = Mutex::new(());
 
 fn lock() -> MutexGuard<'static, ()> {

@@ -16,8 +16,9 @@ use gcleaner_engine::data::{synthetic, Dataset, FeatureSpec, Graph};
 use gcleaner_engine::models::{Arch, GnnModel};
 use gcleaner_engine::progress::NoProgress;
 
-/// libtorch's generator (model initialisation) is process-wide: tests that train hold this lock
-/// so that parallel tests do not draw from it between another test's seeding and its draws.
+/// Tests that train take turns. The engine already keeps seeded runs apart
+/// (`rng::seed_torch`); this only stops parallel trainings from fighting over the two cores'
+/// OpenMP threads.
 static TORCH_RNG: Mutex<()> = Mutex::new(());
 
 fn lock() -> MutexGuard<'static, ()> {
@@ -168,25 +169,22 @@ fn sub_ba_writes_every_file_and_measures_both_models() {
         tar.into_inner().unwrap().finish().unwrap();
     }
     assert_eq!(evaluate_on_attack(&backdoored, &tgz).unwrap(), m.backdoored_model);
-    let zip_path = packed.path().join("eval.zip");
-    {
-        let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
-        for file in ["attack.json", "eval_clean.json", "eval_triggered.json"] {
-            zip.start_file(file, zip::write::SimpleFileOptions::default()).unwrap();
+    let zip_of = |name: &str, files: &[&str]| {
+        let path = packed.path().join(name);
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        for file in files {
+            zip.start_file(*file, zip::write::SimpleFileOptions::default()).unwrap();
             std::io::Write::write_all(&mut zip, &std::fs::read(dir.path().join(file)).unwrap()).unwrap();
         }
         zip.finish().unwrap();
-    }
+        path
+    };
+    let zip_path = zip_of("eval.zip", &["attack.json", "eval_clean.json", "eval_triggered.json"]);
     assert_eq!(evaluate_on_attack(&clean, &zip_path).unwrap(), m.clean_model);
     let source = gcleaner_engine::attacks::AttackSource::open(&zip_path).unwrap();
     assert!(source.clean_model_path().is_none(), "the zip ships no reference model");
     // An archive without attack.json is named as such.
-    let bare = packed.path().join("bare.zip");
-    {
-        let mut zip = zip::ZipWriter::new(std::fs::File::create(&bare).unwrap());
-        zip.start_file("eval_clean.json", zip::write::SimpleFileOptions::default()).unwrap();
-        zip.finish().unwrap();
-    }
+    let bare = zip_of("bare.zip", &["eval_clean.json"]);
     let err = evaluate_on_attack(&clean, &bare).unwrap_err().to_string();
     assert!(err.contains("attack.json"), "{err}");
 }

@@ -136,7 +136,7 @@ fn purification_is_deterministic_under_a_seed_in_both_modes() {
         let a = purify(&model, &ds, &config, &mut NoProgress).unwrap();
         let b = purify(&model, &ds, &config, &mut NoProgress).unwrap();
         assert_eq!(weights(&a.model), weights(&b.model), "{mode:?}: weights differ");
-        let (mut ra, mut rb) = (a.report, b.report);
+        let (mut ra, rb) = (a.report, b.report);
         ra.timings = rb.timings.clone();
         assert_eq!(ra, rb, "{mode:?}: reports differ beyond timings");
         // Unlearning did something: the model is not the input.

@@ -40,17 +40,22 @@ fn submission(config: Value) -> reqwest::multipart::Form {
         .part("config", part(config.to_string().into_bytes(), "config.json"))
 }
 
-#[tokio::test]
-async fn a_job_runs_the_engine_purification_end_to_end() {
-    let app = spawn_app_with(&["--lease-secs", "30"], Arc::new(EngineRunner)).await;
-    let r = app.submit(submission(quick_config())).await;
+/// Submits `form`, waits for the job to succeed, and returns its id and report.
+async fn run_to_report(app: &TestApp, form: reqwest::multipart::Form) -> (String, Value) {
+    let r = app.submit(form).await;
     assert_eq!(r.status(), 202, "{:?}", r.text().await);
     let id = job_id(&r.json().await.unwrap());
     let done = app.wait_for(&id, Duration::from_secs(300), |j| j["finished_at"].is_string()).await;
     assert_eq!(done["status"], "succeeded", "{done}");
-
     let report: Value =
         app.get(&format!("/v1/jobs/{id}/report")).send().await.unwrap().json().await.unwrap();
+    (id, report)
+}
+
+#[tokio::test]
+async fn a_job_runs_the_engine_purification_end_to_end() {
+    let app = spawn_app_with(&["--lease-secs", "30"], Arc::new(EngineRunner)).await;
+    let (id, report) = run_to_report(&app, submission(quick_config())).await;
     assert_eq!(report["format"], "gcleaner.report/v1");
     assert_eq!(report["config"]["unlearn"]["epochs"], 2);
     assert!(report["verdict"]["summary"].is_string());
@@ -133,13 +138,7 @@ async fn an_eval_archive_puts_the_true_attack_success_rate_in_the_report() {
         .part("data", part(defender.clone(), "defender_clean.json"))
         .part("eval", part(eval, "attack.tgz"))
         .part("config", part(quick_config().to_string().into_bytes(), "config.json"));
-    let r = app.submit(form).await;
-    assert_eq!(r.status(), 202, "{:?}", r.text().await);
-    let id = job_id(&r.json().await.unwrap());
-    let done = app.wait_for(&id, Duration::from_secs(300), |j| j["finished_at"].is_string()).await;
-    assert_eq!(done["status"], "succeeded", "{done}");
-    let report: Value =
-        app.get(&format!("/v1/jobs/{id}/report")).send().await.unwrap().json().await.unwrap();
+    let (_, report) = run_to_report(&app, form).await;
     let attack = &report["attack"];
     for who in ["before", "after", "clean_model"] {
         let asr = attack[who]["asr"].as_f64().unwrap_or(-1.0);
