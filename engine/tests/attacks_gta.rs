@@ -66,7 +66,7 @@ fn generated_triggers_are_valid_graphs_with_structural_features() {
     let outcome = run(None);
     let d = &outcome.description;
     let TriggerDescription::PerGraph { num_nodes, graphs } = &d.trigger else { panic!("GTA triggers are per graph") };
-    let n = ((ds.avg_nodes() * 0.2).round() as usize).max(2);
+    let n = ((ds.avg_nodes() * 0.2).round() as usize).max(gcleaner_engine::attacks::MIN_TRIGGER_NODES);
     assert_eq!(*num_nodes, n);
     // One record per poisoned graph and per triggered evaluation graph.
     assert_eq!(graphs.len(), d.poisoned_indices.len() + outcome.eval_triggered.len());

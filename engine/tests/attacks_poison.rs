@@ -3,7 +3,7 @@
 
 use gcleaner_engine::attacks::{
     poison_training_set, resolve_target_class, select_poisoned, triggered_eval_set,
-    AttackParams, Motif, Placement, Trigger,
+    AttackParams, Motif, Placement, Trigger, MIN_TRIGGER_NODES,
 };
 use gcleaner_engine::data::{Dataset, Graph};
 use gcleaner_engine::rng::rng_for;
@@ -48,7 +48,7 @@ fn poisoning_relabels_a_share_of_non_target_training_graphs() {
     let ds = dataset();
     let p = params();
     let n = p.trigger_size(&ds).unwrap();
-    assert_eq!(n, ((ds.avg_nodes() * 0.2).round() as usize).max(2));
+    assert_eq!(n, ((ds.avg_nodes() * 0.2).round() as usize).max(MIN_TRIGGER_NODES));
     let trigger = Trigger::erdos_renyi(n, 0.8, p.seed).unwrap();
     let result = poison_training_set(&ds, &train_indices(), &trigger, Placement::Random, &p)
         .unwrap();

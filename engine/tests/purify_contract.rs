@@ -147,3 +147,37 @@ fn purification_is_deterministic_under_a_seed_in_both_modes() {
     let first = purify(&model, &ds, &quick(6, UnlearnMode::Robust), &mut NoProgress).unwrap();
     assert_ne!(weights(&other.model), weights(&first.model));
 }
+
+#[test]
+fn auxiliary_graphs_are_labelled_with_the_models_own_predictions() {
+    use gcleaner_engine::purify::pseudo_labels::pseudo_label;
+    let ds = synthetic::generate(40, 8);
+    let model = trained_model(&ds, 8);
+    // Labels from another label space (three classes, 7/8/9): meaningless to the model.
+    let mut foreign = ds.clone();
+    foreign.class_labels = vec![7, 8, 9];
+    for (i, g) in foreign.graphs.iter_mut().enumerate() {
+        g.label = i % 3;
+    }
+    let labelled = pseudo_label(&model, &foreign).unwrap();
+    assert_eq!(labelled.class_labels, vec![0, 1]);
+    let idx: Vec<usize> = (0..ds.len()).collect();
+    let batches = make_batches(&ds, &idx, 64, &model.spec().features, Device::Cpu).unwrap();
+    let predicted = gcleaner_engine::metrics::predict(&model, &batches).unwrap().classes;
+    let labels: Vec<usize> = labelled.graphs.iter().map(|g| g.label).collect();
+    assert_eq!(labels, predicted);
+    assert!(labelled.graphs.iter().zip(&ds.graphs).all(|(a, b)| a.edges == b.edges && a.num_nodes == b.num_nodes));
+
+    // Refused as it stands (three classes for a two-class model), accepted with pseudo labels,
+    // and the report says which labels were used.
+    let config = quick(8, UnlearnMode::Robust);
+    assert!(purify(&model, &foreign, &config, &mut NoProgress).is_err());
+    let config = PurifyConfig { pseudo_labels: true, ..config };
+    let outcome = purify(&model, &foreign, &config, &mut NoProgress).unwrap();
+    assert!(outcome.report.config.pseudo_labels);
+    let mut counts = vec![0; 2];
+    for &l in &labels {
+        counts[l] += 1;
+    }
+    assert_eq!(outcome.report.sample.class_counts, counts);
+}

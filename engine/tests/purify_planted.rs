@@ -47,7 +47,7 @@ fn planted(seed: u64) -> Planted {
     let features = FeatureSpec::OneHotDegree { max_degree: 8 };
     let (train_idx, held) = train_test_split(ds.len(), 0.7, seed);
     let trigger = Trigger::erdos_renyi(4, 0.8, seed).unwrap();
-    let params = AttackParams { target_class: TARGET, injection_ratio: 0.1, trigger_ratio: 0.2, seed };
+    let params = AttackParams { target_class: TARGET, injection_ratio: 0.15, trigger_ratio: 0.2, seed };
     let poisoning = poison_training_set(&ds, &train_idx, &trigger, Placement::Random, &params).unwrap();
     let model = trained(&poisoning.dataset, &train_idx, &features, seed);
     let clean_model = trained(&ds, &train_idx, &features, seed);

@@ -40,13 +40,13 @@ pub struct AttackArgs {
     /// Share of the training split to poison (drawn among non-target graphs).
     #[arg(long, default_value_t = 0.05)]
     injection_ratio: f64,
-    /// Trigger size as a share of the average graph size (n = max(2, round(avg * t))).
+    /// Trigger size as a share of the average graph size (n = max(3, round(avg * t))).
     #[arg(long, default_value_t = 0.2)]
     trigger_ratio: f64,
     /// The label the trigger forces, as the dataset file writes it.
     #[arg(long, default_value_t = 1, allow_hyphen_values = true)]
     target_label: i64,
-    /// Edge probability of the Erdos-Renyi trigger (subgraph, exp).
+    /// Edge density of the Erdos-Renyi trigger: ceil(density * n(n-1)/2) edges (subgraph, exp).
     #[arg(long, default_value_t = 0.8)]
     density: f64,
     /// Motif-BA's trigger (M31..M46); default: the rarest motif of the training graphs.

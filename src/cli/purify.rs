@@ -31,6 +31,13 @@ pub struct PurifyArgs {
     /// Keep only these original class labels of the sample (comma-separated).
     #[arg(long, value_delimiter = ',')]
     keep_classes: Option<Vec<i64>>,
+    /// Use this many graphs of the data, drawn at random (seeded by --seed); default: all.
+    #[arg(long)]
+    sample_size: Option<usize>,
+    /// Label every graph with the model's own prediction instead of its file label: for
+    /// auxiliary clean data from another dataset. Automatic when the labels don't fit the model.
+    #[arg(long)]
+    pseudo_labels: bool,
     /// Unlearning loss: robust (default) or paper (the published loss, for reproduction).
     #[arg(long, default_value = "robust")]
     mode: UnlearnMode,
@@ -83,8 +90,27 @@ pub fn run(args: PurifyArgs) -> Result<()> {
         anyhow::bail!("--holdout must be in [0, 1), got {}", args.holdout);
     }
     let model = load_model(&args.model, args.spec.as_ref(), device)?;
-    let sample = align_to_model(load_data(&args.data, args.keep_classes.as_deref())?, model.spec(), &args.data)?;
-    let mut config = PurifyConfig { trigger_nodes: args.trigger_nodes, holdout_fraction: args.holdout, evidence_threshold: args.threshold, force: args.force, seed: args.seed, ..PurifyConfig::default() };
+    let mut data = load_data(&args.data, args.keep_classes.as_deref())?;
+    if let Some(n) = args.sample_size {
+        if n < 2 {
+            anyhow::bail!("--sample-size must be at least 2, got {n}");
+        }
+        data = data.random_subset(n, args.seed);
+    }
+    let mut pseudo_labels = args.pseudo_labels;
+    let sample = if pseudo_labels {
+        data
+    } else {
+        match align_to_model(data.clone(), model.spec(), &args.data) {
+            Ok(aligned) => aligned,
+            Err(e) => {
+                eprintln!("note: {e:#}; labelling the sample with the model's own predictions (--pseudo-labels)");
+                pseudo_labels = true;
+                data
+            }
+        }
+    };
+    let mut config = PurifyConfig { trigger_nodes: args.trigger_nodes, holdout_fraction: args.holdout, evidence_threshold: args.threshold, force: args.force, pseudo_labels, seed: args.seed, ..PurifyConfig::default() };
     config.explainer = match args.explainer {
         ExplainerArg::Saliency => ExplainerKind::Saliency,
         ExplainerArg::Gnnexplainer => ExplainerKind::GnnExplainer,

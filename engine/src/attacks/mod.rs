@@ -35,6 +35,6 @@ pub use pipeline::{
 pub use placement::{Placement, PlacementKind};
 pub use poison::{
     check_trigger_fits, poison_training_set, resolve_target_class, select_poisoned,
-    triggered_eval_set, AttackParams, InjectedGraph, Poisoning,
+    triggered_eval_set, AttackParams, InjectedGraph, Poisoning, MIN_TRIGGER_NODES,
 };
 pub use trigger::{Trigger, DEFAULT_TRIGGER_DENSITY};

@@ -1,13 +1,13 @@
 //! The fixed subgraph trigger shared by Sub-BA, Exp-BA and Motif-BA: a small graph whose edges
 //! replace the edges among the chosen nodes of every attacked graph.
 
-use rand::Rng as _;
+use rand::seq::SliceRandom as _;
 use serde::{Deserialize, Serialize};
 
 use crate::rng::rng_for;
 use crate::{Error, Result};
 
-/// Default edge probability of an Erdos-Renyi trigger (Sub-BA's setting).
+/// Default edge density of an Erdos-Renyi trigger (Sub-BA's setting).
 pub const DEFAULT_TRIGGER_DENSITY: f64 = 0.8;
 
 /// How many Erdos-Renyi draws are tried before a disconnected draw is joined up by hand.
@@ -50,13 +50,17 @@ impl Trigger {
         Ok(Trigger { num_nodes, edges: canonical })
     }
 
-    /// An Erdos-Renyi G(n, p) trigger drawn from the `seed`.
+    /// An Erdos-Renyi trigger drawn from the `seed`, in the G(n, m) form: exactly
+    /// `m = ceil(density * n(n-1)/2)` edges placed uniformly at random, so its density is the
+    /// configured one rather than a draw of G(n, p) that happens to come out sparse. A sparse
+    /// draw is not a trigger: with 3 nodes G(n, 0.8) gives a path 43% of the time (a path that
+    /// every tree-like graph already contains; on bitcoin such seeds left the attack near 30%
+    /// ASR), while G(n, m) gives the triangle.
     ///
     /// A trigger is only a pattern a model can learn if it is one piece: the draw is repeated
-    /// (conditioning G(n, p) on connectivity) until it is connected, and when `density` is so
-    /// low that 100 draws all fall apart, the last draw's components are chained together by
-    /// one edge each (lowest node of each component to the lowest node of the next). At the
-    /// default density 0.8 the first draw is connected almost always.
+    /// (conditioning on connectivity) until it is connected, and when `density` is so low that
+    /// 100 draws all fall apart, the last draw's components are chained together by one edge
+    /// each (lowest node of each component to the lowest node of the next).
     pub fn erdos_renyi(num_nodes: usize, density: f64, seed: u64) -> Result<Trigger> {
         if !(density > 0.0 && density <= 1.0) {
             return Err(Error::invalid(format!(
@@ -68,17 +72,18 @@ impl Trigger {
                 "a trigger needs at least 2 nodes, got {num_nodes}"
             )));
         }
+        let mut pairs = Vec::new();
+        for u in 0..num_nodes as u32 {
+            for v in u + 1..num_nodes as u32 {
+                pairs.push((u, v));
+            }
+        }
+        // The small epsilon keeps 0.8 * 10 pairs at 8, not 9, despite 0.8's binary rounding.
+        let num_edges = ((density * pairs.len() as f64 - 1e-9).ceil() as usize).clamp(1, pairs.len());
         let mut rng = rng_for(seed, "attack/trigger-erdos-renyi");
         let mut edges = Vec::new();
         for _ in 0..CONNECTED_DRAW_ATTEMPTS {
-            edges.clear();
-            for u in 0..num_nodes as u32 {
-                for v in u + 1..num_nodes as u32 {
-                    if rng.gen_bool(density) {
-                        edges.push((u, v));
-                    }
-                }
-            }
+            edges = pairs.choose_multiple(&mut rng, num_edges).copied().collect();
             if components(num_nodes, &edges).iter().all(|&c| c == 0) {
                 return Trigger::new(num_nodes, edges);
             }

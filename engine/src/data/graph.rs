@@ -220,6 +220,16 @@ impl Dataset {
         self.graphs.iter().map(|g| g.num_nodes as f64).sum::<f64>() / self.graphs.len() as f64
     }
 
+    /// `n` graphs drawn at random without replacement (all of them when `n >= len`), kept in
+    /// dataset order; the same `seed` draws the same graphs.
+    pub fn random_subset(&self, n: usize, seed: u64) -> Dataset {
+        use rand::seq::index::sample;
+        let mut rng = crate::rng::rng_for(seed, "dataset-random-subset");
+        let mut indices = sample(&mut rng, self.len(), n.min(self.len())).into_vec();
+        indices.sort_unstable();
+        self.subset(&indices)
+    }
+
     /// A new dataset holding the graphs at `indices`, in that order.
     pub fn subset(&self, indices: &[usize]) -> Dataset {
         Dataset {

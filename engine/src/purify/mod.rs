@@ -7,6 +7,7 @@ pub mod evidence;
 pub mod generator;
 pub mod html;
 pub mod montage;
+pub mod pseudo_labels;
 pub mod recovery;
 pub mod report;
 pub mod unlearn;
@@ -41,6 +42,10 @@ pub struct PurifyConfig {
     pub evidence_threshold: f64,
     /// Unlearn even when the evidence says there is no backdoor.
     pub force: bool,
+    /// Label every sample graph with the model's own prediction (auxiliary data from another
+    /// dataset, whose labels mean nothing to the model).
+    #[serde(default)]
+    pub pseudo_labels: bool,
     pub seed: u64,
 }
 
@@ -54,6 +59,7 @@ impl Default for PurifyConfig {
             holdout_fraction: 0.25,
             evidence_threshold: 0.5,
             force: false,
+            pseudo_labels: false,
             seed: 10,
         }
     }
@@ -108,6 +114,20 @@ fn importance(model: &GnnModel, graphs: &[&Graph], kind: ExplainerKind) -> Resul
 /// Checks that the sample fits the model: every graph yields features of the model's width and
 /// every label is one of its classes.
 pub fn check_sample(model: &GnnModel, sample: &Dataset) -> Result<()> {
+    check_sample_features(model, sample)?;
+    let spec = model.spec();
+    if sample.num_classes() > spec.num_classes {
+        return Err(Error::invalid(format!(
+            "the clean sample has {} classes but the model predicts {}",
+            sample.num_classes(),
+            spec.num_classes
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that every graph of the sample yields node features of the model's width.
+pub fn check_sample_features(model: &GnnModel, sample: &Dataset) -> Result<()> {
     let spec = model.spec();
     if sample.is_empty() {
         return Err(Error::invalid("the clean sample holds no graphs"));
@@ -117,13 +137,6 @@ pub fn check_sample(model: &GnnModel, sample: &Dataset) -> Result<()> {
             "model spec: features give {} columns but in_features is {}",
             spec.features.dim(),
             spec.in_features
-        )));
-    }
-    if sample.num_classes() > spec.num_classes {
-        return Err(Error::invalid(format!(
-            "the clean sample has {} classes but the model predicts {}",
-            sample.num_classes(),
-            spec.num_classes
         )));
     }
     for (i, g) in sample.graphs.iter().enumerate() {
@@ -138,6 +151,13 @@ pub fn check_sample(model: &GnnModel, sample: &Dataset) -> Result<()> {
 /// Runs G-Cleaner on `model` with the clean `sample` (already mapped to the model's classes).
 pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progress: &mut dyn Progress) -> Result<PurifyOutcome> {
     let started = Instant::now();
+    let relabelled;
+    let sample = if config.pseudo_labels {
+        relabelled = pseudo_labels::pseudo_label(model, sample)?;
+        &relabelled
+    } else {
+        sample
+    };
     check_sample(model, sample)?;
     let (train_idx, holdout_idx) = split_sample(sample, config.holdout_fraction, config.seed);
     let train_graphs: Vec<&Graph> = train_idx.iter().map(|&i| &sample.graphs[i]).collect();

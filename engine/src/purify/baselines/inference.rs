@@ -106,7 +106,7 @@ pub(super) fn predict_classes(
 }
 
 /// The model's own predictions, no defence at inference.
-pub(super) fn predict_plain(
+pub(crate) fn predict_plain(
     model: &GnnModel,
     graphs: &[&Graph],
     batch_size: usize,

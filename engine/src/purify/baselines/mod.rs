@@ -13,7 +13,7 @@
 
 pub mod abl;
 pub mod finetune;
-mod inference;
+pub(crate) mod inference;
 pub mod prune;
 pub mod smoothing;
 
