@@ -3,16 +3,20 @@
 //! libtorch's C++ Adam updates parameters one at a time, about ten small kernels each; a GIN has
 //! 30-odd parameter tensors, so an optimiser step costs some 300 kernel launches, comparable to
 //! the whole forward pass on small graphs. Here every trainable parameter becomes a view into a
-//! single buffer, and a step is a dozen kernels over that buffer, whatever the parameter count.
-//! The arithmetic is PyTorch's Adam (L2 weight decay added to the gradient, bias-corrected
+//! single buffer, and a step is a dozen kernels over that buffer, whatever the parameter count
+//! (on the CPU one loop over it). Callers that compute gradients themselves (the CPU GIN trainer)
+//! write them straight into a buffer of the same layout. The arithmetic is PyTorch's Adam (L2 weight decay added to the gradient, bias-corrected
 //! moments, eps added after the square root).
 
 use tch::{nn, Kind, Tensor};
 
+use crate::models::host::{f32s, f32s_mut};
 use crate::{Error, Result};
 
 pub struct FlatAdam {
     params: Vec<Tensor>,
+    /// Where each of `params` lives in `flat`: (offset, length).
+    slots: Vec<(i64, i64)>,
     flat: Tensor,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
@@ -37,6 +41,7 @@ impl FlatAdam {
             return Err(Error::invalid("flat Adam needs f32 parameters on one device"));
         }
         let flat = Tensor::zeros([total], (Kind::Float, device));
+        let mut slots = Vec::with_capacity(params.len());
         tch::no_grad(|| {
             let mut offset = 0i64;
             for p in params.iter_mut() {
@@ -44,11 +49,13 @@ impl FlatAdam {
                 let mut view = flat.narrow(0, offset, n);
                 view.copy_(&p.reshape([-1]));
                 p.set_data(&view.view(p.size().as_slice()));
+                slots.push((offset, n));
                 offset += n;
             }
         });
         Ok(FlatAdam {
             params,
+            slots,
             exp_avg: Tensor::zeros([total], (Kind::Float, device)),
             exp_avg_sq: Tensor::zeros([total], (Kind::Float, device)),
             flat,
@@ -65,6 +72,29 @@ impl FlatAdam {
         self.lr = lr;
     }
 
+    /// Length of the flat buffer: every trainable parameter's elements.
+    pub fn len(&self) -> i64 {
+        self.slots.iter().map(|&(_, n)| n).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of parameters trained.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The (offset, length) of `param` in the flat buffer, for callers that compute gradients
+    /// themselves and hand them over whole with [`FlatAdam::step_with_flat_grad`]. `None` if
+    /// `param` is not one of the trained parameters (matched by storage, so any handle on the
+    /// variable works).
+    pub fn slot(&self, param: &Tensor) -> Option<(i64, i64)> {
+        let ptr = param.data_ptr();
+        self.params.iter().zip(&self.slots).find(|(p, _)| p.data_ptr() == ptr).map(|(_, &s)| s)
+    }
+
     /// Back-propagates `loss` and takes one Adam step.
     ///
     /// The gradients come back from the autograd engine as values rather than being accumulated
@@ -73,6 +103,18 @@ impl FlatAdam {
     pub fn backward_step(&mut self, loss: &Tensor) {
         let grads = Tensor::run_backward(&[loss], &self.params, false, false);
         self.step(grads);
+    }
+
+    /// One Adam step from a gradient laid out like the flat buffer (see [`FlatAdam::slot`]).
+    pub fn step_with_flat_grad(&mut self, grad: &Tensor) {
+        assert_eq!(grad.size(), [self.len()], "flat gradient of the wrong length");
+        let (start, end) = (grad.data_ptr() as usize, grad.data_ptr() as usize + 4 * grad.numel());
+        for own in [&self.flat, &self.exp_avg, &self.exp_avg_sq] {
+            let own_start = own.data_ptr() as usize;
+            let own_end = own_start + 4 * own.numel();
+            assert!(end <= own_start || start >= own_end, "the gradient overlaps the optimizer's buffers");
+        }
+        tch::no_grad(|| self.update(grad.shallow_clone()));
     }
 
     fn step(&mut self, grads: Vec<Tensor>) {
@@ -89,19 +131,50 @@ impl FlatAdam {
                     }
                 })
                 .collect();
-            let mut grad = Tensor::cat(&flat, 0);
-            if self.weight_decay != 0.0 {
-                grad = grad + &self.flat * self.weight_decay;
-            }
-            self.step += 1;
-            let bias1 = 1.0 - self.beta1.powi(self.step);
-            let bias2 = 1.0 - self.beta2.powi(self.step);
-            // m += (1 - beta1) (g - m), v = beta2 v + (1 - beta2) g^2, as PyTorch's Adam.
-            let _ = self.exp_avg.lerp_(&grad, 1.0 - self.beta1);
-            let _ = self.exp_avg_sq.g_mul_scalar_(self.beta2).addcmul_(&(&grad * (1.0 - self.beta2)), &grad);
-            let denom = (self.exp_avg_sq.sqrt() / bias2.sqrt()) + self.eps;
-            let _ = self.flat.addcdiv_(&(&self.exp_avg * (-self.lr / bias1)), &denom);
+            self.update(Tensor::cat(&flat, 0));
         });
+    }
+
+    fn update(&mut self, mut grad: Tensor) {
+        self.step += 1;
+        if self.flat.device() == tch::Device::Cpu {
+            self.update_on_host(&grad);
+            return;
+        }
+        if self.weight_decay != 0.0 {
+            grad += &self.flat * self.weight_decay;
+        }
+        let bias1 = 1.0 - self.beta1.powi(self.step);
+        let bias2 = 1.0 - self.beta2.powi(self.step);
+        // m += (1 - beta1) (g - m), v = beta2 v + (1 - beta2) g^2, as PyTorch's Adam.
+        let _ = self.exp_avg.lerp_(&grad, 1.0 - self.beta1);
+        let _ = self.exp_avg_sq.g_mul_scalar_(self.beta2).addcmul_(&(&grad * (1.0 - self.beta2)), &grad);
+        let denom = (self.exp_avg_sq.sqrt() / bias2.sqrt()) + self.eps;
+        let _ = self.flat.addcdiv_(&(&self.exp_avg * (-self.lr / bias1)), &denom);
+    }
+
+    /// The same update as one pass over the four buffers on the CPU: the kernel sequence above
+    /// reads and writes them a dozen times, each pass a separate libtorch op.
+    fn update_on_host(&mut self, grad: &Tensor) {
+        let grad = grad.contiguous();
+        let bias1 = 1.0 - self.beta1.powi(self.step);
+        let bias2 = 1.0 - self.beta2.powi(self.step);
+        let (beta1, beta2, eps) = (self.beta1 as f32, self.beta2 as f32, self.eps as f32);
+        let weight_decay = self.weight_decay as f32;
+        let step_size = (-self.lr / bias1) as f32;
+        let bias2_sqrt = bias2.sqrt() as f32;
+        // SAFETY: `flat`, the two moments and `grad` are four separate allocations (a gradient
+        // passed in is the caller's own buffer, not a view of `flat`), and nothing else touches
+        // them during the loop.
+        let (param, m, v, g) = unsafe {
+            (f32s_mut(&self.flat), f32s_mut(&self.exp_avg), f32s_mut(&self.exp_avg_sq), f32s(&grad))
+        };
+        for (((p, m), v), &g) in param.iter_mut().zip(m).zip(v).zip(g) {
+            let g = if weight_decay != 0.0 { g + *p * weight_decay } else { g };
+            *m += (1.0 - beta1) * (g - *m);
+            *v = *v * beta2 + (1.0 - beta2) * g * g;
+            *p += step_size * *m / (v.sqrt() / bias2_sqrt + eps);
+        }
     }
 }
 

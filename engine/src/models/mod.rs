@@ -11,7 +11,9 @@ pub mod edges;
 pub mod gat;
 pub mod gcn;
 pub mod gin;
+pub mod gin_train;
 pub mod head;
+pub mod host;
 pub mod init;
 #[cfg(test)]
 mod model_tests;
@@ -248,6 +250,14 @@ impl GnnModel {
     pub fn try_forward_t(&self, input: &GraphInput<'_>, train: bool) -> Result<ForwardOutput> {
         input.check(&self.spec, self.device)?;
         Ok(self.forward_t(input, train))
+    }
+
+    /// The GIN conv blocks and the head, when this model is a GIN.
+    pub(crate) fn gin_parts(&self) -> Option<(&gin::Gin, &Head)> {
+        match &self.body {
+            Body::Gin(gin) => Some((gin, &self.head)),
+            _ => None,
+        }
     }
 
     /// The classifier head alone: graph embeddings `[B, h]` -> logits `[B, C]` (fc1 -> ReLU -> fc2).
