@@ -98,6 +98,13 @@ fn purification_finds_the_target_and_removes_a_planted_backdoor() {
     eprintln!("purified: ASR {asr_after:.3} ACC {acc_after:.3}; timings {:?}", report.timings);
     assert_eq!(report.verdict.suspected_target, TARGET);
     assert!(report.verdict.backdoor_evidence);
+    // The selected trigger is unlearned first, with every other size that points at the same
+    // class with evidence.
+    assert_eq!(report.unlearned_candidates.first(), Some(&report.selected));
+    for (i, c) in report.candidates.iter().enumerate() {
+        let with_evidence = c.evidence.target == TARGET && c.evidence.score >= config.evidence_threshold;
+        assert_eq!(report.unlearned_candidates.contains(&i), with_evidence || i == report.selected, "candidate {i}");
+    }
     assert!(asr_after < asr_before / 2.0, "ASR {asr_before} -> {asr_after}");
     assert!(acc_after > acc_before - 0.1, "accuracy {acc_before} -> {acc_after}");
 }

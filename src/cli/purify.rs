@@ -66,6 +66,9 @@ pub struct PurifyArgs {
     /// Evidence score at or above which the model is judged backdoored.
     #[arg(long, default_value_t = 0.5)]
     threshold: f64,
+    /// Roll unlearning back when a class's recall on the clean sample falls by more than this.
+    #[arg(long, default_value_t = 0.3)]
+    collapse_drop: f64,
     /// Unlearn even without backdoor evidence.
     #[arg(long)]
     force: bool,
@@ -121,6 +124,7 @@ pub fn run(args: PurifyArgs) -> Result<()> {
     config.unlearn.positions = args.positions;
     config.unlearn.epochs = args.unlearn_epochs;
     config.unlearn.lambda = args.lambda;
+    config.unlearn.collapse_drop = args.collapse_drop;
 
     let outcome = purify(&model, &sample, &config, &mut BarProgress::new())?;
     let mut report = outcome.report;

@@ -27,7 +27,7 @@ use crate::{Error, Result};
 use evidence::TriggerEvidence;
 use recovery::{least_important_nodes, random_placements, recover_size, RecoveredTrigger, RecoveryConfig};
 use report::{Candidate, HoldoutReport, PurifyReport, Timings, Verdict};
-use unlearn::{unlearn, UnlearnConfig, UnlearnSet};
+use unlearn::{unlearn, UnlearnConfig, UnlearnMode, UnlearnSet};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PurifyConfig {
@@ -72,12 +72,14 @@ pub struct PurifyOutcome {
 }
 
 /// Trigger sizes to search: the configured ones, capped near 30% of the average graph size
-/// (a trigger that rewrites most of a graph is not a trigger), never below 2.
+/// (a trigger that rewrites most of a graph is not a trigger), but never below 3: a 3-node
+/// pattern is the smallest that is more than one edge, and on graphs of 8 nodes (Fingerprint)
+/// the 30% cap alone would hide the triangle an attacker plants there.
 pub fn candidate_sizes(config: &PurifyConfig, sample: &Dataset) -> Vec<usize> {
     if let Some(n) = config.trigger_nodes {
         return vec![n];
     }
-    let cap = ((sample.avg_nodes() * 0.3).round() as usize).max(2);
+    let cap = ((sample.avg_nodes() * 0.3).round() as usize).max(3);
     let mut sizes: Vec<usize> = config.recovery.sizes.iter().copied().filter(|&s| s >= 2 && s <= cap).collect();
     if sizes.is_empty() {
         sizes.push(2);
@@ -213,19 +215,32 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
     let holdout_set = UnlearnSet {
         graphs: holdout_graphs.clone(),
         labels: holdout_labels.clone(),
-        explainer_positions: least_important_nodes(&holdout_importance, trigger.size),
+        node_order: least_important_nodes(&holdout_importance, usize::MAX),
     };
     let before = report::measure_holdout(model, &holdout_set, &trigger, target, config)?;
 
     let t = Instant::now();
     let mut purified = model.try_clone()?;
+    let mut unlearned_candidates = Vec::new();
     let outcome = if backdoor || config.force {
         let train_set = UnlearnSet {
             graphs: train_graphs.clone(),
             labels: train_labels.clone(),
-            explainer_positions: least_important_nodes(&train_importance, trigger.size),
+            node_order: least_important_nodes(&train_importance, usize::MAX),
         };
-        Some(unlearn(&mut purified, &train_set, &holdout_set, &trigger, target, &config.unlearn, config.seed, progress)?)
+        // The chosen trigger first, then every other size that points at the same target with
+        // evidence of a backdoor: a pattern containing the attacker's trigger flips at least as
+        // many graphs as the trigger itself, so the highest score can belong to a larger
+        // pattern whose unlearning does not carry over (a 5-clique for a 4-node trigger on AIDS).
+        unlearned_candidates.push(selected);
+        if config.unlearn.mode == UnlearnMode::Robust {
+            unlearned_candidates.extend((0..candidates.len()).filter(|&i| {
+                let e = &candidates[i].evidence;
+                i != selected && e.target == target && e.score >= config.evidence_threshold
+            }));
+        }
+        let triggers: Vec<_> = unlearned_candidates.iter().map(|&i| candidates[i].recovered.trigger.clone()).collect();
+        Some(unlearn(&mut purified, &train_set, &holdout_set, &triggers, target, &config.unlearn, config.seed, progress)?)
     } else {
         None
     };
@@ -255,6 +270,7 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
         verdict,
         candidates,
         selected,
+        unlearned_candidates,
         trigger,
         unlearning: outcome,
         holdout: HoldoutReport { before, after },

@@ -30,6 +30,11 @@ pub struct PurifyReport {
     pub candidates: Vec<Candidate>,
     /// Index into `candidates` of the trigger that was judged (and unlearned).
     pub selected: usize,
+    /// Indices into `candidates` of every trigger that was unlearned, `selected` first (robust
+    /// mode adds each other size pointing at the same target with evidence); empty when the
+    /// model was returned unchanged.
+    #[serde(default)]
+    pub unlearned_candidates: Vec<usize>,
     pub trigger: Trigger,
     /// Absent when the model was returned unchanged (no backdoor evidence, no `force`).
     pub unlearning: Option<UnlearnOutcome>,
@@ -175,7 +180,7 @@ pub fn measure_holdout(
     let random = random_placements(&holdout.graphs, trigger.size, count, &mut rng);
     let placements: Vec<Vec<Vec<usize>>> = (0..holdout.graphs.len())
         .map(|g| {
-            let mut sets = vec![holdout.explainer_positions[g].clone()];
+            let mut sets = vec![holdout.explainer_positions(g, trigger.size)];
             sets.extend(random[g * count..(g + 1) * count].iter().cloned());
             sets
         })
