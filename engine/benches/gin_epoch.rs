@@ -1,6 +1,7 @@
 //! `make bench`: seconds per GIN training epoch on a TU dataset (default ../shared/datasets/AIDS),
 //! with the same architecture, features and hyperparameters as `gcleaner train --arch gin`.
-//! Prints one JSON line; bench/gin_epoch.sh compares it with the PyG loop in bench/pyg_gin_epoch.py.
+//! Prints one JSON line (`threads`: the intra-op threads the GIN trainer runs with); bench/gin_epoch.sh
+//! compares it with the PyG loop in bench/pyg_gin_epoch.py.
 //!
 //! Usage: cargo bench -p gcleaner-engine --bench gin_epoch -- [DATASET_DIR] [EPOCHS]
 
@@ -77,7 +78,7 @@ fn main() {
         max_degree,
         batch_size,
         config.lr,
-        tch::get_num_threads(),
+        gcleaner_engine::models::gin_train::INTRA_OP_THREADS,
         per_epoch
     );
 }

@@ -209,4 +209,13 @@ mod tests {
             }
         }
     }
+
+    /// The trainer narrows libtorch's intra-op threads while it runs; the caller's setting is
+    /// back afterwards.
+    #[test]
+    fn gin_training_leaves_the_callers_thread_count_as_it_was() {
+        let before = tch::get_num_threads();
+        let _ = trained(Arch::Gin, Pooling::Sum, Gradients::Fastest);
+        assert_eq!(tch::get_num_threads(), before);
+    }
 }

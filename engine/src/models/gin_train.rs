@@ -23,6 +23,40 @@ use crate::data::batch::GraphBatch;
 use crate::optim::FlatAdam;
 use crate::{Error, Result};
 
+/// libtorch intra-op threads while the trainer runs. Its matrix products are small (a few hundred
+/// rows by the hidden width on molecule-sized batches, some 50 us each on one core) and the rest of
+/// a step is its own single-threaded loops. Spread over two threads, every product pays an OpenMP
+/// fork and join, and when another process holds the second core the join waits on the scheduler:
+/// on the 2-core dev box beside a background sweep an AIDS GIN epoch took 7x longer with 2 threads
+/// than with one (BENCHMARKS.md, "GIN training epoch vs PyG").
+pub const INTRA_OP_THREADS: i32 = 1;
+
+/// Sets libtorch's intra-op thread count for the calling thread while it lives and restores the
+/// previous count when dropped.
+struct IntraOpThreads {
+    previous: i32,
+    /// The setting is per thread: restore it on the thread that made it.
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl IntraOpThreads {
+    fn set(threads: i32) -> IntraOpThreads {
+        let previous = tch::get_num_threads();
+        if previous != threads {
+            tch::set_num_threads(threads);
+        }
+        IntraOpThreads { previous, _not_send: std::marker::PhantomData }
+    }
+}
+
+impl Drop for IntraOpThreads {
+    fn drop(&mut self) {
+        if tch::get_num_threads() != self.previous {
+            tch::set_num_threads(self.previous);
+        }
+    }
+}
+
 /// For every node, the other end of its edges in one direction: node `i`'s are
 /// `neighbours[start[i]..start[i + 1]]`, in edge order.
 struct Adjacency {
@@ -188,20 +222,19 @@ impl Norm {
             (f32s(&self.weight), f32s(&self.bias), f32s_mut(&self.running_mean), f32s_mut(&self.running_var))
         };
         if self.batch_statistics {
-            // Per-channel sums in f64: BatchNorm divides by the standard deviation, which
-            // amplifies any rounding in these (and in the gradient sums below).
-            let mut mean = vec![0f64; dim];
+            let mut sums = ColumnSums::new(dim);
             for row in s.chunks_exact(dim) {
-                add_wide(&mut mean, row);
+                add_assign(sums.row(), row);
             }
-            mean.iter_mut().for_each(|m| *m /= n as f64);
-            let mut squares = vec![0f64; dim];
+            let mean: Vec<f64> = sums.totals().into_iter().map(|sum| sum / n as f64).collect();
+            let mean_f32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+            let mut squares = ColumnSums::new(dim);
             for row in s.chunks_exact(dim) {
-                for ((a, &v), &m) in squares.iter_mut().zip(row).zip(&mean) {
-                    let d = f64::from(v) - m;
-                    *a += d * d;
+                for ((a, &v), &m) in squares.row().iter_mut().zip(row).zip(&mean_f32) {
+                    *a += (v - m) * (v - m);
                 }
             }
+            let squares = squares.totals();
             for c in 0..dim {
                 let (m, sq) = (mean[c], squares[c]);
                 self.mean[c] = m as f32;
@@ -235,14 +268,15 @@ impl Norm {
     fn relu_backward(&self, s: &[f32], d: &mut [f32], dim: usize, d_bias: &mut [f32]) {
         let n = s.len() / dim;
         // sum(d) and sum(d (s - mean)) per channel (the latter times inv_std is sum(d xhat)).
-        let mut sum_d = vec![0f64; dim];
-        let mut sum_d_centred = vec![0f64; dim];
+        let (mut sum_d, mut sum_d_centred) = (ColumnSums::new(dim), ColumnSums::new(dim));
         for (s_row, d_row) in s.chunks_exact(dim).zip(d.chunks_exact(dim)) {
-            add_wide(&mut sum_d, d_row);
-            for (((a, &sv), &dv), &m) in sum_d_centred.iter_mut().zip(s_row).zip(d_row).zip(&self.mean) {
-                *a += f64::from(dv * (sv - m));
+            add_assign(sum_d.row(), d_row);
+            for (((a, &sv), &dv), &m) in sum_d_centred.row().iter_mut().zip(s_row).zip(d_row).zip(&self.mean)
+            {
+                *a += dv * (sv - m);
             }
         }
+        let (sum_d, sum_d_centred) = (sum_d.totals(), sum_d_centred.totals());
         // SAFETY: the gradient views are disjoint slices of this trainer's flat gradient; the
         // BatchNorm weight is the model's variable; nothing else touches them during a step.
         let (weight, grad_weight, grad_bias) =
@@ -264,38 +298,70 @@ impl Norm {
             slope[c] = (-g * inv_std * mean_d_xhat) as f32;
             offset[c] = (-g * mean_d) as f32;
         }
-        let mut column_sums = vec![0f64; dim];
+        let mut column_sums = ColumnSums::new(dim);
         for (s_row, d_row) in s.chunks_exact(dim).zip(d.chunks_exact_mut(dim)) {
             let per_channel = gain.iter().zip(&slope).zip(&offset).zip(&self.mean);
             for (((dv, &sv), (((&a, &b), &o), &m)), sum) in
-                d_row.iter_mut().zip(s_row).zip(per_channel).zip(column_sums.iter_mut())
+                d_row.iter_mut().zip(s_row).zip(per_channel).zip(column_sums.row().iter_mut())
             {
                 let v = a * *dv + b * (sv - m) + o;
                 *dv = if sv > 0.0 { v } else { 0.0 };
-                *sum += f64::from(*dv);
+                *sum += *dv;
             }
         }
-        narrow_into(d_bias, &column_sums);
+        narrow_into(d_bias, &column_sums.totals());
     }
 }
 
 /// ReLU's derivative applied to `d` in place (`out` is the ReLU output), and the column sums of
 /// the result (the preceding bias's gradient) into `d_bias`.
 fn relu_backward(out: &[f32], d: &mut [f32], dim: usize, d_bias: &mut [f32]) {
-    let mut column_sums = vec![0f64; dim];
+    let mut column_sums = ColumnSums::new(dim);
     for (o_row, d_row) in out.chunks_exact(dim).zip(d.chunks_exact_mut(dim)) {
-        for ((dv, &o), sum) in d_row.iter_mut().zip(o_row).zip(column_sums.iter_mut()) {
+        for ((dv, &o), sum) in d_row.iter_mut().zip(o_row).zip(column_sums.row().iter_mut()) {
             *dv = if o > 0.0 { *dv } else { 0.0 };
-            *sum += f64::from(*dv);
+            *sum += *dv;
         }
     }
-    narrow_into(d_bias, &column_sums);
+    narrow_into(d_bias, &column_sums.totals());
 }
 
-/// `acc += row` into f64 accumulators.
-fn add_wide(acc: &mut [f64], row: &[f32]) {
-    for (a, &v) in acc.iter_mut().zip(row) {
-        *a += f64::from(v);
+/// Per-column sums over rows of width `dim`. BatchNorm divides by the standard deviation, which
+/// amplifies rounding in its statistics and in the sums of its gradient, so totals are kept in
+/// f64; each row goes into an f32 partial sum folded into them every `FOLD_ROWS` rows, which
+/// keeps the per-element work in f32.
+struct ColumnSums {
+    totals: Vec<f64>,
+    partial: Vec<f32>,
+    rows: usize,
+}
+
+const FOLD_ROWS: usize = 16;
+
+impl ColumnSums {
+    fn new(dim: usize) -> ColumnSums {
+        ColumnSums { totals: vec![0.0; dim], partial: vec![0.0; dim], rows: 0 }
+    }
+
+    /// The partial sums to add the next row into.
+    fn row(&mut self) -> &mut [f32] {
+        if self.rows % FOLD_ROWS == 0 {
+            self.fold();
+        }
+        self.rows += 1;
+        &mut self.partial
+    }
+
+    fn fold(&mut self) {
+        for (t, p) in self.totals.iter_mut().zip(self.partial.iter_mut()) {
+            *t += f64::from(*p);
+            *p = 0.0;
+        }
+    }
+
+    fn totals(mut self) -> Vec<f64> {
+        self.fold();
+        self.totals
     }
 }
 
@@ -364,6 +430,8 @@ pub struct GinCpuTrainer {
     d_logits: Tensor,
     d_fc1: Tensor,
     d_pooled: Tensor,
+    /// Held for the trainer's lifetime (it lives inside one `train` call, on one thread).
+    _threads: IntraOpThreads,
 }
 
 impl GinCpuTrainer {
@@ -439,6 +507,7 @@ impl GinCpuTrainer {
             d_logits: buffer(max_graphs, c),
             d_fc1: buffer(max_graphs, h),
             d_pooled: buffer(max_graphs, h),
+            _threads: IntraOpThreads::set(INTRA_OP_THREADS),
         }))
     }
 
@@ -607,11 +676,11 @@ fn norm(bn: &BatchNorm1d, grad_view: &dyn Fn(&Tensor) -> Option<Tensor>, dim: us
 }
 
 fn column_sums(x: &[f32], out: &mut [f32], dim: usize) {
-    let mut sums = vec![0f64; dim];
+    let mut sums = ColumnSums::new(dim);
     for row in x.chunks_exact(dim) {
-        add_wide(&mut sums, row);
+        add_assign(sums.row(), row);
     }
-    narrow_into(out, &sums);
+    narrow_into(out, &sums.totals());
 }
 
 #[cfg(test)]
