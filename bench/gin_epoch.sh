@@ -26,10 +26,10 @@ import json, sys
 rust, *pygs = (json.loads(a) for a in sys.argv[1:])
 r = rust["seconds_per_epoch"]
 print(f"GIN training epoch on {rust['graphs']} graphs, batch {rust['batch_size']} (median epoch):")
-print(f"  gcleaner (tch), {rust['threads']} thread(s)                {r*1000:8.1f} ms")
+print(f"  {'gcleaner (tch), ' + str(rust['threads']) + ' thread(s)':<46} {r*1000:8.1f} ms")
 for pyg, how in zip(pygs, ("same threads", "torch default")):
     for k in ("loader", "precollated"):
         p = pyg[f"{k}_seconds_per_epoch"]
         label = f"PyG {k}, {pyg['threads']} thread(s) ({how})"
-        print(f"  {label:<41} {p*1000:8.1f} ms   gcleaner is {p/r:.2f}x faster")
+        print(f"  {label:<46} {p*1000:8.1f} ms   gcleaner is {p/r:.2f}x faster")
 PY
