@@ -64,6 +64,7 @@ demo: sample
 
 bench: build $(PYG_STAMP)
 	bench/gin_epoch.sh
+	bench/unlearn_epoch.sh
 
 bench-api: build
 	cargo build --release --locked --tests

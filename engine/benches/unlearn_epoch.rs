@@ -1,0 +1,209 @@
+//! `make bench` (issue 4): seconds per robust-mode unlearning epoch on AIDS, and one whole
+//! `purify()` (recovery + unlearning) on the same 3% clean sample.
+//!
+//! The model is a Sub-BA-backdoored GIN of the default spec (one-hot degree features, hidden 64,
+//! 5 layers) trained by the engine's attack pipeline, `gcleaner attack`'s defaults (the cost of
+//! an epoch does not depend on the weights, but a backdoor makes `purify()` reach its unlearning
+//! phase, and a model trained for 40 epochs tripped the collapse guard in the second epoch). The clean
+//! sample is the attack's 3% defender sample (33 AIDS graphs), 25% of it held out as `purify()`
+//! does. The unlearning epoch is timed on a fixed 4-node trigger (K4 minus one edge) with the
+//! default `UnlearnConfig`, one clock reading per "unlearning" progress event; the first epoch
+//! is dropped (its interval also holds the teacher's fine-tuning).
+//!
+//! Prints one JSON line. With `--sample-out DIR` it also writes, for bench/pyg_unlearn_epoch.py,
+//! the unlearning set (graphs, labels, explainer positions, trigger, configuration) to
+//! DIR/sample.json and the backdoored model to DIR/model.safetensors, so the PyG loop unlearns
+//! the same graphs from the same weights.
+//!
+//! Usage: cargo bench -p gcleaner-engine --bench unlearn_epoch -- [DATASET_DIR]
+//!        [--sample-out DIR] [--train-epochs 150]
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+use serde_json::json;
+
+use gcleaner_engine::attacks::{run_attack, AttackConfig, AttackKind};
+use gcleaner_engine::data::{load_dataset, Dataset, FeatureSpec, Graph};
+use gcleaner_engine::explain::saliency;
+use gcleaner_engine::models::Arch;
+use gcleaner_engine::progress::{NoProgress, Progress, ProgressEvent};
+use gcleaner_engine::purify::recovery::{least_important_nodes, Trigger};
+use gcleaner_engine::purify::unlearn::{unlearn, UnlearnConfig, UnlearnSet};
+use gcleaner_engine::purify::{purify, PurifyConfig};
+use gcleaner_engine::rng::rng_for;
+
+/// The clock reading at every unlearning epoch's end.
+struct UnlearnClock {
+    ends: Vec<Instant>,
+}
+
+impl Progress for UnlearnClock {
+    fn step(&mut self, event: ProgressEvent<'_>) -> bool {
+        if event.phase == "unlearning" {
+            self.ends.push(Instant::now());
+        }
+        true
+    }
+}
+
+impl UnlearnClock {
+    /// Seconds of every epoch after the first.
+    fn epochs(&self) -> Vec<f64> {
+        self.ends.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect()
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The purifier's holdout split (stratified by class, at least one graph of each class left for
+/// unlearning), written out here because `purify::split_sample` is private.
+fn holdout_split(sample: &Dataset, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut rng = rng_for(seed, "purify-holdout");
+    let (mut kept, mut held) = (Vec::new(), Vec::new());
+    for class in 0..sample.num_classes() {
+        let mut members: Vec<usize> = (0..sample.len()).filter(|&i| sample.graphs[i].label == class).collect();
+        members.shuffle(&mut rng);
+        let k = ((members.len() as f64 * fraction).round() as usize).min(members.len().saturating_sub(1));
+        let (h, rest) = members.split_at(k);
+        held.extend_from_slice(h);
+        kept.extend_from_slice(rest);
+    }
+    kept.sort_unstable();
+    held.sort_unstable();
+    (kept, held)
+}
+
+/// What the PyG loop needs of one graph: its structure, label and explainer positions.
+fn graph_json(graph: &Graph, positions: Vec<usize>) -> serde_json::Value {
+    json!({ "num_nodes": graph.num_nodes, "edges": graph.edges, "label": graph.label, "positions": positions })
+}
+
+fn main() {
+    // As the gcleaner binary does at start-up.
+    gcleaner_engine::allocator::tune_for_tensors();
+    let mut path = PathBuf::from("../shared/datasets/AIDS");
+    let mut sample_out: Option<PathBuf> = None;
+    let mut attack = AttackConfig::new(AttackKind::Subgraph, Arch::Gin);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--sample-out" => sample_out = args.next().map(PathBuf::from),
+            "--train-epochs" => attack.train.epochs = args.next().and_then(|e| e.parse().ok()).expect("--train-epochs N"),
+            other if other.starts_with("--") => {} // `--bench`, passed by cargo
+            other => path = PathBuf::from(other),
+        }
+    }
+    if !path.exists() {
+        eprintln!("skipping: dataset {} not found", path.display());
+        return;
+    }
+    let ds = load_dataset(&path).unwrap_or_else(|e| panic!("{e}"));
+
+    // A backdoored GIN of the default spec and the attack's 3% defender sample.
+    let t = Instant::now();
+    let attacked = run_attack(&ds, &attack, &mut NoProgress).unwrap_or_else(|e| panic!("attack: {e}"));
+    let attack_s = t.elapsed().as_secs_f64();
+    let model = attacked.model;
+    let sample = attacked.defender;
+    let target = attacked.metrics.target_class;
+    let spec = model.spec().clone();
+    let max_degree = match &spec.features {
+        FeatureSpec::OneHotDegree { max_degree } => *max_degree,
+        other => panic!("benchmark expects one-hot degree features, got {other:?}"),
+    };
+
+    // The unlearning set as purify() builds it: the sample less the holdout, nodes ranked by the
+    // default explainer (gradient saliency).
+    let purify_config = PurifyConfig::default();
+    let (train_idx, holdout_idx) = holdout_split(&sample, purify_config.holdout_fraction, purify_config.seed);
+    let set = |indices: &[usize]| -> UnlearnSet<'_> {
+        let graphs: Vec<&Graph> = indices.iter().map(|&i| &sample.graphs[i]).collect();
+        let importance = saliency::node_importance(&model, &graphs, &spec.features).expect("saliency");
+        UnlearnSet {
+            labels: graphs.iter().map(|g| g.label).collect(),
+            node_order: least_important_nodes(&importance, usize::MAX),
+            graphs,
+        }
+    };
+    let train_set = set(&train_idx);
+    let holdout_set = set(&holdout_idx);
+    // K4 minus the edge (2, 3).
+    let trigger = Trigger { size: 4, edges: vec![(0, 1), (0, 2), (0, 3), (1, 2), (1, 3)], slot_features: None };
+    let config = UnlearnConfig::default();
+
+    if let Some(out) = &sample_out {
+        let graphs = |s: &UnlearnSet| -> Vec<serde_json::Value> {
+            (0..s.graphs.len()).map(|g| graph_json(s.graphs[g], s.explainer_positions(g, trigger.size))).collect()
+        };
+        let doc = json!({
+            "max_degree": max_degree,
+            "num_classes": spec.num_classes,
+            "hidden": spec.hidden,
+            "num_layers": spec.num_layers,
+            "target": target,
+            "trigger": { "size": trigger.size, "edges": trigger.edges },
+            "config": config,
+            "seed": purify_config.seed,
+            "train": graphs(&train_set),
+            "holdout": graphs(&holdout_set),
+        });
+        std::fs::create_dir_all(out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+        std::fs::write(out.join("sample.json"), doc.to_string()).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+        model.save(&out.join("model.safetensors")).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    }
+
+    let mut unlearned = model.try_clone().expect("clone");
+    let mut clock = UnlearnClock { ends: Vec::with_capacity(config.epochs) };
+    let t = Instant::now();
+    let outcome = unlearn(&mut unlearned, &train_set, &holdout_set, &[trigger.clone()], target, &config, purify_config.seed, &mut clock)
+        .unwrap_or_else(|e| panic!("unlearn: {e}"));
+    let unlearn_s = t.elapsed().as_secs_f64();
+    assert!(
+        outcome.rolled_back_to_epoch.is_none(),
+        "the collapse guard stopped unlearning after {} epochs (train the model longer): the PyG loop runs all {}",
+        outcome.history.len(),
+        config.epochs
+    );
+    let epochs = clock.epochs();
+
+    // One whole purification, default configuration.
+    let mut purify_clock = UnlearnClock { ends: Vec::new() };
+    let t = Instant::now();
+    let purified = purify(&model, &sample, &purify_config, &mut purify_clock).unwrap_or_else(|e| panic!("purify: {e}"));
+    let purify_s = t.elapsed().as_secs_f64();
+    let report = &purified.report;
+
+    let result = json!({
+        "dataset_graphs": ds.len(),
+        "train_epochs": attack.train.epochs,
+        "attack_s": attack_s,
+        "backdoored_asr": attacked.metrics.backdoored_model.asr,
+        "sample_graphs": sample.len(),
+        "unlearning_graphs": train_set.graphs.len(),
+        "holdout_graphs": holdout_set.graphs.len(),
+        "copies_per_epoch": train_set.graphs.len() * (config.positions + 1),
+        "batch_size": config.batch_size,
+        "max_degree": max_degree,
+        "threads": tch::get_num_threads(),
+        "epochs_timed": epochs.len(),
+        "unlearn_epoch_s": median(epochs.clone()),
+        "unlearn_epoch_min_s": epochs.iter().copied().fold(f64::INFINITY, f64::min),
+        "unlearn_epoch_max_s": epochs.iter().copied().fold(0.0, f64::max),
+        "unlearn_call_s": unlearn_s,
+        "loss_first": outcome.history.first().map(|h| h.loss),
+        "loss_last": outcome.history.last().map(|h| h.loss),
+        "holdout_flip_last": outcome.history.last().map(|h| h.holdout_flip_rate),
+        "purify_s": purify_s,
+        "purify_timings": report.timings,
+        "purify_backdoor_verdict": report.verdict.backdoor_evidence,
+        "purify_evidence": report.verdict.evidence_score,
+        "purify_unlearned_triggers": report.unlearned_candidates.iter().map(|&i| report.candidates[i].recovered.trigger.size).collect::<Vec<_>>(),
+        "purify_unlearn_epoch_s": median(purify_clock.epochs()),
+    });
+    println!("{result}");
+}
