@@ -13,6 +13,8 @@ Resumable: a purification whose report.json exists is not repeated. Options afte
 
     python3 bench/purify_sweep.py --datasets bitcoin,AIDS --seeds 10,11
     python3 bench/purify_sweep.py --tag paper -- --mode paper
+    python3 bench/purify_sweep.py --tag clean1pct --clean-fraction 0.01
+    python3 bench/purify_sweep.py --tag nci1 --datasets AIDS --aux-data ../shared/datasets/NCI1
     python3 bench/purify_sweep.py --summary-only
 """
 
@@ -41,8 +43,18 @@ def run_one(args, attack_dir, which):
     model = attack_dir / MODELS[which]
     if not (attack_dir / "metrics.json").is_file() or not model.is_file():
         return "missing"
+    data, sample = attack_dir / "defender_clean.json", []
+    if args.clean_fraction is not None:
+        # A smaller clean sample: that share of the whole dataset, drawn from the defender's.
+        n_graphs = json.loads((attack_dir / "metrics.json").read_text())["sizes"]["n_graphs"]
+        sample = ["--sample-size", str(max(2, round(args.clean_fraction * n_graphs)))]
+    if args.aux_data is not None:
+        # Auxiliary data (the paper's Table 5): as many graphs of another dataset as the
+        # defender's sample holds, labelled by the model itself.
+        n_defender = json.loads((attack_dir / "metrics.json").read_text())["sizes"]["n_defender"]
+        data, sample = args.aux_data, ["--sample-size", str(n_defender), "--pseudo-labels"]
     command = [
-        str(args.bin), "purify", "--model", str(model), "--data", str(attack_dir / "defender_clean.json"),
+        str(args.bin), "purify", "--model", str(model), "--data", str(data), *sample,
         "--attack", str(attack_dir), "--device", args.device, "--out", str(out), *args.extra,
     ]
     return run_logged(command, out, f"{attack_dir.relative_to(args.out)} {which}")
@@ -123,6 +135,10 @@ def main():
     parser.add_argument("--attack-tag", default="", help="the attack sweep's --tag")
     parser.add_argument("--tag", default="", help="suffix for this purification variant's folders")
     parser.add_argument("--no-clean", action="store_true", help="skip purifying the never-backdoored models")
+    parser.add_argument("--clean-fraction", type=float, help="purify with this share of the dataset, drawn "
+                        "from the defender's sample (e.g. 0.01), instead of the whole sample")
+    parser.add_argument("--aux-data", type=Path, help="purify with graphs of this dataset instead (as many as "
+                        "the defender's sample, labelled by the model: --pseudo-labels)")
     parser.add_argument("--summary-only", action="store_true")
     parser.add_argument("extra", nargs="*", help="more `gcleaner purify` arguments, after --")
     args = parser.parse_args()

@@ -78,7 +78,7 @@ fn main() {
         max_degree,
         batch_size,
         config.lr,
-        gcleaner_engine::models::gin_train::INTRA_OP_THREADS,
+        gcleaner_engine::threads::SMALL_GRAPH_THREADS,
         per_epoch
     );
 }

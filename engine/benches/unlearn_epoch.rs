@@ -21,18 +21,16 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use rand::seq::SliceRandom;
 use serde_json::json;
 
 use gcleaner_engine::attacks::{run_attack, AttackConfig, AttackKind};
-use gcleaner_engine::data::{load_dataset, Dataset, FeatureSpec, Graph};
+use gcleaner_engine::data::{load_dataset, FeatureSpec, Graph};
 use gcleaner_engine::explain::saliency;
 use gcleaner_engine::models::Arch;
 use gcleaner_engine::progress::{NoProgress, Progress, ProgressEvent};
 use gcleaner_engine::purify::recovery::{least_important_nodes, Trigger};
 use gcleaner_engine::purify::unlearn::{unlearn, UnlearnConfig, UnlearnSet};
 use gcleaner_engine::purify::{purify, PurifyConfig};
-use gcleaner_engine::rng::rng_for;
 
 /// The clock reading at every unlearning epoch's end.
 struct UnlearnClock {
@@ -58,24 +56,6 @@ impl UnlearnClock {
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-/// The purifier's holdout split (stratified by class, at least one graph of each class left for
-/// unlearning), written out here because `purify::split_sample` is private.
-fn holdout_split(sample: &Dataset, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
-    let mut rng = rng_for(seed, "purify-holdout");
-    let (mut kept, mut held) = (Vec::new(), Vec::new());
-    for class in 0..sample.num_classes() {
-        let mut members: Vec<usize> = (0..sample.len()).filter(|&i| sample.graphs[i].label == class).collect();
-        members.shuffle(&mut rng);
-        let k = ((members.len() as f64 * fraction).round() as usize).min(members.len().saturating_sub(1));
-        let (h, rest) = members.split_at(k);
-        held.extend_from_slice(h);
-        kept.extend_from_slice(rest);
-    }
-    kept.sort_unstable();
-    held.sort_unstable();
-    (kept, held)
 }
 
 /// What the PyG loop needs of one graph: its structure, label and explainer positions.
@@ -120,7 +100,7 @@ fn main() {
     // The unlearning set as purify() builds it: the sample less the holdout, nodes ranked by the
     // default explainer (gradient saliency).
     let purify_config = PurifyConfig::default();
-    let (train_idx, holdout_idx) = holdout_split(&sample, purify_config.holdout_fraction, purify_config.seed);
+    let (train_idx, holdout_idx) = gcleaner_engine::purify::split_sample(&sample, purify_config.holdout_fraction, purify_config.seed);
     let set = |indices: &[usize]| -> UnlearnSet<'_> {
         let graphs: Vec<&Graph> = indices.iter().map(|&i| &sample.graphs[i]).collect();
         let importance = saliency::node_importance(&model, &graphs, &spec.features).expect("saliency");
@@ -159,10 +139,13 @@ fn main() {
 
     let mut unlearned = model.try_clone().expect("clone");
     let mut clock = UnlearnClock { ends: Vec::with_capacity(config.epochs) };
+    // On the threads purify() runs unlearning with.
+    let threads = gcleaner_engine::threads::IntraOpThreads::set(gcleaner_engine::threads::SMALL_GRAPH_THREADS);
     let t = Instant::now();
     let outcome = unlearn(&mut unlearned, &train_set, &holdout_set, &[trigger.clone()], target, &config, purify_config.seed, &mut clock)
         .unwrap_or_else(|e| panic!("unlearn: {e}"));
     let unlearn_s = t.elapsed().as_secs_f64();
+    drop(threads);
     assert!(
         outcome.rolled_back_to_epoch.is_none(),
         "the collapse guard stopped unlearning after {} epochs (train the model longer): the PyG loop runs all {}",

@@ -16,6 +16,7 @@ pub mod optim;
 pub mod progress;
 pub mod purify;
 pub mod rng;
+pub mod threads;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -21,41 +21,8 @@ use super::host::{f32s, f32s_mut};
 use super::{GnnModel, Pooling};
 use crate::data::batch::GraphBatch;
 use crate::optim::FlatAdam;
+use crate::threads::{IntraOpThreads, SMALL_GRAPH_THREADS};
 use crate::{Error, Result};
-
-/// libtorch intra-op threads while the trainer runs. Its matrix products are small (a few hundred
-/// rows by the hidden width on molecule-sized batches, some 50 us each on one core) and the rest of
-/// a step is its own single-threaded loops. Spread over two threads, every product pays an OpenMP
-/// fork and join, and when another process holds the second core the join waits on the scheduler:
-/// on the 2-core dev box beside a background sweep an AIDS GIN epoch took 7x longer with 2 threads
-/// than with one (BENCHMARKS.md, "GIN training epoch vs PyG").
-pub const INTRA_OP_THREADS: i32 = 1;
-
-/// Sets libtorch's intra-op thread count for the calling thread while it lives and restores the
-/// previous count when dropped.
-struct IntraOpThreads {
-    previous: i32,
-    /// The setting is per thread: restore it on the thread that made it.
-    _not_send: std::marker::PhantomData<*const ()>,
-}
-
-impl IntraOpThreads {
-    fn set(threads: i32) -> IntraOpThreads {
-        let previous = tch::get_num_threads();
-        if previous != threads {
-            tch::set_num_threads(threads);
-        }
-        IntraOpThreads { previous, _not_send: std::marker::PhantomData }
-    }
-}
-
-impl Drop for IntraOpThreads {
-    fn drop(&mut self) {
-        if tch::get_num_threads() != self.previous {
-            tch::set_num_threads(self.previous);
-        }
-    }
-}
 
 /// For every node, the other end of its edges in one direction: node `i`'s are
 /// `neighbours[start[i]..start[i + 1]]`, in edge order.
@@ -507,7 +474,7 @@ impl GinCpuTrainer {
             d_logits: buffer(max_graphs, c),
             d_fc1: buffer(max_graphs, h),
             d_pooled: buffer(max_graphs, h),
-            _threads: IntraOpThreads::set(INTRA_OP_THREADS),
+            _threads: IntraOpThreads::set(SMALL_GRAPH_THREADS),
         }))
     }
 

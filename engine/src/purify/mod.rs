@@ -88,7 +88,7 @@ pub fn candidate_sizes(config: &PurifyConfig, sample: &Dataset) -> Vec<usize> {
 }
 
 /// Stratified split of the sample into (unlearning, holdout) indices.
-fn split_sample(sample: &Dataset, holdout_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+pub fn split_sample(sample: &Dataset, holdout_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     let mut rng = rng_for(seed, "purify-holdout");
     let (mut train, mut holdout) = (Vec::new(), Vec::new());
     for class in 0..sample.num_classes() {
@@ -153,6 +153,7 @@ pub fn check_sample_features(model: &GnnModel, sample: &Dataset) -> Result<()> {
 /// Runs G-Cleaner on `model` with the clean `sample` (already mapped to the model's classes).
 pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progress: &mut dyn Progress) -> Result<PurifyOutcome> {
     let started = Instant::now();
+    let _threads = crate::threads::IntraOpThreads::set(crate::threads::SMALL_GRAPH_THREADS);
     let relabelled;
     let sample = if config.pseudo_labels {
         relabelled = pseudo_labels::pseudo_label(model, sample)?;
