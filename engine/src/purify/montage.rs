@@ -209,6 +209,12 @@ impl MontageBatch {
         } else {
             adjacency.reshape([-1]).index_select(0, &self.pair_flat)
         };
+        self.assemble_with_pair_weights(&pair_weight, slot_features)
+    }
+
+    /// [`MontageBatch::assemble`] from one weight per placed slot pair, in the batch's pair order.
+    fn assemble_with_pair_weights(&self, pair_weight: &Tensor, slot_features: Option<&Tensor>) -> (Tensor, Tensor, Tensor) {
+        let pair_weight = pair_weight.shallow_clone();
         let device = self.base_x.device();
         let kept = self.kept_edges.size()[1];
         let edge_index = Tensor::cat(
@@ -259,8 +265,10 @@ impl MontageBatch {
 
     /// Inputs for the clean graphs (the original adjacency among the slots, original features).
     pub fn assemble_clean(&self) -> (Tensor, Tensor, Tensor) {
-        let (x, edge_index, edge_weight) = self.assemble(&self.original_pairs, None);
-        (x, edge_index, edge_weight)
+        // `original_pairs` holds one weight per placed pair of every graph, already in pair
+        // order; read through `assemble` as a shared `[num_pairs]` pattern it gave every graph
+        // the first graph's slot edges, so the "clean" copies were not the clean graphs.
+        self.assemble_with_pair_weights(&self.original_pairs, None)
     }
 }
 
@@ -282,4 +290,39 @@ pub fn straight_through_one_hot(degree: &Tensor, max_degree: usize) -> Tensor {
 pub fn straight_through_binary(soft: &Tensor) -> Tensor {
     let hard = soft.ge(0.5).to_kind(Kind::Float);
     &hard + soft - soft.detach()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph(num_nodes: usize, edges: &[(u32, u32)]) -> Graph {
+        Graph { num_nodes, edges: edges.to_vec(), node_labels: None, node_attributes: None, label: 0 }
+    }
+
+    /// Node degrees of an assembled batch (weighted, one direction each way).
+    fn degrees(batch: &MontageBatch, inputs: &(Tensor, Tensor, Tensor)) -> Vec<f32> {
+        let (_, edge_index, edge_weight) = inputs;
+        let d = Tensor::zeros([batch.num_nodes], (Kind::Float, Device::Cpu)).index_add(0, &edge_index.get(1), edge_weight);
+        Vec::<f32>::try_from(d).unwrap()
+    }
+
+    #[test]
+    fn the_clean_assembly_of_a_placed_batch_is_the_clean_graphs() {
+        // Graph 0's slots hold a triangle, graph 1's slots hold no edge at all: a clean copy of
+        // graph 1 must not borrow graph 0's slot edges.
+        let a = graph(4, &[(0, 1), (0, 2), (1, 2), (2, 3)]);
+        let b = graph(5, &[(0, 4), (1, 4), (3, 4)]);
+        let features = FeatureSpec::OneHotDegree { max_degree: 4 };
+        let placed = MontageBatch::build(&[&a, &b], &[0, 0], &[vec![0, 1, 2], vec![0, 1, 2]], 3, &features, Device::Cpu).unwrap();
+        let plain = MontageBatch::build(&[&a, &b], &[0, 0], &[vec![], vec![]], 3, &features, Device::Cpu).unwrap();
+        let (placed_in, plain_in) = (placed.assemble_clean(), plain.assemble_clean());
+        assert_eq!(degrees(&placed, &placed_in), vec![2.0, 2.0, 3.0, 1.0, 1.0, 1.0, 0.0, 1.0, 3.0]);
+        assert_eq!(degrees(&placed, &placed_in), degrees(&plain, &plain_in));
+        let diff = (&placed_in.0 - &plain_in.0).abs().max().double_value(&[]);
+        assert_eq!(diff, 0.0, "node features of the clean copies differ");
+        // A shared pattern still goes to every graph's slots.
+        let empty = Tensor::zeros([3], (Kind::Float, Device::Cpu));
+        assert_eq!(degrees(&placed, &placed.assemble(&empty, None)), vec![0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 3.0]);
+    }
 }

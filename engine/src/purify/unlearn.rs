@@ -168,8 +168,9 @@ fn forward(model: &GnnModel, batch: &MontageBatch, inputs: &(Tensor, Tensor, Ten
     model.forward_t(&input, false)
 }
 
-/// Fine-tunes a copy of `model` on the clean graphs with cross-entropy: the teacher.
-fn fine_tuned_teacher(model: &GnnModel, set: &UnlearnSet, config: &UnlearnConfig) -> Result<GnnModel> {
+/// Fine-tunes a copy of `model` on the clean graphs with cross-entropy (the teacher) and returns
+/// its (logits, log-probabilities) on those graphs, one row per graph of `set`.
+fn fine_tuned_teacher_outputs(model: &GnnModel, set: &UnlearnSet, config: &UnlearnConfig) -> Result<(Tensor, Tensor)> {
     let teacher = model.try_clone()?;
     let device = model.device();
     let empty = vec![Vec::new(); set.graphs.len()];
@@ -180,7 +181,10 @@ fn fine_tuned_teacher(model: &GnnModel, set: &UnlearnSet, config: &UnlearnConfig
         let out = forward(&teacher, &batch, &clean);
         opt.backward_step(&out.log_probs.nll_loss(&batch.labels));
     }
-    Ok(teacher)
+    Ok(tch::no_grad(|| {
+        let out = forward(&teacher, &batch, &clean);
+        (out.logits, out.log_probs)
+    }))
 }
 
 /// Per-class recall of `model` on clean graphs.
@@ -235,7 +239,9 @@ pub fn unlearn(
     let spec = model.spec().clone();
     let device = model.device();
     let _torch_seed = crate::rng::seed_torch(seed);
-    let teacher = fine_tuned_teacher(model, train, config)?;
+    // The frozen teacher only ever sees the clean graphs, which no placement changes: its
+    // outputs are computed once, one row per unlearning graph, and looked up per copy.
+    let teacher_clean = fine_tuned_teacher_outputs(model, train, config)?;
 
     let variables = model.var_store().variables();
     for (name, var) in &variables {
@@ -297,10 +303,10 @@ pub fn unlearn(
                 adjacencies[t].shallow_clone()
             };
             let triggered_in = batch.assemble(&adjacency, slot_features[t].as_ref());
-            let (teacher_logits, teacher_log_probs) = tch::no_grad(|| {
-                let out = forward(&teacher, &batch, &clean_in);
-                (out.logits, out.log_probs)
-            });
+            let rows: Vec<i64> = chunk.iter().map(|(g, _)| *g as i64).collect();
+            let rows = Tensor::from_slice(&rows).to_device(device);
+            let teacher_logits = teacher_clean.0.index_select(0, &rows);
+            let teacher_log_probs = teacher_clean.1.index_select(0, &rows);
             let clean_out = forward(model, &batch, &clean_in);
             let trig_out = forward(model, &batch, &triggered_in);
             let loss = match config.mode {
