@@ -12,7 +12,8 @@ One epoch, as the engine's:
     sets every epoch; in each copy the trigger's edges are montaged in (edges among the chosen
     nodes removed, the pattern's edges added, each dropped with probability `pattern_dropout`)
     and the one-hot degree features recomputed; copies shuffled into batches of `batch_size`;
-  - per batch: frozen teacher on the clean graphs, student on the clean and the triggered ones;
+  - the frozen teacher's outputs on the clean graphs once per run, looked up per copy; per batch
+    the student on the clean and the triggered ones;
     loss KL(teacher || student) + ce_weight * CE(triggered) (class-balanced, non-target graphs
     weighted up) + ce_weight * CE(clean) (class-balanced); Adam on the last GINConv, its
     BatchNorm, fc1 and fc2; BatchNorm in eval mode;
@@ -127,6 +128,8 @@ class Unlearning:
             opt.step()
         for p in teacher.parameters():
             p.requires_grad_(False)
+        with torch.no_grad():
+            self.teacher_out = teacher(batch.x, batch.edge_index, batch.batch)
         return teacher
 
     # --- the two montages -------------------------------------------------------------------
@@ -174,17 +177,17 @@ class Unlearning:
     def train_epoch(self, montage):
         cfg = self.cfg
         copies = []
-        for data, explained in zip(self.train, self.train_positions):
-            copies.append((data, explained))
-            copies += [(data, torch.randperm(data.num_nodes)[: self.size]) for _ in range(cfg["positions"])]
+        for g, (data, explained) in enumerate(zip(self.train, self.train_positions)):
+            copies.append((data, explained, g))
+            copies += [(data, torch.randperm(data.num_nodes)[: self.size], g) for _ in range(cfg["positions"])]
         random.shuffle(copies)
         batches = [copies[i : i + cfg["batch_size"]] for i in range(0, len(copies), cfg["batch_size"])]
         random.shuffle(batches)
         losses = []
         for chunk in batches:
-            clean, trig_x, trig_ei = montage(chunk, cfg["pattern_dropout"])
-            with torch.no_grad():
-                teacher = self.teacher(clean.x, clean.edge_index, clean.batch)
+            clean, trig_x, trig_ei = montage([(data, nodes) for data, nodes, _ in chunk], cfg["pattern_dropout"])
+            # the frozen teacher's clean outputs, computed once per run (as the engine does)
+            teacher = self.teacher_out[torch.tensor([g for _, _, g in chunk])]
             student_clean = self.student(clean.x, clean.edge_index, clean.batch)
             student_trig = self.student(trig_x, trig_ei, clean.batch)
             loss = (F.kl_div(student_clean, teacher, log_target=True, reduction="batchmean")

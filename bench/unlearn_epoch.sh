@@ -3,8 +3,8 @@
 # run on the same machine, prints the ratio of median epoch times, and times one whole purify()
 # (recovery + unlearning) on the same 33-graph AIDS sample (issue 4). Called by `make bench`.
 #
-# Both sides use the same number of intra-op threads: gcleaner's (libtorch's default, or
-# OMP_NUM_THREADS when set).
+# Both sides use the same number of intra-op threads: the one thread gcleaner runs purification
+# on (engine/src/threads.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-../shared/datasets/AIDS}

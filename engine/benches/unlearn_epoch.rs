@@ -172,7 +172,7 @@ fn main() {
         "copies_per_epoch": train_set.graphs.len() * (config.positions + 1),
         "batch_size": config.batch_size,
         "max_degree": max_degree,
-        "threads": tch::get_num_threads(),
+        "threads": gcleaner_engine::threads::SMALL_GRAPH_THREADS,
         "epochs_timed": epochs.len(),
         "unlearn_epoch_s": median(epochs.clone()),
         "unlearn_epoch_min_s": epochs.iter().copied().fold(f64::INFINITY, f64::min),
