@@ -39,6 +39,15 @@ static TORCH_SEED_FREED: std::sync::Condvar = std::sync::Condvar::new();
 
 /// Seed libtorch's global generator with `seed` and keep it to this thread until the guard drops.
 pub fn seed_torch(seed: u64) -> TorchSeedGuard {
+    let guard = hold_torch_generator();
+    tch::manual_seed(seed as i64);
+    guard
+}
+
+/// Keep libtorch's global generator to this thread until the guard drops, without seeding it:
+/// for work that draws from it only to be overwritten (a model's initial weights before a copy),
+/// which must not advance another thread's seeded sequence midway.
+pub fn hold_torch_generator() -> TorchSeedGuard {
     let me = std::thread::current().id();
     // A panic while holding the std mutex only poisons bookkeeping we rewrite here: recover it.
     let mut state = TORCH_SEED_LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -48,7 +57,6 @@ pub fn seed_torch(seed: u64) -> TorchSeedGuard {
     state.owner = Some(me);
     state.depth += 1;
     drop(state);
-    tch::manual_seed(seed as i64);
     TorchSeedGuard { _private: () }
 }
 

@@ -282,9 +282,13 @@ impl GnnModel {
     }
 
     /// A deep copy: new storage for every variable, same values and `requires_grad` flags.
-    /// Building it draws from libtorch's generator (the initial values are then overwritten).
+    /// Building it draws from libtorch's generator (the initial values are then overwritten),
+    /// under the generator's lock, so it never advances another thread's seeded sequence.
     pub fn try_clone(&self) -> Result<GnnModel> {
-        let mut copy = GnnModel::new(self.spec.clone(), self.device)?;
+        let mut copy = {
+            let _generator = crate::rng::hold_torch_generator();
+            GnnModel::new(self.spec.clone(), self.device)?
+        };
         copy.vs.copy(&self.vs)?;
         let source = self.vs.variables();
         for (name, var) in copy.vs.variables() {

@@ -296,8 +296,11 @@ pub fn unlearn(
             let batch = MontageBatch::build(&graphs, &labels, &places, triggers[t].size, &spec.features, device)?;
             let clean_in = batch.assemble_clean();
             let adjacency = if dropout > 0.0 {
+                // Drawn from this run's own generator, not libtorch's process-wide one, which
+                // other threads (other jobs, parallel tests) may draw from at the same time.
                 let pairs = adjacencies[t].size()[0];
-                let keep = Tensor::rand([chunk.len() as i64, pairs], (Kind::Float, device)).ge(dropout).to_kind(Kind::Float);
+                let keep: Vec<f32> = (0..chunk.len() as i64 * pairs).map(|_| f32::from(u8::from(rng.gen::<f64>() >= dropout))).collect();
+                let keep = Tensor::from_slice(&keep).view([chunk.len() as i64, pairs]).to_device(device);
                 &adjacencies[t].unsqueeze(0) * keep
             } else {
                 adjacencies[t].shallow_clone()
