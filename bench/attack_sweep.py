@@ -133,20 +133,8 @@ def summarize(args):
     return rows
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated, of: " + ", ".join(DATASETS))
-    parser.add_argument("--attacks", default=",".join(ATTACKS))
-    parser.add_argument("--archs", default="gin")
-    parser.add_argument("--seeds", default="10,11,12,13,14")
-    parser.add_argument("--epochs", type=int, default=150)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--datasets-dir", type=Path, default=ROOT.parent / "shared" / "datasets")
-    parser.add_argument("--bin", type=Path, default=ROOT / "target" / "release" / "gcleaner")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "attacks")
-    parser.add_argument("--tag", default="", help="suffix for a variant's output folder (e.g. target0)")
-    parser.add_argument("--summary-only", action="store_true")
-    parser.add_argument("extra", nargs="*", help="more `gcleaner attack` arguments, after --")
+def parse_grid(parser):
+    """Parses the arguments and splits the comma-separated grid lists, refusing unknown names."""
     args = parser.parse_args()
     args.datasets = [d for d in args.datasets.split(",") if d]
     args.attacks = [a for a in args.attacks.split(",") if a]
@@ -161,6 +149,24 @@ def main():
     # On a shared, oversubscribed CPU, libtorch's OpenMP threads spin waiting for each other:
     # one thread per process was 20x faster than two on the 2-core development machine.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    return args
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated, of: " + ", ".join(DATASETS))
+    parser.add_argument("--attacks", default=",".join(ATTACKS))
+    parser.add_argument("--archs", default="gin")
+    parser.add_argument("--seeds", default="10,11,12,13,14")
+    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--datasets-dir", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--bin", type=Path, default=ROOT / "target" / "release" / "gcleaner")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "attacks")
+    parser.add_argument("--tag", default="", help="suffix for a variant's output folder (e.g. target0)")
+    parser.add_argument("--summary-only", action="store_true")
+    parser.add_argument("extra", nargs="*", help="more `gcleaner attack` arguments, after --")
+    args = parse_grid(parser)
 
     if not args.summary_only:
         if not args.bin.is_file():

@@ -20,14 +20,13 @@ Resumable: a purification whose report.json exists is not repeated. Options afte
 
 import argparse
 import json
-import os
 import statistics
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from attack_sweep import ATTACKS, DATASETS, PAPER_NAMES, mean_std, run_dir, run_logged  # noqa: E402
+from attack_sweep import ATTACKS, DATASETS, PAPER_NAMES, mean_std, parse_grid, run_dir, run_logged  # noqa: E402
 
 MODELS = {"backdoored": "model.safetensors", "clean": "clean_model.safetensors"}
 
@@ -141,13 +140,8 @@ def main():
                         "the defender's sample, labelled by the model: --pseudo-labels)")
     parser.add_argument("--summary-only", action="store_true")
     parser.add_argument("extra", nargs="*", help="more `gcleaner purify` arguments, after --")
-    args = parser.parse_args()
+    args = parse_grid(parser)
     args.out = args.attacks_out
-    args.datasets = [d for d in args.datasets.split(",") if d]
-    args.attacks = [a for a in args.attacks.split(",") if a]
-    args.archs = [a for a in args.archs.split(",") if a]
-    args.seeds = [int(s) for s in args.seeds.split(",") if s]
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     if not args.summary_only:
         if not args.bin.is_file():
             sys.exit(f"{args.bin} not found: run `cargo build --release` first")
