@@ -52,6 +52,10 @@ pub struct PurifyArgs {
     /// Generator restarts per trigger size (the best is kept).
     #[arg(long, default_value_t = 5)]
     restarts: usize,
+    /// Skip the pattern census (every connected pattern of up to 5 nodes, judged by the same
+    /// evidence as the generator's): recovery then rests on the generator alone, as published.
+    #[arg(long)]
+    no_census: bool,
     #[arg(long, default_value_t = 30)]
     unlearn_epochs: usize,
     /// Weight of the heat-map term (paper mode).
@@ -76,6 +80,11 @@ pub struct PurifyArgs {
     device: DeviceArg,
     #[arg(long, default_value_t = 10)]
     seed: u64,
+    /// Set any purification parameter by its path in report.json's `config`, e.g.
+    /// `--set unlearn.ce_weight=2` or `--set recovery.sizes=[3,4]` (value in JSON; repeatable;
+    /// applied after the other options).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
     /// Output directory: model.safetensors, report.json, report.html.
     #[arg(long)]
     out: PathBuf,
@@ -120,11 +129,13 @@ pub fn run(args: PurifyArgs) -> Result<()> {
     };
     config.recovery.epochs = args.recovery_epochs;
     config.recovery.restarts = args.restarts;
+    config.recovery.census = !args.no_census;
     config.unlearn.mode = args.mode;
     config.unlearn.positions = args.positions;
     config.unlearn.epochs = args.unlearn_epochs;
     config.unlearn.lambda = args.lambda;
     config.unlearn.collapse_drop = args.collapse_drop;
+    let config = apply_overrides(config, &args.set)?;
 
     let outcome = purify(&model, &sample, &config, &mut BarProgress::new())?;
     let mut report = outcome.report;
@@ -165,4 +176,26 @@ pub fn run(args: PurifyArgs) -> Result<()> {
     }
     println!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// Applies `--set PATH=VALUE` overrides to the config through its JSON form, so every field the
+/// report documents can be set, and a path or value that does not fit is refused by name.
+fn apply_overrides(config: PurifyConfig, overrides: &[String]) -> Result<PurifyConfig> {
+    if overrides.is_empty() {
+        return Ok(config);
+    }
+    let mut value = serde_json::to_value(&config)?;
+    for item in overrides {
+        let (path, raw) = item
+            .split_once('=')
+            .with_context(|| format!("--set {item:?}: expected PATH=VALUE, e.g. unlearn.ce_weight=2"))?;
+        let pointer = format!("/{}", path.trim().replace('.', "/"));
+        let slot = value
+            .pointer_mut(&pointer)
+            .with_context(|| format!("--set {item:?}: no parameter {path:?} (see docs/report.md, config)"))?;
+        // A bare word that is not JSON (robust, paper) is taken as a string.
+        let parsed = serde_json::from_str(raw.trim()).unwrap_or_else(|_| serde_json::Value::String(raw.trim().to_string()));
+        *slot = parsed;
+    }
+    serde_json::from_value(value).with_context(|| format!("--set {}: a value does not fit its parameter", overrides.join(" ")))
 }

@@ -60,36 +60,66 @@ pub fn measure(
     trigger: &Trigger,
     fixed_target: Option<usize>,
 ) -> Result<TriggerEvidence> {
-    let spec = model.spec();
-    let device = model.device();
-    let num_classes = spec.num_classes;
-    let labels = vec![0usize; graphs.len()];
-    let clean_batch = MontageBatch::build(graphs, &labels, &vec![Vec::new(); graphs.len()], 2, &spec.features, device)?;
-    let clean = montage_predictions(model, &clean_batch, None)?;
+    EvidenceProbe::new(model, graphs, placements, trigger.size)?.measure(model, trigger, fixed_target)
+}
 
-    let mut copies: Vec<&Graph> = Vec::new();
-    let mut copy_places: Vec<Vec<usize>> = Vec::new();
-    let mut copy_clean_pred: Vec<usize> = Vec::new();
-    for (g, sets) in placements.iter().enumerate() {
-        // A graph with fewer nodes than the trigger cannot carry it (the montage never adds
-        // nodes, while an attacker's injection does): its copies would count as misses of a
-        // pattern that was never there. 9 of 50 graphs of a Fingerprint sample have 2 nodes.
-        if graphs[g].num_nodes < trigger.size {
-            continue;
+/// The clean predictions and the placed copies of one trigger size, built once so that many
+/// patterns of that size (the census) are measured on exactly the same copies.
+pub struct EvidenceProbe {
+    num_classes: usize,
+    size: usize,
+    clean: Vec<usize>,
+    copy_clean_pred: Vec<usize>,
+    batch: Option<MontageBatch>,
+}
+
+impl EvidenceProbe {
+    pub fn new(model: &GnnModel, graphs: &[&Graph], placements: &[Vec<Vec<usize>>], size: usize) -> Result<Self> {
+        let spec = model.spec();
+        let device = model.device();
+        let labels = vec![0usize; graphs.len()];
+        let clean_batch = MontageBatch::build(graphs, &labels, &vec![Vec::new(); graphs.len()], 2, &spec.features, device)?;
+        let clean = montage_predictions(model, &clean_batch, None)?;
+
+        let mut copies: Vec<&Graph> = Vec::new();
+        let mut copy_places: Vec<Vec<usize>> = Vec::new();
+        let mut copy_clean_pred: Vec<usize> = Vec::new();
+        for (g, sets) in placements.iter().enumerate() {
+            // A graph with fewer nodes than the trigger cannot carry it (the montage never adds
+            // nodes, while an attacker's injection does): its copies would count as misses of a
+            // pattern that was never there. 9 of 50 graphs of a Fingerprint sample have 2 nodes.
+            if graphs[g].num_nodes < size {
+                continue;
+            }
+            for nodes in sets {
+                copies.push(graphs[g]);
+                copy_places.push(nodes.clone());
+                copy_clean_pred.push(clean[g]);
+            }
         }
-        for nodes in sets {
-            copies.push(graphs[g]);
-            copy_places.push(nodes.clone());
-            copy_clean_pred.push(clean[g]);
+        let batch = if copies.is_empty() {
+            None
+        } else {
+            let copy_labels = vec![0usize; copies.len()];
+            Some(MontageBatch::build(&copies, &copy_labels, &copy_places, size, &spec.features, device)?)
+        };
+        Ok(EvidenceProbe { num_classes: spec.num_classes, size, clean, copy_clean_pred, batch })
+    }
+
+    /// The evidence for `trigger`, which must have the probe's size.
+    pub fn measure(&self, model: &GnnModel, trigger: &Trigger, fixed_target: Option<usize>) -> Result<TriggerEvidence> {
+        if trigger.size != self.size {
+            return Err(crate::Error::invalid(format!(
+                "evidence probe for {}-node triggers given a {}-node one",
+                self.size, trigger.size
+            )));
         }
+        let Some(batch) = &self.batch else {
+            return Ok(evidence_from_predictions(&self.clean, &[], &[], self.num_classes, fixed_target));
+        };
+        let triggered = montage_predictions(model, batch, Some(trigger))?;
+        Ok(evidence_from_predictions(&self.clean, &self.copy_clean_pred, &triggered, self.num_classes, fixed_target))
     }
-    if copies.is_empty() {
-        return Ok(evidence_from_predictions(&clean, &[], &[], num_classes, fixed_target));
-    }
-    let copy_labels = vec![0usize; copies.len()];
-    let batch = MontageBatch::build(&copies, &copy_labels, &copy_places, trigger.size, &spec.features, device)?;
-    let triggered = montage_predictions(model, &batch, Some(trigger))?;
-    Ok(evidence_from_predictions(&clean, &copy_clean_pred, &triggered, num_classes, fixed_target))
 }
 
 /// The evidence computation on predictions alone: `clean` per graph, and per triggered copy its

@@ -3,6 +3,7 @@
 //! before/after numbers measured on held-out clean graphs only.
 
 pub mod baselines;
+pub mod census;
 pub mod evidence;
 pub mod generator;
 pub mod html;
@@ -26,7 +27,7 @@ use crate::rng::rng_for;
 use crate::{Error, Result};
 use evidence::TriggerEvidence;
 use recovery::{least_important_nodes, random_placements, recover_size, RecoveredTrigger, RecoveryConfig};
-use report::{Candidate, HoldoutReport, PurifyReport, Timings, Verdict};
+use report::{Candidate, HoldoutReport, PurifyReport, Timings, TriggerSource, Verdict};
 use unlearn::{unlearn, UnlearnConfig, UnlearnMode, UnlearnSet};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,6 +151,47 @@ pub fn check_sample_features(model: &GnnModel, sample: &Dataset) -> Result<()> {
     Ok(())
 }
 
+/// Measures every connected pattern of the candidate's size on the candidate's own placed
+/// copies and takes the strongest when its evidence beats the generator's pattern (ties keep the
+/// generator's; among census patterns, the higher flip rate, then the fewer edges).
+fn census_pick(
+    model: &GnnModel,
+    probe: &evidence::EvidenceProbe,
+    candidate: &mut Candidate,
+    graphs: &[&Graph],
+    labels: &[usize],
+    positions: &[Vec<usize>],
+    config: &PurifyConfig,
+) -> Result<()> {
+    let patterns = census::connected_patterns(candidate.recovered.trigger.size);
+    if patterns.is_empty() {
+        return Ok(());
+    }
+    candidate.census_patterns = patterns.len();
+    candidate.generator_score = Some(candidate.evidence.score);
+    let mut best: Option<(recovery::Trigger, TriggerEvidence)> = None;
+    for pattern in patterns {
+        let e = probe.measure(model, &pattern, None)?;
+        let better = best.as_ref().is_none_or(|(_, b)| {
+            e.score.total_cmp(&b.score).then(e.flip_rate.total_cmp(&b.flip_rate)).is_gt()
+        });
+        if better {
+            best = Some((pattern, e));
+        }
+    }
+    let (pattern, e) = best.expect("at least one pattern");
+    if e.score > candidate.evidence.score {
+        let (objective, similarity) =
+            recovery::pattern_objective(model, graphs, labels, positions, &pattern, config.recovery.threshold)?;
+        candidate.recovered.trigger = pattern;
+        candidate.recovered.objective = objective;
+        candidate.recovered.mean_similarity = similarity;
+        candidate.evidence = e;
+        candidate.source = TriggerSource::Census;
+    }
+    Ok(())
+}
+
 /// Runs G-Cleaner on `model` with the clean `sample` (already mapped to the model's classes).
 pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progress: &mut dyn Progress) -> Result<PurifyOutcome> {
     let started = Instant::now();
@@ -196,8 +238,19 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
                 sets
             })
             .collect();
-        let evidence: TriggerEvidence = evidence::measure(model, &train_graphs, &placements, &recovered.trigger, None)?;
-        candidates.push(Candidate { recovered, evidence });
+        let probe = evidence::EvidenceProbe::new(model, &train_graphs, &placements, size)?;
+        let evidence: TriggerEvidence = probe.measure(model, &recovered.trigger, None)?;
+        let mut candidate = Candidate {
+            recovered,
+            evidence,
+            source: TriggerSource::Generator,
+            generator_score: None,
+            census_patterns: 0,
+        };
+        if config.recovery.census {
+            census_pick(model, &probe, &mut candidate, &train_graphs, &train_labels, &positions, config)?;
+        }
+        candidates.push(candidate);
     }
     let recovery_s = t.elapsed().as_secs_f64();
 

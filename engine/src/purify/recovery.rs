@@ -25,11 +25,27 @@ pub struct RecoveryConfig {
     pub threshold: f64,
     pub lr: f64,
     pub generator_hidden: usize,
+    /// Also try every connected pattern of each size up to [`super::census::MAX_CENSUS_NODES`]
+    /// nodes, judged by the same evidence as the generator's.
+    #[serde(default = "census_default")]
+    pub census: bool,
+}
+
+fn census_default() -> bool {
+    true
 }
 
 impl Default for RecoveryConfig {
     fn default() -> Self {
-        RecoveryConfig { sizes: vec![2, 3, 4, 5], epochs: 20, restarts: 5, threshold: 0.9, lr: 0.01, generator_hidden: 64 }
+        RecoveryConfig {
+            sizes: vec![2, 3, 4, 5],
+            epochs: 20,
+            restarts: 5,
+            threshold: 0.9,
+            lr: 0.01,
+            generator_hidden: 64,
+            census: true,
+        }
     }
 }
 
@@ -185,12 +201,7 @@ pub fn recover_size(
             }
         }
         let trigger = tch::no_grad(|| distil_universal(&generator, &batch, size, generated_width(&parts)))?;
-        let (objective, similarity) = tch::no_grad(|| {
-            let (x, ei, ew) = batch.assemble(&trigger.adjacency(device), trigger.features(device).as_ref());
-            let emb = centred_embeddings(model, &batch, &x, &ei, &ew, &centre);
-            let (hinge, mean) = similarity_objective(&emb, config.threshold);
-            (hinge.double_value(&[]), mean.double_value(&[]))
-        });
+        let (objective, similarity) = evaluate_pattern(model, &batch, &centre, &trigger, config.threshold);
         restart_objectives.push(objective);
         // A connected pattern beats any other: an edge-deleting or scattered pattern can score
         // a low objective by pushing graphs towards the majority class, but the attacks plant
@@ -202,6 +213,32 @@ pub fn recover_size(
     }
     let (objective, mean_similarity, restart, trigger, _) = best.expect("at least one restart");
     Ok(RecoveredTrigger { trigger, objective, mean_similarity, restart, restart_objectives })
+}
+
+/// The similarity objective and mean cosine of one fixed pattern.
+fn evaluate_pattern(model: &GnnModel, batch: &MontageBatch, centre: &Tensor, trigger: &Trigger, threshold: f64) -> (f64, f64) {
+    let device = model.device();
+    tch::no_grad(|| {
+        let (x, ei, ew) = batch.assemble(&trigger.adjacency(device), trigger.features(device).as_ref());
+        let emb = centred_embeddings(model, batch, &x, &ei, &ew, centre);
+        let (hinge, mean) = similarity_objective(&emb, threshold);
+        (hinge.double_value(&[]), mean.double_value(&[]))
+    })
+}
+
+/// [`RecoveredTrigger::objective`] and `mean_similarity` of a pattern found another way (the
+/// census), measured exactly as recovery measures its own.
+pub fn pattern_objective(
+    model: &GnnModel,
+    graphs: &[&Graph],
+    labels: &[usize],
+    placements: &[Vec<usize>],
+    trigger: &Trigger,
+    threshold: f64,
+) -> Result<(f64, f64)> {
+    let batch = MontageBatch::build(graphs, labels, placements, trigger.size, &model.spec().features, model.device())?;
+    let centre = embedding_centre(model, &batch);
+    Ok(evaluate_pattern(model, &batch, &centre, trigger, threshold))
 }
 
 /// Majority vote of the generator's per-graph proposals: an edge is in the universal trigger

@@ -70,8 +70,30 @@ pub struct SampleInfo {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
+    /// The pattern of this size (the generator's, or the census's when its evidence was
+    /// stronger; `objective` and `mean_similarity` are always those of `recovered.trigger`).
     pub recovered: RecoveredTrigger,
     pub evidence: TriggerEvidence,
+    /// Where `recovered.trigger` came from.
+    #[serde(default)]
+    pub source: TriggerSource,
+    /// Evidence score of the generator's own pattern (differs from `evidence.score` when the
+    /// census won).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_score: Option<f64>,
+    /// Patterns the census measured for this size (0 when it did not run).
+    #[serde(default)]
+    pub census_patterns: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerSource {
+    /// The trigger generator's universal pattern (best restart).
+    #[default]
+    Generator,
+    /// One of the connected patterns of the census.
+    Census,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
