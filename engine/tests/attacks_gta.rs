@@ -1,13 +1,12 @@
 //! GTA on generated graphs: every generated trigger is a valid graph (binary symmetric adjacency
-//! without self-loops, the full `n` trigger nodes in every graph, nodes added only to graphs
-//! smaller than the trigger, edges outside the trigger nodes untouched), features are generated
-//! only where they do not derive from structure and stay in the data's range, and a run is
-//! deterministic under its seed.
+//! without self-loops, nodes never added, edges outside the trigger nodes untouched), features
+//! are generated only where they do not derive from structure and stay in the data's range, and
+//! a run is deterministic under its seed.
 
 use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
 
-use gcleaner_engine::attacks::{pad_nodes, run_attack, AttackConfig, AttackKind, AttackOutcome, TriggerDescription};
+use gcleaner_engine::attacks::{run_attack, AttackConfig, AttackKind, AttackOutcome, TriggerDescription};
 use gcleaner_engine::data::{synthetic, Dataset, FeatureSpec, Graph};
 use gcleaner_engine::models::Arch;
 use gcleaner_engine::progress::NoProgress;
@@ -42,20 +41,16 @@ fn run(features: Option<FeatureSpec>) -> AttackOutcome {
     run_attack(&dataset(), &config(features), &mut NoProgress).unwrap()
 }
 
-/// Checks one triggered graph against its original and its trigger record (an `n`-node trigger).
-fn check_valid(original: &Graph, triggered: &Graph, n: usize, positions: &[usize], edges: &[(u32, u32)]) {
-    assert_eq!(triggered.num_nodes, original.num_nodes.max(n), "nodes are added only up to the trigger size");
+/// Checks one triggered graph against its original and its trigger record.
+fn check_valid(original: &Graph, triggered: &Graph, positions: &[usize], edges: &[(u32, u32)]) {
+    assert_eq!(triggered.num_nodes, original.num_nodes, "GTA never adds nodes");
     assert_eq!(triggered.label, original.label);
     assert!(triggered.validate().is_ok());
     assert!(triggered.edges.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
     assert!(triggered.edges.iter().all(|&(u, v)| u < v), "canonical, no self-loops");
-    assert_eq!(positions.len(), n, "every graph carries the full trigger");
     let chosen: BTreeSet<u32> = positions.iter().map(|&p| p as u32).collect();
     assert_eq!(chosen.len(), positions.len(), "distinct trigger nodes");
-    assert!(positions.iter().all(|&p| p < triggered.num_nodes));
-    for appended in original.num_nodes..triggered.num_nodes {
-        assert!(positions.contains(&appended), "appended node {appended} is a trigger node: {positions:?}");
-    }
+    assert!(positions.iter().all(|&p| p < original.num_nodes));
     let inside = |&(u, v): &(u32, u32)| chosen.contains(&u) && chosen.contains(&v);
     let outside_before: Vec<_> = original.edges.iter().filter(|e| !inside(e)).collect();
     let outside_after: Vec<_> = triggered.edges.iter().filter(|e| !inside(e)).collect();
@@ -80,12 +75,12 @@ fn generated_triggers_are_valid_graphs_with_structural_features() {
     for (record, triggered) in eval_records.iter().zip(triggered_eval) {
         let original = &ds.graphs[record.graph_index];
         assert_ne!(original.label, d.params.target_class);
-        check_valid(original, triggered, n, &record.positions, &record.edges);
+        assert_eq!(record.positions.len(), n.min(original.num_nodes));
+        check_valid(original, triggered, &record.positions, &record.edges);
         // One-hot degree features recompute from structure: nothing else is generated.
         assert!(record.node_attributes.is_none() && record.node_labels.is_none());
-        let padded = pad_nodes(original, n);
-        assert_eq!(triggered.node_attributes, padded.node_attributes);
-        assert_eq!(triggered.node_labels, padded.node_labels);
+        assert_eq!(triggered.node_attributes, original.node_attributes);
+        assert_eq!(triggered.node_labels, original.node_labels);
     }
     for record in &graphs[..d.poisoned_indices.len()] {
         assert!(d.poisoned_indices.contains(&record.graph_index));
@@ -104,13 +99,13 @@ fn generated_attributes_stay_in_the_training_range() {
         ],
     };
     let outcome = run(Some(features));
-    let TriggerDescription::PerGraph { num_nodes: n, graphs } = &outcome.description.trigger else { panic!() };
+    let TriggerDescription::PerGraph { graphs, .. } = &outcome.description.trigger else { panic!() };
     let all: Vec<f32> = ds.graphs.iter().flat_map(|g| g.node_attributes.clone().unwrap()).collect();
     let (lo, hi) = all.iter().fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
     let eval_records = &graphs[outcome.description.poisoned_indices.len()..];
     for (record, triggered) in eval_records.iter().zip(&outcome.eval_triggered.graphs) {
         let original = &ds.graphs[record.graph_index];
-        check_valid(original, triggered, *n, &record.positions, &record.edges);
+        check_valid(original, triggered, &record.positions, &record.edges);
         let generated = record.node_attributes.as_ref().expect("attributes are generated");
         assert_eq!(generated.len(), record.positions.len() * synthetic::ATTR_DIM);
         assert!(generated.iter().all(|&v| v >= lo - 1e-5 && v <= hi + 1e-5), "{generated:?} outside [{lo}, {hi}]");
@@ -132,10 +127,10 @@ fn generated_node_labels_are_labels_of_the_alphabet() {
     let ds = dataset();
     let labels = FeatureSpec::NodeLabelsOneHot { num_labels: synthetic::NUM_NODE_LABELS };
     let outcome = run(Some(labels));
-    let TriggerDescription::PerGraph { num_nodes: n, graphs } = &outcome.description.trigger else { panic!() };
+    let TriggerDescription::PerGraph { graphs, .. } = &outcome.description.trigger else { panic!() };
     for (record, triggered) in graphs[outcome.description.poisoned_indices.len()..].iter().zip(&outcome.eval_triggered.graphs) {
         let original = &ds.graphs[record.graph_index];
-        check_valid(original, triggered, *n, &record.positions, &record.edges);
+        check_valid(original, triggered, &record.positions, &record.edges);
         let generated = record.node_labels.as_ref().expect("labels are generated");
         assert!(generated.iter().all(|&l| (l as usize) < synthetic::NUM_NODE_LABELS));
         let node_labels = triggered.node_labels.as_ref().unwrap();
@@ -144,66 +139,6 @@ fn generated_node_labels_are_labels_of_the_alphabet() {
         }
         assert!(record.node_attributes.is_none());
     }
-}
-
-/// The synthetic graphs with every fifth one cut down to its first two nodes (and the edges
-/// among them), fewer than the 3-node trigger.
-fn dataset_with_tiny_graphs() -> Dataset {
-    let mut ds = dataset();
-    for g in ds.graphs.iter_mut().step_by(5) {
-        g.num_nodes = 2;
-        g.edges.retain(|&(u, v)| u < 2 && v < 2);
-        g.node_labels.as_mut().unwrap().truncate(2);
-        g.node_attributes.as_mut().unwrap().truncate(2 * synthetic::ATTR_DIM);
-    }
-    ds
-}
-
-#[test]
-fn graphs_smaller_than_the_trigger_grow_to_carry_all_of_it() {
-    let _torch = lock();
-    let ds = dataset_with_tiny_graphs();
-    let features = FeatureSpec::Concat {
-        parts: vec![
-            FeatureSpec::OneHotDegree { max_degree: 8 },
-            FeatureSpec::NodeAttributes { dim: synthetic::ATTR_DIM },
-            FeatureSpec::NodeLabelsOneHot { num_labels: synthetic::NUM_NODE_LABELS },
-        ],
-    };
-    let outcome = run_attack(&ds, &config(Some(features)), &mut NoProgress).unwrap();
-    let d = &outcome.description;
-    let TriggerDescription::PerGraph { num_nodes: n, graphs } = &d.trigger else { panic!() };
-    let n = *n;
-    assert_eq!(n, 3, "the test wants a trigger larger than the 2-node graphs");
-    let (poisoned, eval) = graphs.split_at(d.poisoned_indices.len());
-    let mut tiny = (0, 0);
-    for (record, triggered) in eval.iter().zip(&outcome.eval_triggered.graphs) {
-        let original = &ds.graphs[record.graph_index];
-        check_valid(original, triggered, n, &record.positions, &record.edges);
-        if original.num_nodes < n {
-            tiny.0 += 1;
-            assert_eq!(triggered.num_nodes, n);
-            assert!(triggered.validate().is_ok());
-            assert_eq!(triggered.label, original.label, "the true label is kept");
-            // Every node is a trigger node: labels and attributes are all generated ones.
-            let mut sorted = record.positions.clone();
-            sorted.sort_unstable();
-            assert_eq!(sorted, (0..n).collect::<Vec<_>>());
-            assert_eq!(record.node_labels.as_ref().unwrap().len(), n);
-            assert_eq!(record.node_attributes.as_ref().unwrap().len(), n * synthetic::ATTR_DIM);
-        }
-    }
-    for record in poisoned {
-        let original = &ds.graphs[record.graph_index];
-        let triggered = &outcome.poisoned_dataset.graphs[record.graph_index];
-        assert_eq!(triggered.label, d.params.target_class);
-        let relabelled = Graph { label: original.label, ..triggered.clone() };
-        check_valid(original, &relabelled, n, &record.positions, &record.edges);
-        if original.num_nodes < n {
-            tiny.1 += 1;
-        }
-    }
-    assert!(tiny.0 > 0 && tiny.1 > 0, "no 2-node graph was triggered (evaluation, poisoned): {tiny:?}");
 }
 
 #[test]

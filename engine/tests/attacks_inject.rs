@@ -2,7 +2,7 @@
 //! exactly the trigger among the chosen nodes, keeps every other edge, and grows only when the
 //! trigger is larger than the graph.
 
-use gcleaner_engine::attacks::{inject, pad_nodes, Motif, Placement, Trigger};
+use gcleaner_engine::attacks::{inject, Motif, Placement, Trigger};
 use gcleaner_engine::data::Graph;
 use gcleaner_engine::rng::rng_for;
 use rand::Rng as _;
@@ -101,27 +101,6 @@ fn small_graphs_grow_to_the_trigger_size_with_filled_nodes() {
             Some(vec![1.0, 0.0, 3.0, 2.0, 5.0, 4.0, 3.0, 2.0]),
             "mean attribute row fills"
         );
-    }
-}
-
-#[test]
-fn padding_appends_isolated_filled_nodes_and_keeps_big_graphs() {
-    let graph = Graph {
-        num_nodes: 3,
-        edges: vec![(0, 1), (1, 2)],
-        node_labels: Some(vec![4, 7, 7]),
-        node_attributes: Some(vec![1.0, 0.0, 3.0, 2.0, 5.0, 4.0]),
-        label: 1,
-    };
-    let padded = pad_nodes(&graph, 5);
-    assert_eq!(padded.num_nodes, 5);
-    assert_eq!(padded.edges, graph.edges, "appended nodes are isolated");
-    assert_eq!(padded.label, 1);
-    assert_eq!(padded.node_labels, Some(vec![4, 7, 7, 7, 7]));
-    assert_eq!(padded.node_attributes, Some(vec![1.0, 0.0, 3.0, 2.0, 5.0, 4.0, 3.0, 2.0, 3.0, 2.0]));
-    assert!(padded.validate().is_ok());
-    for size in [0, 2, 3] {
-        assert_eq!(pad_nodes(&graph, size), graph, "a graph of at least {size} nodes is unchanged");
     }
 }
 

@@ -96,8 +96,7 @@ impl TriggerDescription {
 pub struct GraphTrigger {
     /// Index of the graph in the dataset.
     pub graph_index: usize,
-    /// The graph's nodes that carry the trigger, one per trigger node; a graph smaller than the
-    /// trigger is padded first, and its appended nodes (`num_nodes..`) are among these.
+    /// The graph's nodes that carry the trigger.
     pub positions: Vec<usize>,
     /// The trigger's edges among `positions`, in the graph's node numbering, canonical.
     pub edges: Vec<(u32, u32)>,

@@ -22,11 +22,8 @@
 //! epochs (one Adam state and one learning-rate schedule across rounds). The triggers of the
 //! evaluation graphs come from the final generators, which the final model was trained against.
 //!
-//! Every attacked graph carries the full `n`-node trigger. A graph with at least `n` nodes gets
-//! it on `n` of its nodes: the trigger rewires and re-features them and adds none. A graph with
-//! fewer nodes is first padded to `n` like Sub-BA pads it ([`pad_nodes`]: isolated nodes with the
-//! graph's most common node label and mean attribute row), and then all of its nodes, the
-//! appended ones included, are trigger nodes.
+//! Trigger nodes are always nodes of the graph (graphs smaller than the trigger take a prefix of
+//! it): a generated trigger rewires and re-features nodes, it never adds any.
 
 use std::time::Instant;
 
@@ -36,9 +33,8 @@ use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
 use super::description::{GraphTrigger, TriggerDescription};
-use super::inject::pad_nodes;
-use super::pipeline::{new_model, AttackContext, Backdoor};
-use super::placement::{Placement, PlacementKind};
+use super::pipeline::{graphs_at, new_model, AttackContext, Backdoor};
+use super::placement::{position_rng, random_nodes, PlacementKind};
 use super::poison::{select_poisoned, InjectedGraph};
 use crate::data::batch::make_batches;
 use crate::data::{Dataset, FeatureSpec, Graph};
@@ -221,10 +217,6 @@ fn attribute_bounds(parts: &[FeaturePart], ds: &Dataset, train: &[usize]) -> (Ve
 /// Graphs with their trigger nodes, ready for the generators.
 struct SlotBatch {
     indices: Vec<usize>,
-    /// Per graph, the graph padded to `n` nodes when it had fewer (`None`: the dataset's graph
-    /// as it is, at least `n` nodes).
-    padded: Vec<Option<Graph>>,
-    /// Per graph, its `n` trigger nodes (slot `i` is node `positions[b][i]` of the padded graph).
     positions: Vec<Vec<usize>>,
     montage: MontageBatch,
     /// Generator input: current adjacency among the slots, then the slot nodes' features.
@@ -233,40 +225,29 @@ struct SlotBatch {
 
 impl SlotBatch {
     fn build(ctx: &AttackContext<'_>, indices: Vec<usize>, n: usize, labels: &[usize]) -> Result<SlotBatch> {
-        let padded: Vec<Option<Graph>> = indices
-            .iter()
-            .map(|&i| {
-                let g = &ctx.ds.graphs[i];
-                (g.num_nodes < n).then(|| pad_nodes(g, n))
-            })
-            .collect();
-        let graphs: Vec<&Graph> = indices.iter().zip(&padded).map(|(&i, p)| p.as_ref().unwrap_or(&ctx.ds.graphs[i])).collect();
-        // Random placement as Sub-BA's (same seeded draw per graph): on a graph of at least `n`
-        // nodes, `n` of them; on a smaller one, its own nodes in random order, then the appended.
+        let graphs = graphs_at(ctx.ds, &indices);
         let positions: Vec<Vec<usize>> = indices
             .iter()
-            .map(|&i| Placement::Random.positions(i, &ctx.ds.graphs[i], n, ctx.config.seed))
-            .collect::<Result<_>>()?;
+            .zip(&graphs)
+            .map(|(&i, g)| random_nodes(g.num_nodes, n.min(g.num_nodes), &mut position_rng(ctx.config.seed, i)))
+            .collect();
         let device = ctx.config.device;
         let montage = MontageBatch::build(&graphs, labels, &positions, n, &ctx.spec.features, device)?;
         let pairs = slot_pairs(n);
         let mut adjacency = vec![0f32; graphs.len() * pairs.len()];
         for (b, (g, nodes)) in graphs.iter().zip(&positions).enumerate() {
             for (p, &(i, j)) in pairs.iter().enumerate() {
-                let (u, v) = (nodes[i].min(nodes[j]) as u32, nodes[i].max(nodes[j]) as u32);
-                if g.edges.binary_search(&(u, v)).is_ok() {
-                    adjacency[b * pairs.len() + p] = 1.0;
+                if j < nodes.len() {
+                    let (u, v) = (nodes[i].min(nodes[j]) as u32, nodes[i].max(nodes[j]) as u32);
+                    if g.edges.binary_search(&(u, v)).is_ok() {
+                        adjacency[b * pairs.len() + p] = 1.0;
+                    }
                 }
             }
         }
         let adjacency = Tensor::from_slice(&adjacency).view([graphs.len() as i64, pairs.len() as i64]).to_device(device);
         let input = Tensor::cat(&[adjacency, montage.slot_input.shallow_clone()], 1);
-        Ok(SlotBatch { indices, padded, positions, montage, input })
-    }
-
-    /// Graph `b` of the batch as its trigger is planted in: padded to `n` nodes when it had fewer.
-    fn graph<'a>(&'a self, ds: &'a Dataset, b: usize) -> &'a Graph {
-        self.padded[b].as_ref().unwrap_or(&ds.graphs[self.indices[b]])
+        Ok(SlotBatch { indices, positions, montage, input })
     }
 
     /// Model log-probabilities of the graphs with the proposed triggers.
@@ -295,15 +276,16 @@ impl SlotBatch {
         };
         let mut out = Vec::with_capacity(self.indices.len());
         for (b, (&index, nodes)) in self.indices.iter().zip(&self.positions).enumerate() {
-            let mut graph = self.graph(ds, b).clone();
-            let mut chosen = vec![false; graph.num_nodes];
+            let original = &ds.graphs[index];
+            let mut chosen = vec![false; original.num_nodes];
             for &v in nodes {
                 chosen[v] = true;
             }
+            let mut graph = original.clone();
             graph.edges.retain(|&(u, v)| !(chosen[u as usize] && chosen[v as usize]));
             let mut trigger_edges = Vec::new();
             for (p, &(i, j)) in pairs.iter().enumerate() {
-                if adjacency[b][p] >= 0.5 {
+                if j < nodes.len() && adjacency[b][p] >= 0.5 {
                     let (u, v) = (nodes[i].min(nodes[j]) as u32, nodes[i].max(nodes[j]) as u32);
                     trigger_edges.push((u, v));
                 }

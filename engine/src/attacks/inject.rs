@@ -9,59 +9,58 @@ use crate::{Error, Result};
 ///
 /// `positions` must hold `trigger.num_nodes` distinct indices below
 /// `max(graph.num_nodes, trigger.num_nodes)`. When the graph is smaller than the trigger,
-/// nodes `graph.num_nodes..trigger.num_nodes` are appended ([`pad_nodes`]) and every one of them
-/// must appear in `positions` (it is the only way the count can add up), so the result always
-/// has `max(graph.num_nodes, trigger.num_nodes)` nodes.
+/// nodes `graph.num_nodes..trigger.num_nodes` are appended and every one of them must appear
+/// in `positions` (it is the only way the count can add up), so the result always has
+/// `max(graph.num_nodes, trigger.num_nodes)` nodes.
 ///
+/// Appended nodes take the graph's most common node label (ties to the smallest) and the mean of
+/// its node attribute rows: both are values the graph already exhibits, neither needs a random
+/// draw (so injection stays a pure function of its inputs), and neither adds a feature signal of
+/// its own next to the trigger's structure. A graph with no nodes has no label or attribute
+/// row to copy: its new nodes get label 0 and no attributes.
 /// Structural node features (one-hot degree) are computed from the edges at batching time, so
 /// they follow the injected structure automatically.
 ///
 /// The graph's class label is kept: relabelling is the poisoner's decision, not injection's.
 pub fn inject(graph: &Graph, trigger: &Trigger, positions: &[usize]) -> Result<Graph> {
-    let mut injected = pad_nodes(graph, trigger.num_nodes);
-    check_positions(graph, trigger, positions, injected.num_nodes)?;
+    let num_nodes = graph.num_nodes.max(trigger.num_nodes);
+    check_positions(graph, trigger, positions, num_nodes)?;
 
-    let mut chosen = vec![false; injected.num_nodes];
+    let mut chosen = vec![false; num_nodes];
     for &p in positions {
         chosen[p] = true;
     }
-    injected
+    let mut edges: Vec<(u32, u32)> = graph
         .edges
-        .retain(|&(u, v)| !(chosen[u as usize] && chosen[v as usize]));
+        .iter()
+        .copied()
+        .filter(|&(u, v)| !(chosen[u as usize] && chosen[v as usize]))
+        .collect();
     for &(a, b) in &trigger.edges {
         let (u, v) = (positions[a as usize] as u32, positions[b as usize] as u32);
-        injected.edges.push((u.min(v), u.max(v)));
+        edges.push((u.min(v), u.max(v)));
     }
-    injected.canonicalize_edges();
-    Ok(injected)
-}
 
-/// `graph` grown to `num_nodes` nodes by appending isolated nodes `graph.num_nodes..num_nodes`;
-/// an unchanged copy when it already has that many. Edges and the class label are kept.
-///
-/// Appended nodes take the graph's most common node label (ties to the smallest) and the mean of
-/// its node attribute rows: both are values the graph already exhibits, neither needs a random
-/// draw (so padding stays a pure function of its inputs), and neither adds a feature signal of
-/// its own next to a trigger's structure. A graph with no nodes has no label or attribute row to
-/// copy: its new nodes get label 0 and no attributes.
-pub fn pad_nodes(graph: &Graph, num_nodes: usize) -> Graph {
-    let added = num_nodes.saturating_sub(graph.num_nodes);
-    let mut padded = graph.clone();
-    if added == 0 {
-        return padded;
-    }
-    if let Some(labels) = padded.node_labels.as_mut() {
+    let added = num_nodes - graph.num_nodes;
+    let node_labels = graph.node_labels.as_ref().map(|labels| {
         let fill = most_common_label(labels);
+        let mut labels = labels.clone();
         labels.extend(std::iter::repeat_n(fill, added));
-    }
-    if let Some(attributes) = padded.node_attributes.as_mut() {
+        labels
+    });
+    let node_attributes = graph.node_attributes.as_ref().map(|attributes| {
         let fill = mean_row(attributes, graph.num_nodes);
+        let mut attributes = attributes.clone();
         for _ in 0..added {
             attributes.extend_from_slice(&fill);
         }
-    }
-    padded.num_nodes = num_nodes;
-    padded
+        attributes
+    });
+
+    let mut injected =
+        Graph { num_nodes, edges, node_labels, node_attributes, label: graph.label };
+    injected.canonicalize_edges();
+    Ok(injected)
 }
 
 fn check_positions(

@@ -26,7 +26,7 @@ pub use evaluate::{
     evaluate_on_attack, evaluate_sets, load_eval_sets, AttackEvalSets, AttackMetrics, AttackSource,
 };
 pub use gta::GtaConfig;
-pub use inject::{inject, pad_nodes};
+pub use inject::inject;
 pub use motif::{count_motifs, count_motifs_in, Motif, MotifCounts};
 pub use pipeline::{
     run_attack, run_attack_with_clean_model, split_for_attack, write_attack_dir, AttackConfig,
