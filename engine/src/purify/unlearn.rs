@@ -69,6 +69,22 @@ pub struct UnlearnConfig {
     /// answer to its sub-patterns.
     #[serde(default = "default_pattern_dropout")]
     pub pattern_dropout: f64,
+    /// Robust mode: divide logits by the model's own logit scale (the median margin between
+    /// its top two classes on the clean unlearning graphs, at least 1) before every loss term.
+    #[serde(default = "default_logit_scaling")]
+    pub logit_scaling: bool,
+    /// Robust mode: weight the clean graphs' cross-entropy by inverse class frequency (the
+    /// triggered copies' term always is).
+    #[serde(default = "default_logit_scaling")]
+    pub balance_clean_classes: bool,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn default_logit_scaling() -> bool {
+    true
 }
 
 fn default_pattern_dropout() -> f64 {
@@ -89,6 +105,8 @@ impl Default for UnlearnConfig {
             non_target_weight: 6.0,
             collapse_drop: 0.3,
             pattern_dropout: default_pattern_dropout(),
+            logit_scaling: default_logit_scaling(),
+            balance_clean_classes: true,
         }
     }
 }
@@ -126,6 +144,9 @@ pub struct UnlearnOutcome {
     pub history: Vec<UnlearnEpoch>,
     /// Set when the collapse guard restored an earlier epoch's weights.
     pub rolled_back_to_epoch: Option<usize>,
+    /// The logit scale the robust losses divided by (1 when scaling was off).
+    #[serde(default = "one")]
+    pub logit_scale: f64,
 }
 
 /// Names of the variables robust mode trains: the last conv block (and its BatchNorm) and the
@@ -154,6 +175,31 @@ fn class_weights(labels: &[usize], num_classes: usize) -> Vec<f64> {
 /// asks the same thing, stay with the teacher on clean graphs, at one scale for every model.
 fn teacher_divergence(student_log_probs: &Tensor, teacher_log_probs: &Tensor) -> Tensor {
     (teacher_log_probs.exp() * (teacher_log_probs - student_log_probs)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float).mean(Kind::Float)
+}
+
+/// The logit scale robust mode divides by: the median margin between the top two logits on
+/// the clean graphs, at least 1.
+///
+/// A sum-pooled GIN on one-hot degrees has logit margins in the hundreds (AIDS) to thousands
+/// (Fingerprint), and a backdoored model is at least as sure of a triggered graph. Unscaled, the
+/// first epochs' cross-entropy of triggered copies is 200-1,300 per graph, outweighs the teacher
+/// term by as much, and the head moves far enough to lose a class's clean recall within two or
+/// three epochs (the collapse guard then rolled 5 of 15 AIDS runs back before the backdoor was
+/// gone). Divided by the model's own scale, every term is of order one for every model; the
+/// argmax, and so every prediction, is unchanged.
+fn logit_scale(clean_logits: &Tensor) -> f64 {
+    let num_classes = clean_logits.size()[1];
+    if num_classes < 2 || clean_logits.size()[0] == 0 {
+        return 1.0;
+    }
+    let (top, _) = clean_logits.topk(2, 1, true, true);
+    let margins = Vec::<f32>::try_from((top.select(1, 0) - top.select(1, 1)).to_device(tch::Device::Cpu)).unwrap_or_default();
+    let mut margins: Vec<f32> = margins.into_iter().filter(|m| m.is_finite()).collect();
+    if margins.is_empty() {
+        return 1.0;
+    }
+    margins.sort_by(f32::total_cmp);
+    f64::from(margins[margins.len() / 2]).max(1.0)
 }
 
 /// Weighted mean negative log-likelihood.
@@ -200,9 +246,21 @@ fn clean_recall(model: &GnnModel, graphs: &[&Graph], labels: &[usize]) -> Result
     Ok((e.per_class.iter().map(|c| c.recall).collect(), e.per_class.iter().map(|c| c.support).collect(), e.accuracy))
 }
 
-/// Largest fall of any class's recall (with at least 2 graphs) relative to `start`.
+/// Fewest graphs a class must lose before its recall drop counts for the collapse guard.
+const MIN_GRAPHS_LOST: f64 = 2.0;
+
+/// Largest fall of any class's recall relative to `start`, counting only classes that lost at
+/// least [`MIN_GRAPHS_LOST`] graphs: with a 19-graph sample (MUTAG's 10%) one graph of a
+/// 2-graph class is a 50-point fall, and the guard rolled 4 of 5 unlearning runs back to the
+/// input weights on such single-graph noise.
 fn worst_drop(start: &[f64], now: &[f64], support: &[usize]) -> f64 {
-    start.iter().zip(now).zip(support).filter(|(_, &s)| s >= 2).map(|((a, b), _)| a - b).fold(0.0, f64::max)
+    start
+        .iter()
+        .zip(now)
+        .zip(support)
+        .filter(|((a, b), &s)| ((*a - *b) * s as f64).round() >= MIN_GRAPHS_LOST)
+        .map(|((a, b), _)| a - b)
+        .fold(0.0, f64::max)
 }
 
 /// Unlearns `triggers` from `model` in place, using `train` for the loss and `holdout` only to
@@ -242,6 +300,17 @@ pub fn unlearn(
     // The frozen teacher only ever sees the clean graphs, which no placement changes: its
     // outputs are computed once, one row per unlearning graph, and looked up per copy.
     let teacher_clean = fine_tuned_teacher_outputs(model, train, config)?;
+    let scale = if config.mode == UnlearnMode::Robust && config.logit_scaling {
+        let student_clean = tch::no_grad(|| -> Result<Tensor> {
+            let empty = vec![Vec::new(); train.graphs.len()];
+            let batch = MontageBatch::build(&train.graphs, &train.labels, &empty, 2, &spec.features, device)?;
+            Ok(forward(model, &batch, &batch.assemble_clean()).logits)
+        })?;
+        logit_scale(&student_clean)
+    } else {
+        1.0
+    };
+    let teacher_scaled = (&teacher_clean.0 / scale).log_softmax(-1, Kind::Float);
 
     let variables = model.var_store().variables();
     for (name, var) in &variables {
@@ -262,8 +331,11 @@ pub fn unlearn(
     let mut rng = rng_for(seed, "unlearning-positions");
     let holdout_positions = holdout_placements(holdout, trigger.size, config.positions, seed);
 
-    let (start_train_recall, train_support, _) = clean_recall(model, &train.graphs, &train.labels)?;
-    let (start_hold_recall, hold_support, _) = clean_recall(model, &holdout.graphs, &holdout.labels)?;
+    // The guard watches every clean graph it has, unlearning and held-out together: recall on
+    // a handful of held-out graphs alone moves in steps of 20-50 points.
+    let watched: Vec<&Graph> = train.graphs.iter().chain(&holdout.graphs).copied().collect();
+    let watched_labels: Vec<usize> = train.labels.iter().chain(&holdout.labels).copied().collect();
+    let (start_recall, support, _) = clean_recall(model, &watched, &watched_labels)?;
     let mut snapshot = model.try_clone()?;
     let mut snapshot_epoch = 0usize;
     let mut history = Vec::with_capacity(config.epochs);
@@ -309,21 +381,24 @@ pub fn unlearn(
             let rows: Vec<i64> = chunk.iter().map(|(g, _)| *g as i64).collect();
             let rows = Tensor::from_slice(&rows).to_device(device);
             let teacher_logits = teacher_clean.0.index_select(0, &rows);
-            let teacher_log_probs = teacher_clean.1.index_select(0, &rows);
+            let teacher_log_probs = teacher_scaled.index_select(0, &rows);
             let clean_out = forward(model, &batch, &clean_in);
             let trig_out = forward(model, &batch, &triggered_in);
             let loss = match config.mode {
                 UnlearnMode::Robust => {
-                    let cw: Vec<f32> = labels.iter().map(|&l| class_w[l] as f32).collect();
+                    let cw: Vec<f32> =
+                        labels.iter().map(|&l| if config.balance_clean_classes { class_w[l] as f32 } else { 1.0 }).collect();
                     let tw: Vec<f32> = labels
                         .iter()
                         .map(|&l| (class_w[l] * (1.0 + config.non_target_weight * f64::from(u8::from(l != target)))) as f32)
                         .collect();
                     let cw = Tensor::from_slice(&cw).to_device(device);
                     let tw = Tensor::from_slice(&tw).to_device(device);
-                    teacher_divergence(&clean_out.log_probs, &teacher_log_probs)
-                        + weighted_nll(&trig_out.log_probs, &batch.labels, &tw) * config.ce_weight
-                        + weighted_nll(&clean_out.log_probs, &batch.labels, &cw) * config.ce_weight
+                    let clean_lp = (&clean_out.logits / scale).log_softmax(-1, Kind::Float);
+                    let trig_lp = (&trig_out.logits / scale).log_softmax(-1, Kind::Float);
+                    teacher_divergence(&clean_lp, &teacher_log_probs)
+                        + weighted_nll(&trig_lp, &batch.labels, &tw) * config.ce_weight
+                        + weighted_nll(&clean_lp, &batch.labels, &cw) * config.ce_weight
                 }
                 UnlearnMode::Paper => {
                     let clean_maps = heat_maps(&clean_out, &batch.labels, &batch.batch, batch.num_graphs);
@@ -343,10 +418,9 @@ pub fn unlearn(
             steps += 1;
         }
 
-        let (train_recall, _, _) = clean_recall(model, &train.graphs, &train.labels)?;
-        let (hold_recall, _, hold_acc) = clean_recall(model, &holdout.graphs, &holdout.labels)?;
-        let drop = worst_drop(&start_train_recall, &train_recall, &train_support)
-            .max(worst_drop(&start_hold_recall, &hold_recall, &hold_support));
+        let (recall, _, _) = clean_recall(model, &watched, &watched_labels)?;
+        let (_, _, hold_acc) = clean_recall(model, &holdout.graphs, &holdout.labels)?;
+        let drop = worst_drop(&start_recall, &recall, &support);
         let flip = if holdout.graphs.is_empty() {
             0.0
         } else {
@@ -378,7 +452,7 @@ pub fn unlearn(
     for var in model.var_store().variables().values() {
         let _ = var.shallow_clone().set_requires_grad(false);
     }
-    Ok(UnlearnOutcome { history, rolled_back_to_epoch })
+    Ok(UnlearnOutcome { history, rolled_back_to_epoch, logit_scale: scale })
 }
 
 /// The explainer-free placements used to monitor the held-out graphs: fixed random node sets.
@@ -393,4 +467,22 @@ fn holdout_placements(holdout: &UnlearnSet, size: usize, count: usize, seed: u64
             sets
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_collapse_guard_ignores_one_graph_but_not_two() {
+        // Class 0 has 2 graphs and loses one (a 50-point fall of a single graph); class 1 has 10
+        // and loses 3.
+        let start = [1.0, 0.9];
+        let one_lost = [0.5, 0.9];
+        assert_eq!(worst_drop(&start, &one_lost, &[2, 10]), 0.0);
+        let three_lost = [0.5, 0.6];
+        assert!((worst_drop(&start, &three_lost, &[2, 10]) - 0.3).abs() < 1e-9);
+        // Two graphs of a 4-graph class: counted.
+        assert!((worst_drop(&[1.0], &[0.5], &[4]) - 0.5).abs() < 1e-9);
+    }
 }
