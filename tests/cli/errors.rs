@@ -73,3 +73,40 @@ fn train_eval_round_trip_on_generated_data() {
     let acc = eval["accuracy"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&acc));
 }
+
+#[test]
+fn purify_set_overrides_config_fields_and_refuses_unknown_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("synthetic.json");
+    let model_dir = dir.path().join("gin");
+    assert!(gcleaner(&["synth", "--graphs", "60", "--out", data.to_str().unwrap()]).status.success());
+    let out = gcleaner(&[
+        "train", "--data", data.to_str().unwrap(), "--arch", "gin", "--epochs", "2", "--layers", "2",
+        "--hidden", "8", "--device", "cpu", "--out", model_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let model = model_dir.join("model.safetensors");
+    let purify = |set: &[&str], out_dir: &str| {
+        let mut args = vec![
+            "purify", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--device", "cpu",
+            "--recovery-epochs", "1", "--restarts", "1", "--unlearn-epochs", "1",
+        ];
+        for s in set {
+            args.extend(["--set", s]);
+        }
+        let out_path = dir.path().join(out_dir);
+        args.extend(["--out", out_path.to_str().unwrap()]);
+        (gcleaner(&args), out_path)
+    };
+    let (out, _) = purify(&["recovery.no_such_field=1"], "a");
+    assert_one_line_error(&out, &["recovery.no_such_field"]);
+    let (out, _) = purify(&["unlearn.epochs=many"], "b");
+    assert_one_line_error(&out, &["unlearn.epochs=many"]);
+    let (out, path) = purify(&["recovery.sizes=[3]", "unlearn.non_target_weight=2", "recovery.census=false"], "c");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["config"]["recovery"]["sizes"], serde_json::json!([3]));
+    assert_eq!(report["config"]["unlearn"]["non_target_weight"], 2.0);
+    assert_eq!(report["config"]["recovery"]["census"], false);
+    assert_eq!(report["candidates"][0]["census_patterns"], 0);
+}
