@@ -77,6 +77,10 @@ pub struct UnlearnConfig {
     /// triggered copies' term always is).
     #[serde(default = "default_logit_scaling")]
     pub balance_clean_classes: bool,
+    /// Robust mode: train the last conv block (and its BatchNorm) besides the head (fc1, fc2);
+    /// false trains the head alone.
+    #[serde(default = "default_logit_scaling")]
+    pub train_last_conv: bool,
 }
 
 fn one() -> f64 {
@@ -107,6 +111,7 @@ impl Default for UnlearnConfig {
             pattern_dropout: default_pattern_dropout(),
             logit_scaling: default_logit_scaling(),
             balance_clean_classes: true,
+            train_last_conv: true,
         }
     }
 }
@@ -151,10 +156,11 @@ pub struct UnlearnOutcome {
 
 /// Names of the variables robust mode trains: the last conv block (and its BatchNorm) and the
 /// head.
-fn robust_trainable(name: &str, num_layers: usize) -> bool {
+fn robust_trainable(name: &str, num_layers: usize, last_conv_too: bool) -> bool {
     let last_conv = format!("conv{num_layers}.");
     let last_bn = format!("bn{num_layers}.");
-    name.starts_with(&last_conv) || name.starts_with(&last_bn) || name.starts_with("fc1.") || name.starts_with("fc2.")
+    let head = name.starts_with("fc1.") || name.starts_with("fc2.");
+    head || (last_conv_too && (name.starts_with(&last_conv) || name.starts_with(&last_bn)))
 }
 
 /// Class weights inversely proportional to class frequency in `labels` (classes absent get 0).
@@ -315,7 +321,7 @@ pub fn unlearn(
     let variables = model.var_store().variables();
     for (name, var) in &variables {
         let trainable = match config.mode {
-            UnlearnMode::Robust => robust_trainable(name, spec.num_layers),
+            UnlearnMode::Robust => robust_trainable(name, spec.num_layers, config.train_last_conv),
             UnlearnMode::Paper => true,
         };
         // Running statistics are buffers, never trained.
