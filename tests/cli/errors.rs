@@ -18,6 +18,20 @@ fn assert_one_line_error(out: &Output, must_contain: &[&str]) {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// Generates `graphs` synthetic graphs into `dir` and trains a small 2-layer GIN on them for
+/// `epochs` epochs; returns the data file and the model folder.
+fn synth_and_train(dir: &std::path::Path, graphs: &str, epochs: &str, hidden: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let data = dir.join("synthetic.json");
+    let model_dir = dir.join("gin");
+    assert!(gcleaner(&["synth", "--graphs", graphs, "--out", data.to_str().unwrap()]).status.success());
+    let out = gcleaner(&[
+        "train", "--data", data.to_str().unwrap(), "--arch", "gin", "--epochs", epochs, "--layers", "2",
+        "--hidden", hidden, "--device", "cpu", "--out", model_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (data, model_dir)
+}
+
 #[test]
 fn missing_dataset_is_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -49,14 +63,7 @@ fn pickle_weights_are_refused_with_a_conversion_hint() {
 #[test]
 fn train_eval_round_trip_on_generated_data() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("synthetic.json");
-    let model_dir = dir.path().join("gin");
-    assert!(gcleaner(&["synth", "--graphs", "120", "--out", data.to_str().unwrap()]).status.success());
-    let out = gcleaner(&[
-        "train", "--data", data.to_str().unwrap(), "--arch", "gin", "--epochs", "5", "--layers", "2",
-        "--hidden", "16", "--device", "cpu", "--out", model_dir.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (data, model_dir) = synth_and_train(dir.path(), "120", "5", "16");
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(model_dir.join("metrics.json")).unwrap()).unwrap();
     for key in ["train_accuracy", "test_accuracy", "epochs", "seconds", "seed"] {
@@ -77,14 +84,7 @@ fn train_eval_round_trip_on_generated_data() {
 #[test]
 fn purify_set_overrides_config_fields_and_refuses_unknown_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("synthetic.json");
-    let model_dir = dir.path().join("gin");
-    assert!(gcleaner(&["synth", "--graphs", "60", "--out", data.to_str().unwrap()]).status.success());
-    let out = gcleaner(&[
-        "train", "--data", data.to_str().unwrap(), "--arch", "gin", "--epochs", "2", "--layers", "2",
-        "--hidden", "8", "--device", "cpu", "--out", model_dir.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (data, model_dir) = synth_and_train(dir.path(), "60", "2", "8");
     let model = model_dir.join("model.safetensors");
     let purify = |set: &[&str], out_dir: &str| {
         let mut args = vec![

@@ -71,15 +71,15 @@ pub struct UnlearnConfig {
     pub pattern_dropout: f64,
     /// Robust mode: divide logits by the model's own logit scale (the median margin between
     /// its top two classes on the clean unlearning graphs, at least 1) before every loss term.
-    #[serde(default = "default_logit_scaling")]
+    #[serde(default = "default_true")]
     pub logit_scaling: bool,
     /// Robust mode: weight the clean graphs' cross-entropy by inverse class frequency (the
     /// triggered copies' term always is).
-    #[serde(default = "default_logit_scaling")]
+    #[serde(default = "default_true")]
     pub balance_clean_classes: bool,
     /// Robust mode: train the last conv block (and its BatchNorm) besides the head (fc1, fc2);
     /// false trains the head alone.
-    #[serde(default = "default_logit_scaling")]
+    #[serde(default = "default_true")]
     pub train_last_conv: bool,
 }
 
@@ -87,7 +87,7 @@ fn one() -> f64 {
     1.0
 }
 
-fn default_logit_scaling() -> bool {
+fn default_true() -> bool {
     true
 }
 
@@ -109,7 +109,7 @@ impl Default for UnlearnConfig {
             non_target_weight: 6.0,
             collapse_drop: 0.3,
             pattern_dropout: default_pattern_dropout(),
-            logit_scaling: default_logit_scaling(),
+            logit_scaling: true,
             balance_clean_classes: true,
             train_last_conv: true,
         }
@@ -220,36 +220,54 @@ fn forward(model: &GnnModel, batch: &MontageBatch, inputs: &(Tensor, Tensor, Ten
     model.forward_t(&input, false)
 }
 
-/// Fine-tunes a copy of `model` on the clean graphs with cross-entropy (the teacher) and returns
-/// its (logits, log-probabilities) on those graphs, one row per graph of `set`.
-fn fine_tuned_teacher_outputs(model: &GnnModel, set: &UnlearnSet, config: &UnlearnConfig) -> Result<(Tensor, Tensor)> {
+/// `graphs` as one batch, every graph at its original adjacency.
+fn clean_batch(model: &GnnModel, graphs: &[&Graph], labels: &[usize]) -> Result<MontageBatch> {
+    let empty = vec![Vec::new(); graphs.len()];
+    MontageBatch::build(graphs, labels, &empty, 2, &model.spec().features, model.device())
+}
+
+/// Fine-tunes a copy of `model` on the clean graphs of `batch` with cross-entropy (the teacher)
+/// and returns its logits on them, one row per graph.
+fn fine_tuned_teacher_logits(model: &GnnModel, batch: &MontageBatch, config: &UnlearnConfig) -> Result<Tensor> {
     let teacher = model.try_clone()?;
-    let device = model.device();
-    let empty = vec![Vec::new(); set.graphs.len()];
-    let batch = MontageBatch::build(&set.graphs, &set.labels, &empty, 2, &model.spec().features, device)?;
     let clean = batch.assemble_clean();
     let mut opt = nn::Adam::default().build(teacher.var_store(), config.lr)?;
     for _ in 0..config.teacher_epochs {
-        let out = forward(&teacher, &batch, &clean);
+        let out = forward(&teacher, batch, &clean);
         opt.backward_step(&out.log_probs.nll_loss(&batch.labels));
     }
-    Ok(tch::no_grad(|| {
-        let out = forward(&teacher, &batch, &clean);
-        (out.logits, out.log_probs)
-    }))
+    Ok(tch::no_grad(|| forward(&teacher, batch, &clean).logits))
 }
 
-/// Per-class recall of `model` on clean graphs.
-fn clean_recall(model: &GnnModel, graphs: &[&Graph], labels: &[usize]) -> Result<(Vec<f64>, Vec<usize>, f64)> {
-    if graphs.is_empty() {
-        return Ok((Vec::new(), Vec::new(), 0.0));
+/// The collapse guard's view of the clean sample: the unlearning graphs followed by the
+/// held-out ones, batched once and predicted once per epoch.
+struct WatchedGraphs {
+    batch: MontageBatch,
+    labels: Vec<usize>,
+    /// Index of the first held-out graph in `labels`.
+    holdout_start: usize,
+}
+
+impl WatchedGraphs {
+    fn new(model: &GnnModel, train: &UnlearnSet, holdout: &UnlearnSet) -> Result<Self> {
+        let graphs: Vec<&Graph> = train.graphs.iter().chain(&holdout.graphs).copied().collect();
+        let labels: Vec<usize> = train.labels.iter().chain(&holdout.labels).copied().collect();
+        Ok(WatchedGraphs { batch: clean_batch(model, &graphs, &labels)?, labels, holdout_start: train.graphs.len() })
     }
-    let device = model.device();
-    let empty = vec![Vec::new(); graphs.len()];
-    let batch = MontageBatch::build(graphs, labels, &empty, 2, &model.spec().features, device)?;
-    let predicted = evidence::montage_predictions(model, &batch, None)?;
-    let e = metrics::evaluate(&predicted, labels, model.spec().num_classes);
-    Ok((e.per_class.iter().map(|c| c.recall).collect(), e.per_class.iter().map(|c| c.support).collect(), e.accuracy))
+
+    /// Per-class recall and support over every watched graph, and accuracy on the held-out
+    /// ones (0 when there are none).
+    fn measure(&self, model: &GnnModel) -> Result<(Vec<f64>, Vec<usize>, f64)> {
+        let num_classes = model.spec().num_classes;
+        let predicted = evidence::montage_predictions(model, &self.batch, None)?;
+        let all = metrics::evaluate(&predicted, &self.labels, num_classes);
+        let holdout_accuracy = if self.holdout_start == self.labels.len() {
+            0.0
+        } else {
+            metrics::evaluate(&predicted[self.holdout_start..], &self.labels[self.holdout_start..], num_classes).accuracy
+        };
+        Ok((all.per_class.iter().map(|c| c.recall).collect(), all.per_class.iter().map(|c| c.support).collect(), holdout_accuracy))
+    }
 }
 
 /// Fewest graphs a class must lose before its recall drop counts for the collapse guard.
@@ -305,18 +323,14 @@ pub fn unlearn(
     let _torch_seed = crate::rng::seed_torch(seed);
     // The frozen teacher only ever sees the clean graphs, which no placement changes: its
     // outputs are computed once, one row per unlearning graph, and looked up per copy.
-    let teacher_clean = fine_tuned_teacher_outputs(model, train, config)?;
+    let train_clean = clean_batch(model, &train.graphs, &train.labels)?;
+    let teacher_logits_clean = fine_tuned_teacher_logits(model, &train_clean, config)?;
     let scale = if config.mode == UnlearnMode::Robust && config.logit_scaling {
-        let student_clean = tch::no_grad(|| -> Result<Tensor> {
-            let empty = vec![Vec::new(); train.graphs.len()];
-            let batch = MontageBatch::build(&train.graphs, &train.labels, &empty, 2, &spec.features, device)?;
-            Ok(forward(model, &batch, &batch.assemble_clean()).logits)
-        })?;
-        logit_scale(&student_clean)
+        logit_scale(&tch::no_grad(|| forward(model, &train_clean, &train_clean.assemble_clean()).logits))
     } else {
         1.0
     };
-    let teacher_scaled = (&teacher_clean.0 / scale).log_softmax(-1, Kind::Float);
+    let teacher_scaled = (&teacher_logits_clean / scale).log_softmax(-1, Kind::Float);
 
     let variables = model.var_store().variables();
     for (name, var) in &variables {
@@ -339,9 +353,8 @@ pub fn unlearn(
 
     // The guard watches every clean graph it has, unlearning and held-out together: recall on
     // a handful of held-out graphs alone moves in steps of 20-50 points.
-    let watched: Vec<&Graph> = train.graphs.iter().chain(&holdout.graphs).copied().collect();
-    let watched_labels: Vec<usize> = train.labels.iter().chain(&holdout.labels).copied().collect();
-    let (start_recall, support, _) = clean_recall(model, &watched, &watched_labels)?;
+    let watched = WatchedGraphs::new(model, train, holdout)?;
+    let (start_recall, support, _) = watched.measure(model)?;
     let mut snapshot = model.try_clone()?;
     let mut snapshot_epoch = 0usize;
     let mut history = Vec::with_capacity(config.epochs);
@@ -386,7 +399,7 @@ pub fn unlearn(
             let triggered_in = batch.assemble(&adjacency, slot_features[t].as_ref());
             let rows: Vec<i64> = chunk.iter().map(|(g, _)| *g as i64).collect();
             let rows = Tensor::from_slice(&rows).to_device(device);
-            let teacher_logits = teacher_clean.0.index_select(0, &rows);
+            let teacher_logits = teacher_logits_clean.index_select(0, &rows);
             let teacher_log_probs = teacher_scaled.index_select(0, &rows);
             let clean_out = forward(model, &batch, &clean_in);
             let trig_out = forward(model, &batch, &triggered_in);
@@ -424,8 +437,7 @@ pub fn unlearn(
             steps += 1;
         }
 
-        let (recall, _, _) = clean_recall(model, &watched, &watched_labels)?;
-        let (_, _, hold_acc) = clean_recall(model, &holdout.graphs, &holdout.labels)?;
+        let (recall, _, hold_acc) = watched.measure(model)?;
         let drop = worst_drop(&start_recall, &recall, &support);
         let flip = if holdout.graphs.is_empty() {
             0.0
