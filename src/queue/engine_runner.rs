@@ -163,8 +163,8 @@ fn run_purification(job: &JobInput, ctx: &mut JobContext) -> Result<JobOutput, J
         ctx.progress(1, 3);
         ctx.checkpoint()?;
         let sample = engine_checks::load_dataset(&job.data)?;
-        let sample =
-            engine_checks::align_to_model(sample, model.spec()).map_err(JobError::Invalid)?;
+        let sample = engine_checks::prepare_sample(sample, model.spec(), config.pseudo_labels)
+            .map_err(JobError::Invalid)?;
         ctx.progress(2, 3);
         ctx.checkpoint()?;
         tracing::info!(

@@ -70,8 +70,15 @@ pub fn feature_dim(spec: &ModelSpec) -> usize {
     spec.features.dim()
 }
 
+fn check_features(ds: &Dataset, spec: &ModelSpec) -> std::result::Result<(), String> {
+    for (i, g) in ds.graphs.iter().enumerate() {
+        spec.features.node_features(g).map_err(|e| format!("graph {i}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// The dataset with its classes in the model's order; errors name the mismatch.
-pub fn align_to_model(ds: Dataset, spec: &ModelSpec) -> std::result::Result<Dataset, String> {
+fn align_labels(ds: Dataset, spec: &ModelSpec) -> std::result::Result<Dataset, String> {
     let ds = match &spec.class_labels {
         Some(labels) => ds.with_class_labels(labels).map_err(|e| e.to_string())?,
         None => ds,
@@ -83,10 +90,29 @@ pub fn align_to_model(ds: Dataset, spec: &ModelSpec) -> std::result::Result<Data
             spec.num_classes
         ));
     }
-    for (i, g) in ds.graphs.iter().enumerate() {
-        spec.features.node_features(g).map_err(|e| format!("graph {i}: {e}"))?;
-    }
     Ok(ds)
+}
+
+/// A clean sample ready for purification: its node features fit the model, and either its
+/// labels are put in the model's class order or, when `pseudo_labels` is asked for, they are
+/// left to the engine, which labels every graph with the model's own prediction (the paper's
+/// auxiliary-data setting: graphs from another dataset carry no labels in the model's label
+/// space). Unlike `gcleaner purify`, the service does not fall back to pseudo-labels by itself: a
+/// pipeline that uploads the wrong dataset gets a refusal, not a silently relabelled run.
+pub fn prepare_sample(
+    ds: Dataset,
+    spec: &ModelSpec,
+    pseudo_labels: bool,
+) -> std::result::Result<Dataset, String> {
+    check_features(&ds, spec)?;
+    if pseudo_labels {
+        return Ok(ds);
+    }
+    align_labels(ds, spec).map_err(|why| {
+        format!(
+            "{why}; for graphs without labels in the model's label space, set \"pseudo_labels\": true in the config"
+        )
+    })
 }
 
 /// Loads a model for purification.

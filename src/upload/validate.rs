@@ -63,12 +63,22 @@ pub fn validate(
             .map_err(|e| invalid_model(&e, &model.path))?;
 
     let dataset = load_data("data", data, limits)?;
-    let dataset =
-        engine_checks::align_to_model(dataset, &spec).map_err(UploadError::SpecMismatch)?;
+    let pseudo_requested = upload
+        .config
+        .as_ref()
+        .and_then(|c| c.get("pseudo_labels"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let dataset = engine_checks::prepare_sample(dataset, &spec, pseudo_requested)
+        .map_err(UploadError::SpecMismatch)?;
     if let Some(eval) = &upload.eval {
         check_eval(eval, &spec, limits)?;
     }
-    Ok(ValidatedUpload { spec, graphs: dataset.graphs.len(), classes: dataset.num_classes() })
+    Ok(ValidatedUpload {
+        spec,
+        graphs: dataset.graphs.len(),
+        classes: dataset.num_classes(),
+    })
 }
 
 fn sniff_file(path: &Path) -> Result<Sniffed, UploadError> {

@@ -74,6 +74,44 @@ async fn a_job_runs_the_engine_purification_end_to_end() {
     assert_eq!(serde_json::to_value(&spec).unwrap()["hidden"], 16);
 }
 
+/// Graphs from another dataset: three classes, none of them the two-class model's.
+fn auxiliary_sample_json() -> Vec<u8> {
+    let mut ds = gcleaner_engine::data::synthetic::generate(24, 8);
+    for (i, g) in ds.graphs.iter_mut().enumerate() {
+        g.label = i % 3;
+    }
+    ds.class_labels = vec![10, 11, 12];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aux.json");
+    gcleaner_engine::data::json::write_json_dataset(&ds, &path).unwrap();
+    std::fs::read(path).unwrap()
+}
+
+#[tokio::test]
+async fn auxiliary_data_is_refused_unless_pseudo_labels_are_asked_for() {
+    let app = spawn_app_with(&["--lease-secs", "30"], Arc::new(EngineRunner)).await;
+    let form = |config: Value| {
+        reqwest::multipart::Form::new()
+            .part("model", part(model_bytes_for(&engine_spec()), "suspect.safetensors"))
+            .part("data", part(auxiliary_sample_json(), "aux.json"))
+            .part("config", part(config.to_string().into_bytes(), "config.json"))
+    };
+    let r = app.submit(form(quick_config())).await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "data_model_mismatch", "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("pseudo_labels"), "{body}");
+
+    let mut config = quick_config();
+    config["pseudo_labels"] = json!(true);
+    let (_, report) = run_to_report(&app, form(config)).await;
+    assert_eq!(report["config"]["pseudo_labels"], true);
+    // Every graph now carries one of the model's two classes.
+    let counts = report["sample"]["class_counts"].as_array().unwrap();
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    assert_eq!(counts.iter().map(|c| c.as_u64().unwrap()).sum::<u64>(), 24);
+}
+
 #[tokio::test]
 async fn unknown_or_unbounded_purification_parameters_are_refused_at_submission() {
     let app = spawn_app_with(&["--workers", "0"], Arc::new(EngineRunner)).await;
