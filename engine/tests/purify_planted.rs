@@ -104,6 +104,14 @@ fn purification_finds_the_target_and_removes_a_planted_backdoor() {
     for (i, c) in report.candidates.iter().enumerate() {
         let with_evidence = c.evidence.target == TARGET && c.evidence.score >= config.evidence_threshold;
         assert_eq!(report.unlearned_candidates.contains(&i), with_evidence || i == report.selected, "candidate {i}");
+        // Every census shape is reported, and the one kept (when the census won) is the
+        // strongest of them.
+        assert_eq!(c.census.len(), c.census_patterns, "candidate {i}");
+        if c.source == gcleaner_engine::purify::report::TriggerSource::Census {
+            let best = c.census.iter().map(|e| e.score).fold(0.0, f64::max);
+            assert_eq!(c.evidence.score, best, "candidate {i}");
+            assert!(c.census.iter().any(|e| e.edges == c.recovered.trigger.edges), "candidate {i}");
+        }
     }
     assert!(asr_after < asr_before / 2.0, "ASR {asr_before} -> {asr_after}");
     assert!(acc_after > acc_before - 0.1, "accuracy {acc_before} -> {acc_after}");

@@ -172,6 +172,12 @@ fn census_pick(
     let mut best: Option<(recovery::Trigger, TriggerEvidence)> = None;
     for pattern in patterns {
         let e = probe.measure(model, &pattern, None)?;
+        candidate.census.push(report::CensusEntry {
+            edges: pattern.edges.clone(),
+            target: e.target,
+            flip_rate: e.flip_rate,
+            score: e.score,
+        });
         let better = best.as_ref().is_none_or(|(_, b)| {
             e.score.total_cmp(&b.score).then(e.flip_rate.total_cmp(&b.flip_rate)).is_gt()
         });
@@ -246,6 +252,7 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
             source: TriggerSource::Generator,
             generator_score: None,
             census_patterns: 0,
+            census: Vec::new(),
         };
         if config.recovery.census {
             census_pick(model, &probe, &mut candidate, &train_graphs, &train_labels, &positions, config)?;

@@ -84,6 +84,18 @@ pub struct Candidate {
     /// Patterns the census measured for this size (0 when it did not run).
     #[serde(default)]
     pub census_patterns: usize,
+    /// Every census pattern's evidence, in census order (fewest edges first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub census: Vec<CensusEntry>,
+}
+
+/// One census pattern and how it moved the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CensusEntry {
+    pub edges: Vec<(usize, usize)>,
+    pub target: usize,
+    pub flip_rate: f64,
+    pub score: f64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
