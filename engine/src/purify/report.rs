@@ -6,13 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use super::evidence::{self, TriggerEvidence};
 use super::montage::MontageBatch;
-use super::recovery::{random_placements, RecoveredTrigger, Trigger};
+use super::recovery::{RecoveredTrigger, Trigger};
 use super::unlearn::{UnlearnOutcome, UnlearnSet};
 use super::PurifyConfig;
 use crate::attacks::evaluate::{evaluate_sets, load_eval_sets, AttackMetrics, AttackSource};
 use crate::metrics::{self, Evaluation};
 use crate::models::{GnnModel, ModelSpec};
-use crate::rng::rng_for;
 use crate::Result;
 
 pub const REPORT_FORMAT: &str = "gcleaner.report/v1";
@@ -209,16 +208,9 @@ pub fn measure_holdout(
     let batch = MontageBatch::build(&holdout.graphs, &holdout.labels, &empty, 2, &model.spec().features, model.device())?;
     let predicted = evidence::montage_predictions(model, &batch, None)?;
     let evaluation = metrics::evaluate(&predicted, &holdout.labels, num_classes);
-    let count = config.unlearn.positions.max(1);
-    let mut rng = rng_for(config.seed, "holdout-report-positions");
-    let random = random_placements(&holdout.graphs, trigger.size, count, &mut rng);
-    let placements: Vec<Vec<Vec<usize>>> = (0..holdout.graphs.len())
-        .map(|g| {
-            let mut sets = vec![holdout.explainer_positions(g, trigger.size)];
-            sets.extend(random[g * count..(g + 1) * count].iter().cloned());
-            sets
-        })
-        .collect();
+    // The evidence probe skips graphs smaller than the trigger, so dropping sets too small for
+    // an edge changes nothing here.
+    let placements = holdout.placements(trigger.size, config.unlearn.positions, config.seed, "holdout-report-positions");
     let flip_rate = evidence::measure(model, &holdout.graphs, &placements, trigger, Some(target))?.flip_rate;
     Ok(HoldoutMeasurement { evaluation, flip_rate })
 }

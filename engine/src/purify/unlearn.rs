@@ -130,6 +130,22 @@ impl UnlearnSet<'_> {
     pub fn explainer_positions(&self, g: usize, size: usize) -> Vec<usize> {
         self.node_order.get(g).map(|order| order.iter().take(size).copied().collect()).unwrap_or_default()
     }
+
+    /// Per graph: the explainer's positions for a `size`-node trigger, then `count` random node
+    /// sets drawn from the seeded stream `stream` (sets too small to carry an edge are dropped).
+    pub fn placements(&self, size: usize, count: usize, seed: u64, stream: &str) -> Vec<Vec<Vec<usize>>> {
+        let count = count.max(1);
+        let mut rng = rng_for(seed, stream);
+        let random = random_placements(&self.graphs, size, count, &mut rng);
+        (0..self.graphs.len())
+            .map(|g| {
+                let mut sets = vec![self.explainer_positions(g, size)];
+                sets.extend(random[g * count..(g + 1) * count].iter().cloned());
+                sets.retain(|s| s.len() >= 2.min(self.graphs[g].num_nodes));
+                sets
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -349,7 +365,7 @@ pub fn unlearn(
     let adjacencies: Vec<Tensor> = triggers.iter().map(|t| t.adjacency(device)).collect();
     let slot_features: Vec<Option<Tensor>> = triggers.iter().map(|t| t.features(device)).collect();
     let mut rng = rng_for(seed, "unlearning-positions");
-    let holdout_positions = holdout_placements(holdout, trigger.size, config.positions, seed);
+    let holdout_positions = holdout.placements(trigger.size, config.positions, seed, "holdout-positions");
 
     // The guard watches every clean graph it has, unlearning and held-out together: recall on
     // a handful of held-out graphs alone moves in steps of 20-50 points.
@@ -474,19 +490,6 @@ pub fn unlearn(
 }
 
 /// The explainer-free placements used to monitor the held-out graphs: fixed random node sets.
-fn holdout_placements(holdout: &UnlearnSet, size: usize, count: usize, seed: u64) -> Vec<Vec<Vec<usize>>> {
-    let mut rng = rng_for(seed, "holdout-positions");
-    let flat = random_placements(&holdout.graphs, size, count.max(1), &mut rng);
-    (0..holdout.graphs.len())
-        .map(|g| {
-            let mut sets = vec![holdout.explainer_positions(g, size)];
-            sets.extend(flat[g * count.max(1)..(g + 1) * count.max(1)].iter().cloned());
-            sets.retain(|s| s.len() >= 2.min(holdout.graphs[g].num_nodes));
-            sets
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
