@@ -57,6 +57,21 @@ fn check_valid(original: &Graph, triggered: &Graph, positions: &[usize], edges: 
     assert_eq!(outside_before, outside_after, "edges outside the trigger are untouched");
     let inside_after: Vec<(u32, u32)> = triggered.edges.iter().copied().filter(|e| inside(e)).collect();
     assert_eq!(inside_after, edges, "the trigger record is the adjacency among the trigger nodes");
+    // Every trigger is a connected subgraph over its nodes.
+    let mut reached: BTreeSet<u32> = chosen.iter().take(1).copied().collect();
+    loop {
+        let grown: BTreeSet<u32> = edges
+            .iter()
+            .filter(|&&(u, v)| reached.contains(&u) || reached.contains(&v))
+            .flat_map(|&(u, v)| [u, v])
+            .chain(reached.iter().copied())
+            .collect();
+        if grown.len() == reached.len() {
+            break;
+        }
+        reached = grown;
+    }
+    assert_eq!(reached, chosen, "the trigger {edges:?} connects its nodes {positions:?}");
 }
 
 #[test]

@@ -149,9 +149,12 @@ impl Generators {
         }
     }
 
-    fn propose(&self, input: &Tensor) -> Proposal {
+    /// `present[b]`: how many slots row `b` fills (a graph smaller than the trigger fills a
+    /// prefix).
+    fn propose(&self, input: &Tensor, present: &[usize]) -> Proposal {
         let soft = self.topology.forward(input).sigmoid();
-        let hard = soft.ge(self.threshold).to_kind(Kind::Float);
+        let spanning = spanning_tree_mask(&soft, self.slots, present);
+        let hard = soft.ge(self.threshold).to_kind(Kind::Float).maximum(&spanning);
         let adjacency = &hard + &soft - soft.detach();
         let features = self.features.as_ref().map(|mlp| {
             let raw = mlp.forward(input).view([input.size()[0], self.slots as i64, -1]);
@@ -178,6 +181,38 @@ impl Generators {
         });
         Proposal { adjacency, features }
     }
+}
+
+/// Per row of slot-pair scores `[B, num_pairs]`, a 0/1 mask of a maximum spanning tree over the
+/// row's first `present[b]` slots (Kruskal on the scores, highest first). Every trigger contains one, so it is a
+/// connected subgraph: left to the threshold alone, the topology generator drifted to an empty
+/// trigger on 5 of 10 Fingerprint-4 and bitcoin seeds, planting the *absence* of edges among
+/// three nodes (a shape natural graphs show; Fingerprint graphs can have no edges at all), and
+/// ASR fell to 35-60% where the connected triggers of the other seeds reached 69-96%.
+fn spanning_tree_mask(scores: &Tensor, slots: usize, present: &[usize]) -> Tensor {
+    let pairs = slot_pairs(slots);
+    let rows = scores.size()[0] as usize;
+    let flat = Vec::<f32>::try_from(scores.detach().to_device(Device::Cpu).to_kind(Kind::Float).reshape([-1]))
+        .expect("slot-pair scores are a float tensor");
+    let mut mask = vec![0f32; flat.len()];
+    for r in 0..rows {
+        let row = &flat[r * pairs.len()..(r + 1) * pairs.len()];
+        let mut order: Vec<usize> = (0..pairs.len()).collect();
+        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+        let mut component: Vec<usize> = (0..slots).collect();
+        for p in order {
+            let (i, j) = pairs[p];
+            if j >= present[r] {
+                continue;
+            }
+            let (ci, cj) = (component[i], component[j]);
+            if ci != cj {
+                mask[r * pairs.len() + p] = 1.0;
+                component.iter_mut().filter(|c| **c == cj).for_each(|c| *c = ci);
+            }
+        }
+    }
+    Tensor::from_slice(&mask).view([rows as i64, pairs.len() as i64]).to_device(scores.device())
 }
 
 /// Per generated column, the lowest value and the range of the training graphs' node
@@ -224,6 +259,11 @@ struct SlotBatch {
 }
 
 impl SlotBatch {
+    /// Slots each graph fills.
+    fn present(&self) -> Vec<usize> {
+        self.positions.iter().map(Vec::len).collect()
+    }
+
     fn build(ctx: &AttackContext<'_>, indices: Vec<usize>, n: usize, labels: &[usize]) -> Result<SlotBatch> {
         let graphs = graphs_at(ctx.ds, &indices);
         let positions: Vec<Vec<usize>> = indices
@@ -266,7 +306,7 @@ impl SlotBatch {
     /// The triggered graphs as real graphs (binary edges, generated labels and attributes
     /// written in), and the per-graph trigger record.
     fn materialize(&self, ds: &Dataset, generators: &Generators) -> Result<Vec<(InjectedGraph, GraphTrigger)>> {
-        let proposal = tch::no_grad(|| generators.propose(&self.input));
+        let proposal = tch::no_grad(|| generators.propose(&self.input, &self.present()));
         let pairs = slot_pairs(generators.slots);
         let adjacency = to_rows(&proposal.adjacency, pairs.len())?;
         let width = generators.parts.iter().map(FeaturePart::dim).sum::<usize>();
@@ -404,7 +444,7 @@ pub(crate) fn gta_attack(ctx: &AttackContext<'_>, progress: &mut dyn Progress) -
             for _ in 0..gta.generator_steps {
                 let (slots, targets) = &learn_chunks[generator_step % learn_chunks.len()];
                 generator_step += 1;
-                let proposal = generators.propose(&slots.input);
+                let proposal = generators.propose(&slots.input, &slots.present());
                 let loss = slots.forward(&model, &proposal).nll_loss(targets);
                 generator_opt.zero_grad();
                 loss.backward();
@@ -471,4 +511,22 @@ pub(crate) fn gta_attack(ctx: &AttackContext<'_>, progress: &mut dyn Progress) -
         trigger_s: generator_s,
         backdoor_training_s: training_s,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spanning_tree_takes_the_strongest_pairs_among_the_present_slots() {
+        // Pairs of 4 slots: (0,1) (0,2) (0,3) (1,2) (1,3) (2,3).
+        let scores = Tensor::from_slice(&[
+            0.9f32, 0.1, 0.2, 0.8, 0.05, 0.3, // all 4 slots: (0,1), (1,2), then (2,3)
+            0.1, 0.2, 0.9, 0.3, 0.9, 0.9, // only 3 present: (1,2) then (0,2); pairs to 3 ignored
+        ])
+        .view([2, 6]);
+        let mask = Vec::<f32>::try_from(spanning_tree_mask(&scores, 4, &[4, 3]).reshape([-1])).unwrap();
+        assert_eq!(&mask[..6], &[1.0, 0.0, 0.0, 1.0, 0.0, 1.0]);
+        assert_eq!(&mask[6..], &[0.0, 1.0, 0.0, 1.0, 0.0, 0.0]);
+    }
 }
