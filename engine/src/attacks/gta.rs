@@ -186,9 +186,9 @@ impl Generators {
 /// Per row of slot-pair scores `[B, num_pairs]`, a 0/1 mask of a maximum spanning tree over the
 /// row's first `present[b]` slots (Kruskal on the scores, highest first). Every trigger contains one, so it is a
 /// connected subgraph: left to the threshold alone, the topology generator drifted to an empty
-/// trigger on 5 of 10 Fingerprint-4 and bitcoin seeds, planting the *absence* of edges among
-/// three nodes (a shape natural graphs show; Fingerprint graphs can have no edges at all), and
-/// ASR fell to 35-60% where the connected triggers of the other seeds reached 69-96%.
+/// trigger on 4 of 10 Fingerprint-4 and bitcoin seeds, planting the *absence* of edges among
+/// three nodes (a shape natural graphs show; Fingerprint graphs can have no edges at all), with
+/// ASR 39-60% where the seeds with triangles reached 69-96% (BENCHMARKS.md, Attacks).
 fn spanning_tree_mask(scores: &Tensor, slots: usize, present: &[usize]) -> Tensor {
     let pairs = slot_pairs(slots);
     let rows = scores.size()[0] as usize;
