@@ -70,7 +70,8 @@ pub struct PurifyArgs {
     /// Evidence score at or above which the model is judged backdoored.
     #[arg(long, default_value_t = 0.5)]
     threshold: f64,
-    /// Roll unlearning back when a class's recall on the clean sample falls by more than this.
+    /// Do not keep an unlearning epoch after which a class's recall on the clean sample has fallen
+    /// by more than this; the run returns the last epoch that kept every class.
     #[arg(long, default_value_t = 0.3)]
     collapse_drop: f64,
     /// Unlearn even without backdoor evidence.
