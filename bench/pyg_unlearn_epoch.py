@@ -13,13 +13,15 @@ One epoch, as the engine's:
     nodes removed, the pattern's edges added, each dropped with probability `pattern_dropout`)
     and the one-hot degree features recomputed; copies shuffled into batches of `batch_size`;
   - the frozen teacher's outputs on the clean graphs once per run, looked up per copy; per batch
-    the student on the clean and the triggered ones;
+    the student on the triggered copies and on the clean unlearning graphs (each graph once, each
+    copy taking its graph's row, as the engine does);
     loss KL(teacher || student) + ce_weight * CE(triggered) (class-balanced, non-target graphs
     weighted up) + ce_weight * CE(clean) (class-balanced); Adam on the last GINConv, its
     BatchNorm, fc1 and fc2; BatchNorm in eval mode;
   - then the engine's per-epoch monitoring, which its epoch clock includes: predictions on the
     clean unlearning and held-out graphs, the trigger's flip rate on the held-out graphs at
-    fixed positions, the per-class recall drop, and a snapshot of the weights.
+    fixed positions (their montage built once per run, as the engine does), the per-class recall
+    drop, and a snapshot of the weights.
 
 Two montages are timed, because "a PyG loop" can mean either:
   - `per_graph`: each copy becomes its own `Data` object (a transform), collated with
@@ -115,6 +117,8 @@ class Unlearning:
             self.holdout_places += [(data, s) for s in sets]
             self.holdout_of_place += [h] * len(sets)
         self.holdout_of_place = torch.tensor(self.holdout_of_place, dtype=torch.long)
+        self.holdout_montages = {}
+        self.train_batch = Batch.from_data_list(self.train)
         self.start_train_recall = self.recall(self.train)
         self.start_holdout_recall = self.recall(self.holdout)
 
@@ -188,7 +192,8 @@ class Unlearning:
             clean, trig_x, trig_ei = montage([(data, nodes) for data, nodes, _ in chunk], cfg["pattern_dropout"])
             # the frozen teacher's clean outputs, computed once per run (as the engine does)
             teacher = self.teacher_out[torch.tensor([g for _, _, g in chunk])]
-            student_clean = self.student(clean.x, clean.edge_index, clean.batch)
+            rows = torch.tensor([g for _, _, g in chunk])
+            student_clean = self.student(self.train_batch.x, self.train_batch.edge_index, self.train_batch.batch)[rows]
             student_trig = self.student(trig_x, trig_ei, clean.batch)
             loss = (F.kl_div(student_clean, teacher, log_target=True, reduction="batchmean")
                     + cfg["ce_weight"] * F.nll_loss(student_trig, clean.y, weight=self.trig_w)
@@ -215,7 +220,9 @@ class Unlearning:
         drop = max((self.start_train_recall - self.recall(self.train)).max().item(),
                    (self.start_holdout_recall - self.recall(self.holdout)).max().item())
         clean_pred = self.predict(Batch.from_data_list(self.holdout))[self.holdout_of_place]
-        clean, x, ei = montage(self.holdout_places, 0.0)
+        if montage not in self.holdout_montages:
+            self.holdout_montages[montage] = montage(self.holdout_places, 0.0)
+        clean, x, ei = self.holdout_montages[montage]
         trig_pred = self.predict(clean, x, ei)
         candidates = clean_pred != self.target
         flip = (trig_pred[candidates] == self.target).float().mean().item() if candidates.any() else 0.0

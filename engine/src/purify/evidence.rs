@@ -70,6 +70,8 @@ pub struct EvidenceProbe {
     size: usize,
     clean: Vec<usize>,
     copy_clean_pred: Vec<usize>,
+    /// The sample graph each copy was placed in.
+    copy_graph: Vec<usize>,
     batch: Option<MontageBatch>,
 }
 
@@ -84,6 +86,7 @@ impl EvidenceProbe {
         let mut copies: Vec<&Graph> = Vec::new();
         let mut copy_places: Vec<Vec<usize>> = Vec::new();
         let mut copy_clean_pred: Vec<usize> = Vec::new();
+        let mut copy_graph: Vec<usize> = Vec::new();
         for (g, sets) in placements.iter().enumerate() {
             // A graph with fewer nodes than the trigger cannot carry it (the montage never adds
             // nodes, while an attacker's injection does): its copies would count as misses of a
@@ -95,6 +98,7 @@ impl EvidenceProbe {
                 copies.push(graphs[g]);
                 copy_places.push(nodes.clone());
                 copy_clean_pred.push(clean[g]);
+                copy_graph.push(g);
             }
         }
         let batch = if copies.is_empty() {
@@ -103,7 +107,23 @@ impl EvidenceProbe {
             let copy_labels = vec![0usize; copies.len()];
             Some(MontageBatch::build(&copies, &copy_labels, &copy_places, size, &spec.features, device)?)
         };
-        Ok(EvidenceProbe { num_classes: spec.num_classes, size, clean, copy_clean_pred, batch })
+        Ok(EvidenceProbe { num_classes: spec.num_classes, size, clean, copy_clean_pred, copy_graph, batch })
+    }
+
+    /// Replaces the clean predictions (one per sample graph) the flips are counted against, for
+    /// a model whose weights changed since the probe was built (the unlearning loop measures
+    /// the same placed copies every epoch).
+    pub fn set_clean_predictions(&mut self, clean: Vec<usize>) -> Result<()> {
+        if clean.len() != self.clean.len() {
+            return Err(crate::Error::invalid(format!(
+                "evidence probe over {} graphs given {} clean predictions",
+                self.clean.len(),
+                clean.len()
+            )));
+        }
+        self.copy_clean_pred = self.copy_graph.iter().map(|&g| clean[g]).collect();
+        self.clean = clean;
+        Ok(())
     }
 
     /// The evidence for `trigger`, which must have the probe's size.

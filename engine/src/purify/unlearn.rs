@@ -272,19 +272,32 @@ impl WatchedGraphs {
         Ok(WatchedGraphs { batch: clean_batch(model, &graphs, &labels)?, labels, holdout_start: train.graphs.len() })
     }
 
-    /// Per-class recall and support over every watched graph, and accuracy on the held-out
-    /// ones (0 when there are none).
-    fn measure(&self, model: &GnnModel) -> Result<(Vec<f64>, Vec<usize>, f64)> {
+    /// Per-class recall and support over every watched graph, accuracy on the held-out ones
+    /// (0 when there are none), and the held-out graphs' predictions.
+    fn measure(&self, model: &GnnModel) -> Result<WatchedMeasurement> {
         let num_classes = model.spec().num_classes;
-        let predicted = evidence::montage_predictions(model, &self.batch, None)?;
+        let mut predicted = evidence::montage_predictions(model, &self.batch, None)?;
         let all = metrics::evaluate(&predicted, &self.labels, num_classes);
-        let holdout_accuracy = if self.holdout_start == self.labels.len() {
+        let holdout_predicted = predicted.split_off(self.holdout_start);
+        let holdout_accuracy = if holdout_predicted.is_empty() {
             0.0
         } else {
-            metrics::evaluate(&predicted[self.holdout_start..], &self.labels[self.holdout_start..], num_classes).accuracy
+            metrics::evaluate(&holdout_predicted, &self.labels[self.holdout_start..], num_classes).accuracy
         };
-        Ok((all.per_class.iter().map(|c| c.recall).collect(), all.per_class.iter().map(|c| c.support).collect(), holdout_accuracy))
+        Ok(WatchedMeasurement {
+            recall: all.per_class.iter().map(|c| c.recall).collect(),
+            support: all.per_class.iter().map(|c| c.support).collect(),
+            holdout_accuracy,
+            holdout_predicted,
+        })
     }
+}
+
+struct WatchedMeasurement {
+    recall: Vec<f64>,
+    support: Vec<usize>,
+    holdout_accuracy: f64,
+    holdout_predicted: Vec<usize>,
 }
 
 /// Fewest graphs a class must lose before its recall drop counts for the collapse guard.
@@ -341,6 +354,7 @@ pub fn unlearn(
     // The frozen teacher only ever sees the clean graphs, which no placement changes: its
     // outputs are computed once, one row per unlearning graph, and looked up per copy.
     let train_clean = clean_batch(model, &train.graphs, &train.labels)?;
+    let train_clean_in = train_clean.assemble_clean();
     let teacher_logits_clean = fine_tuned_teacher_logits(model, &train_clean, config)?;
     let scale = if config.mode == UnlearnMode::Robust && config.logit_scaling {
         logit_scale(&tch::no_grad(|| forward(model, &train_clean, &train_clean.assemble_clean()).logits))
@@ -371,7 +385,15 @@ pub fn unlearn(
     // The guard watches every clean graph it has, unlearning and held-out together: recall on
     // a handful of held-out graphs alone moves in steps of 20-50 points.
     let watched = WatchedGraphs::new(model, train, holdout)?;
-    let (start_recall, support, _) = watched.measure(model)?;
+    let start = watched.measure(model)?;
+    let (start_recall, support) = (start.recall, start.support);
+    // The held-out copies keep their placements for the whole run: batched once, and measured
+    // each epoch against that epoch's clean predictions.
+    let mut holdout_probe = if holdout.graphs.is_empty() {
+        None
+    } else {
+        Some(evidence::EvidenceProbe::new(model, &holdout.graphs, &holdout_positions, trigger.size)?)
+    };
     let mut snapshot = model.try_clone()?;
     let mut snapshot_epoch = 0usize;
     let mut history = Vec::with_capacity(config.epochs);
@@ -401,7 +423,6 @@ pub fn unlearn(
             let labels: Vec<usize> = chunk.iter().map(|(g, _)| train.labels[*g]).collect();
             let places: Vec<Vec<usize>> = chunk.iter().map(|(_, p)| p.clone()).collect();
             let batch = MontageBatch::build(&graphs, &labels, &places, triggers[t].size, &spec.features, device)?;
-            let clean_in = batch.assemble_clean();
             let adjacency = if dropout > 0.0 {
                 // Drawn from this run's own generator, not libtorch's process-wide one, which
                 // other threads (other jobs, parallel tests) may draw from at the same time.
@@ -417,10 +438,15 @@ pub fn unlearn(
             let rows = Tensor::from_slice(&rows).to_device(device);
             let teacher_logits = teacher_logits_clean.index_select(0, &rows);
             let teacher_log_probs = teacher_scaled.index_select(0, &rows);
-            let clean_out = forward(model, &batch, &clean_in);
             let trig_out = forward(model, &batch, &triggered_in);
             let loss = match config.mode {
                 UnlearnMode::Robust => {
+                    // A copy's clean graph is its sample graph, whatever the placement: the
+                    // robust terms need only its logits, so the sample is forwarded once and
+                    // each copy takes its graph's row (a batch of 64 copies holds about 24
+                    // distinct graphs; eval-mode BatchNorm makes a graph's output independent
+                    // of its batch).
+                    let clean_logits = forward(model, &train_clean, &train_clean_in).logits.index_select(0, &rows);
                     let cw: Vec<f32> =
                         labels.iter().map(|&l| if config.balance_clean_classes { class_w[l] as f32 } else { 1.0 }).collect();
                     let tw: Vec<f32> = labels
@@ -429,13 +455,15 @@ pub fn unlearn(
                         .collect();
                     let cw = Tensor::from_slice(&cw).to_device(device);
                     let tw = Tensor::from_slice(&tw).to_device(device);
-                    let clean_lp = (&clean_out.logits / scale).log_softmax(-1, Kind::Float);
+                    let clean_lp = (&clean_logits / scale).log_softmax(-1, Kind::Float);
                     let trig_lp = (&trig_out.logits / scale).log_softmax(-1, Kind::Float);
                     teacher_divergence(&clean_lp, &teacher_log_probs)
                         + weighted_nll(&trig_lp, &batch.labels, &tw) * config.ce_weight
                         + weighted_nll(&clean_lp, &batch.labels, &cw) * config.ce_weight
                 }
                 UnlearnMode::Paper => {
+                    // The heat maps compare clean and triggered copies node by node.
+                    let clean_out = forward(model, &batch, &batch.assemble_clean());
                     let clean_maps = heat_maps(&clean_out, &batch.labels, &batch.batch, batch.num_graphs);
                     let trig_maps = heat_maps(&trig_out, &batch.labels, &batch.batch, batch.num_graphs);
                     let heat: Tensor = clean_maps
@@ -453,12 +481,15 @@ pub fn unlearn(
             steps += 1;
         }
 
-        let (recall, _, hold_acc) = watched.measure(model)?;
+        let now = watched.measure(model)?;
+        let (recall, hold_acc) = (now.recall, now.holdout_accuracy);
         let drop = worst_drop(&start_recall, &recall, &support);
-        let flip = if holdout.graphs.is_empty() {
-            0.0
-        } else {
-            evidence::measure(model, &holdout.graphs, &holdout_positions, trigger, Some(target))?.flip_rate
+        let flip = match holdout_probe.as_mut() {
+            Some(probe) => {
+                probe.set_clean_predictions(now.holdout_predicted)?;
+                probe.measure(model, trigger, Some(target))?.flip_rate
+            }
+            None => 0.0,
         };
         history.push(UnlearnEpoch {
             epoch: epoch + 1,
