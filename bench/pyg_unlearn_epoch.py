@@ -97,6 +97,7 @@ class Unlearning:
 
         self.student = model
         self.student.eval()  # BatchNorm on its running statistics throughout
+        self.train_batch = Batch.from_data_list(self.train)
         self.teacher = self.fine_tuned_teacher()
         trainable = [self.student.convs[-1], self.student.bns[-1], self.student.fc1, self.student.fc2]
         for p in self.student.parameters():
@@ -118,14 +119,13 @@ class Unlearning:
             self.holdout_of_place += [h] * len(sets)
         self.holdout_of_place = torch.tensor(self.holdout_of_place, dtype=torch.long)
         self.holdout_montages = {}
-        self.train_batch = Batch.from_data_list(self.train)
         self.start_train_recall = self.recall(self.train)
         self.start_holdout_recall = self.recall(self.holdout)
 
     def fine_tuned_teacher(self):
         teacher = copy.deepcopy(self.student)
         opt = torch.optim.Adam(teacher.parameters(), lr=self.cfg["lr"])
-        batch = Batch.from_data_list(self.train)
+        batch = self.train_batch
         for _ in range(self.cfg["teacher_epochs"]):
             opt.zero_grad()
             F.nll_loss(teacher(batch.x, batch.edge_index, batch.batch), batch.y).backward()
@@ -191,8 +191,8 @@ class Unlearning:
         for chunk in batches:
             clean, trig_x, trig_ei = montage([(data, nodes) for data, nodes, _ in chunk], cfg["pattern_dropout"])
             # the frozen teacher's clean outputs, computed once per run (as the engine does)
-            teacher = self.teacher_out[torch.tensor([g for _, _, g in chunk])]
             rows = torch.tensor([g for _, _, g in chunk])
+            teacher = self.teacher_out[rows]
             student_clean = self.student(self.train_batch.x, self.train_batch.edge_index, self.train_batch.batch)[rows]
             student_trig = self.student(trig_x, trig_ei, clean.batch)
             loss = (F.kl_div(student_clean, teacher, log_target=True, reduction="batchmean")

@@ -243,17 +243,21 @@ fn clean_batch(model: &GnnModel, graphs: &[&Graph], labels: &[usize]) -> Result<
     MontageBatch::build(graphs, labels, &empty, 2, &model.spec().features, model.device())
 }
 
-/// Fine-tunes a copy of `model` on the clean graphs of `batch` with cross-entropy (the teacher)
-/// and returns its logits on them, one row per graph.
-fn fine_tuned_teacher_logits(model: &GnnModel, batch: &MontageBatch, config: &UnlearnConfig) -> Result<Tensor> {
+/// Fine-tunes a copy of `model` on the clean graphs of `batch` (assembled as `clean`) with
+/// cross-entropy (the teacher) and returns its logits on them, one row per graph.
+fn fine_tuned_teacher_logits(
+    model: &GnnModel,
+    batch: &MontageBatch,
+    clean: &(Tensor, Tensor, Tensor),
+    config: &UnlearnConfig,
+) -> Result<Tensor> {
     let teacher = model.try_clone()?;
-    let clean = batch.assemble_clean();
     let mut opt = nn::Adam::default().build(teacher.var_store(), config.lr)?;
     for _ in 0..config.teacher_epochs {
-        let out = forward(&teacher, batch, &clean);
+        let out = forward(&teacher, batch, clean);
         opt.backward_step(&out.log_probs.nll_loss(&batch.labels));
     }
-    Ok(tch::no_grad(|| forward(&teacher, batch, &clean).logits))
+    Ok(tch::no_grad(|| forward(&teacher, batch, clean).logits))
 }
 
 /// The collapse guard's view of the clean sample: the unlearning graphs followed by the
@@ -355,9 +359,9 @@ pub fn unlearn(
     // outputs are computed once, one row per unlearning graph, and looked up per copy.
     let train_clean = clean_batch(model, &train.graphs, &train.labels)?;
     let train_clean_in = train_clean.assemble_clean();
-    let teacher_logits_clean = fine_tuned_teacher_logits(model, &train_clean, config)?;
+    let teacher_logits_clean = fine_tuned_teacher_logits(model, &train_clean, &train_clean_in, config)?;
     let scale = if config.mode == UnlearnMode::Robust && config.logit_scaling {
-        logit_scale(&tch::no_grad(|| forward(model, &train_clean, &train_clean.assemble_clean()).logits))
+        logit_scale(&tch::no_grad(|| forward(model, &train_clean, &train_clean_in).logits))
     } else {
         1.0
     };
