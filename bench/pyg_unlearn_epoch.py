@@ -15,6 +15,8 @@ One epoch, as the engine's:
   - the frozen teacher's outputs on the clean graphs once per run, looked up per copy; per batch
     the student on the triggered copies and on the clean unlearning graphs (each graph once, each
     copy taking its graph's row, as the engine does);
+    every term on log_softmax(logits / scale), the engine's logit scale (median top-two margin
+    on the clean unlearning graphs);
     loss KL(teacher || student) + ce_weight * CE(triggered) (class-balanced, non-target graphs
     weighted up) + ce_weight * CE(clean) (class-balanced); Adam on the last GINConv, its
     BatchNorm, fc1 and fc2; BatchNorm in eval mode;
@@ -99,6 +101,8 @@ class Unlearning:
         self.student.eval()  # BatchNorm on its running statistics throughout
         self.train_batch = Batch.from_data_list(self.train)
         self.teacher = self.fine_tuned_teacher()
+        self.scale = self.logit_scale() if cfg.get("logit_scaling", True) else 1.0
+        self.teacher_scaled = self.scaled(self.teacher_out)
         trainable = [self.student.convs[-1], self.student.bns[-1], self.student.fc1, self.student.fc2]
         for p in self.student.parameters():
             p.requires_grad_(False)
@@ -135,6 +139,20 @@ class Unlearning:
         with torch.no_grad():
             self.teacher_out = teacher(batch.x, batch.edge_index, batch.batch)
         return teacher
+
+    @torch.no_grad()
+    def logit_scale(self):
+        """The engine's logit scale: the median top-two margin on the clean unlearning graphs
+        (the upper median, as the engine takes it), at least 1."""
+        b = self.train_batch
+        top = self.student(b.x, b.edge_index, b.batch).topk(2, dim=-1).values
+        margins = sorted((top[:, 0] - top[:, 1]).tolist())
+        return max(1.0, margins[len(margins) // 2])
+
+    def scaled(self, log_probs):
+        # The model returns log-probabilities; dividing them by the scale and normalising again
+        # equals log_softmax(logits / scale), log_softmax being shift-invariant.
+        return F.log_softmax(log_probs / self.scale, dim=-1)
 
     # --- the two montages -------------------------------------------------------------------
 
@@ -192,9 +210,10 @@ class Unlearning:
             clean, trig_x, trig_ei = montage([(data, nodes) for data, nodes, _ in chunk], cfg["pattern_dropout"])
             # the frozen teacher's clean outputs, computed once per run (as the engine does)
             rows = torch.tensor([g for _, _, g in chunk])
-            teacher = self.teacher_out[rows]
-            student_clean = self.student(self.train_batch.x, self.train_batch.edge_index, self.train_batch.batch)[rows]
-            student_trig = self.student(trig_x, trig_ei, clean.batch)
+            teacher = self.teacher_scaled[rows]
+            student_clean = self.scaled(
+                self.student(self.train_batch.x, self.train_batch.edge_index, self.train_batch.batch)[rows])
+            student_trig = self.scaled(self.student(trig_x, trig_ei, clean.batch))
             loss = (F.kl_div(student_clean, teacher, log_target=True, reduction="batchmean")
                     + cfg["ce_weight"] * F.nll_loss(student_trig, clean.y, weight=self.trig_w)
                     + cfg["ce_weight"] * F.nll_loss(student_clean, clean.y, weight=self.class_w))

@@ -38,7 +38,7 @@ use super::placement::{position_rng, random_nodes, PlacementKind};
 use super::poison::{select_poisoned, InjectedGraph};
 use crate::data::batch::make_batches;
 use crate::data::{Dataset, FeatureSpec, Graph};
-use crate::models::{GnnModel, GraphInput};
+use crate::models::GnnModel;
 use crate::progress::{Progress, ProgressEvent};
 use crate::purify::montage::{feature_parts, generated_width, num_pairs, slot_pairs, FeaturePart, MontageBatch};
 use crate::rng::rng_for;
@@ -292,15 +292,8 @@ impl SlotBatch {
 
     /// Model log-probabilities of the graphs with the proposed triggers.
     fn forward(&self, model: &GnnModel, proposal: &Proposal) -> Tensor {
-        let (x, edge_index, edge_weight) = self.montage.assemble(&proposal.adjacency, proposal.features.as_ref());
-        let input = GraphInput {
-            x: &x,
-            edge_index: &edge_index,
-            edge_weight: Some(&edge_weight),
-            batch: &self.montage.batch,
-            num_graphs: self.montage.num_graphs,
-        };
-        model.forward_t(&input, false).log_probs
+        let inputs = self.montage.assemble(&proposal.adjacency, proposal.features.as_ref());
+        model.forward_t(&inputs.graph_input(&self.montage), false).log_probs
     }
 
     /// The triggered graphs as real graphs (binary edges, generated labels and attributes

@@ -12,7 +12,7 @@ use tch::Kind;
 use super::montage::MontageBatch;
 use super::recovery::Trigger;
 use crate::data::Graph;
-use crate::models::{GnnModel, GraphInput};
+use crate::models::GnnModel;
 use crate::Result;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,12 +40,11 @@ pub struct TriggerEvidence {
 pub fn montage_predictions(model: &GnnModel, batch: &MontageBatch, trigger: Option<&Trigger>) -> Result<Vec<usize>> {
     let device = model.device();
     let predicted = tch::no_grad(|| {
-        let (x, ei, ew) = match trigger {
-            Some(t) => batch.assemble(&t.adjacency(device), t.features(device).as_ref()),
+        let inputs = match trigger {
+            Some(t) => batch.assemble_fixed(&t.adjacency(device), t.features(device).as_ref()),
             None => batch.assemble_clean(),
         };
-        let input = GraphInput { x: &x, edge_index: &ei, edge_weight: Some(&ew), batch: &batch.batch, num_graphs: batch.num_graphs };
-        model.forward_t(&input, false).log_probs.argmax(-1, false).to_device(tch::Device::Cpu).to_kind(Kind::Int64)
+        model.forward_t(&inputs.graph_input(batch), false).log_probs.argmax(-1, false).to_device(tch::Device::Cpu).to_kind(Kind::Int64)
     });
     Ok(Vec::<i64>::try_from(predicted)?.into_iter().map(|p| p as usize).collect())
 }
@@ -77,12 +76,32 @@ pub struct EvidenceProbe {
 
 impl EvidenceProbe {
     pub fn new(model: &GnnModel, graphs: &[&Graph], placements: &[Vec<Vec<usize>>], size: usize) -> Result<Self> {
+        let labels = vec![0usize; graphs.len()];
+        let clean_batch =
+            MontageBatch::build(graphs, &labels, &vec![Vec::new(); graphs.len()], 2, &model.spec().features, model.device())?;
+        let clean = montage_predictions(model, &clean_batch, None)?;
+        Self::with_clean_predictions(model, graphs, placements, size, clean)
+    }
+
+    /// As [`EvidenceProbe::new`], with the model's predictions on the clean `graphs` already
+    /// known (one per graph).
+    pub fn with_clean_predictions(
+        model: &GnnModel,
+        graphs: &[&Graph],
+        placements: &[Vec<Vec<usize>>],
+        size: usize,
+        clean: Vec<usize>,
+    ) -> Result<Self> {
+        if clean.len() != graphs.len() || placements.len() != graphs.len() {
+            return Err(crate::Error::invalid(format!(
+                "evidence probe over {} graphs given {} clean predictions and {} placement lists",
+                graphs.len(),
+                clean.len(),
+                placements.len()
+            )));
+        }
         let spec = model.spec();
         let device = model.device();
-        let labels = vec![0usize; graphs.len()];
-        let clean_batch = MontageBatch::build(graphs, &labels, &vec![Vec::new(); graphs.len()], 2, &spec.features, device)?;
-        let clean = montage_predictions(model, &clean_batch, None)?;
-
         let mut copies: Vec<&Graph> = Vec::new();
         let mut copy_places: Vec<Vec<usize>> = Vec::new();
         let mut copy_clean_pred: Vec<usize> = Vec::new();

@@ -12,6 +12,7 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::data::{FeatureSpec, Graph};
+use crate::models::GraphInput;
 use crate::{Error, Result};
 
 /// One leaf of a (possibly concatenated) feature spec and its column offset.
@@ -197,24 +198,19 @@ impl MontageBatch {
         })
     }
 
-    /// Model inputs `(x, edge_index, edge_weight)` with the trigger written in.
+    /// Model inputs with the trigger written in, differentiable in the trigger.
     ///
     /// `adjacency` is either per graph `[B, num_pairs]` or shared `[num_pairs]`, values in
     /// [0, 1] (binarise before calling for a graph that could occur). `slot_features`, per graph
     /// `[B, slots, G]` or shared `[slots, G]` with `G` = [`generated_width`], replaces the
     /// non-structural features of the slot nodes; `None` keeps the originals.
-    pub fn assemble(&self, adjacency: &Tensor, slot_features: Option<&Tensor>) -> (Tensor, Tensor, Tensor) {
-        let pair_weight = if adjacency.dim() == 1 {
-            adjacency.index_select(0, &self.pair_of)
-        } else {
-            adjacency.reshape([-1]).index_select(0, &self.pair_flat)
-        };
-        self.assemble_with_pair_weights(&pair_weight, slot_features)
-    }
-
-    /// [`MontageBatch::assemble`] from one weight per placed slot pair, in the batch's pair order.
-    fn assemble_with_pair_weights(&self, pair_weight: &Tensor, slot_features: Option<&Tensor>) -> (Tensor, Tensor, Tensor) {
-        let pair_weight = pair_weight.shallow_clone();
+    ///
+    /// Every placed slot pair is an edge carrying its weight (0 for an absent edge, which every
+    /// architecture treats as no edge), and degree features go through a straight-through
+    /// one-hot of the weighted degree. Where no gradient to the trigger is wanted,
+    /// [`MontageBatch::assemble_fixed`] builds the same graphs for less.
+    pub fn assemble(&self, adjacency: &Tensor, slot_features: Option<&Tensor>) -> MontageInputs {
+        let pair_weight = self.pair_weights(adjacency);
         let device = self.base_x.device();
         let kept = self.kept_edges.size()[1];
         let edge_index = Tensor::cat(
@@ -229,6 +225,58 @@ impl MontageBatch {
             &[Tensor::ones([kept], (Kind::Float, device)), pair_weight.shallow_clone(), pair_weight],
             0,
         );
+        let x = self.features(slot_features, |max_degree| {
+            let degree = Tensor::zeros([self.num_nodes], (Kind::Float, device)).index_add(0, &edge_index.get(1), &edge_weight);
+            straight_through_one_hot(&degree, max_degree)
+        });
+        MontageInputs { x, edge_index, edge_weight: Some(edge_weight) }
+    }
+
+    /// Model inputs with a fixed 0/1 pattern written in (a pair is an edge when its value is at
+    /// least 0.5), for forward passes that need no gradient to the trigger: unlearning, evidence,
+    /// the census, evaluation. The same graphs as [`MontageBatch::assemble`] gives for the
+    /// pattern, without its cost: only the edges present are listed, unweighted (no per-edge
+    /// multiply in any layer), and degree features are a plain one-hot.
+    pub fn assemble_fixed(&self, adjacency: &Tensor, slot_features: Option<&Tensor>) -> MontageInputs {
+        self.assemble_present(&self.pair_weights(adjacency).ge(0.5), slot_features)
+    }
+
+    /// Inputs for the clean graphs (the original adjacency among the slots, original features).
+    pub fn assemble_clean(&self) -> MontageInputs {
+        // `original_pairs` holds one weight per placed pair of every graph, already in pair
+        // order; read through `assemble` as a shared `[num_pairs]` pattern it gave every graph
+        // the first graph's slot edges, so the "clean" copies were not the clean graphs.
+        self.assemble_present(&self.original_pairs.ge(0.5), None)
+    }
+
+    /// One weight per placed slot pair, in the batch's pair order, from a shared `[num_pairs]`
+    /// or per-graph `[B, num_pairs]` adjacency.
+    fn pair_weights(&self, adjacency: &Tensor) -> Tensor {
+        if adjacency.dim() == 1 {
+            adjacency.index_select(0, &self.pair_of)
+        } else {
+            adjacency.reshape([-1]).index_select(0, &self.pair_flat)
+        }
+    }
+
+    /// Unweighted inputs where the placed pairs flagged in `present` (`[P]`, bool) are edges.
+    fn assemble_present(&self, present: &Tensor, slot_features: Option<&Tensor>) -> MontageInputs {
+        let (src, dst) = (self.pair_src.masked_select(present), self.pair_dst.masked_select(present));
+        let edge_index = Tensor::cat(&[self.kept_edges.shallow_clone(), Tensor::stack(&[&src, &dst], 0), Tensor::stack(&[&dst, &src], 0)], 1);
+        let x = self.features(slot_features, |max_degree| {
+            edge_index
+                .get(1)
+                .bincount::<Tensor>(None, self.num_nodes)
+                .clamp_max(max_degree as i64)
+                .one_hot(max_degree as i64 + 1)
+                .to_kind(Kind::Float)
+        });
+        MontageInputs { x, edge_index, edge_weight: None }
+    }
+
+    /// Node features of the montaged batch: degree parts from `degree_one_hot(max_degree)`,
+    /// the other parts from the base features, with the slot nodes' generated ones written in.
+    fn features(&self, slot_features: Option<&Tensor>, degree_one_hot: impl Fn(usize) -> Tensor) -> Tensor {
         let generated = slot_features.map(|sf| {
             if sf.dim() == 2 {
                 sf.index_select(0, &self.slot_of)
@@ -242,14 +290,7 @@ impl MontageBatch {
         for part in &self.parts {
             let dim = part.dim() as i64;
             match &part.spec {
-                FeatureSpec::OneHotDegree { max_degree } => {
-                    let degree = Tensor::zeros([self.num_nodes], (Kind::Float, device)).index_add(
-                        0,
-                        &edge_index.get(1),
-                        &edge_weight,
-                    );
-                    columns.push(straight_through_one_hot(&degree, *max_degree));
-                }
+                FeatureSpec::OneHotDegree { max_degree } => columns.push(degree_one_hot(*max_degree)),
                 _ => {
                     let base = self.base_x.narrow(1, part.offset as i64, dim);
                     columns.push(match &generated {
@@ -260,15 +301,30 @@ impl MontageBatch {
                 }
             }
         }
-        (Tensor::cat(&columns, 1), edge_index, edge_weight)
+        Tensor::cat(&columns, 1)
     }
+}
 
-    /// Inputs for the clean graphs (the original adjacency among the slots, original features).
-    pub fn assemble_clean(&self) -> (Tensor, Tensor, Tensor) {
-        // `original_pairs` holds one weight per placed pair of every graph, already in pair
-        // order; read through `assemble` as a shared `[num_pairs]` pattern it gave every graph
-        // the first graph's slot edges, so the "clean" copies were not the clean graphs.
-        self.assemble_with_pair_weights(&self.original_pairs, None)
+/// A montaged batch's model inputs.
+pub struct MontageInputs {
+    /// Node features `[N, F]`.
+    pub x: Tensor,
+    /// Directed edges `[2, E]`, both directions.
+    pub edge_index: Tensor,
+    /// Per-edge weights `[E]` where the montage is differentiable; `None`: every edge weighs 1.
+    pub edge_weight: Option<Tensor>,
+}
+
+impl MontageInputs {
+    /// The model input for these tensors on `batch`'s graphs.
+    pub fn graph_input<'a>(&'a self, batch: &'a MontageBatch) -> GraphInput<'a> {
+        GraphInput {
+            x: &self.x,
+            edge_index: &self.edge_index,
+            edge_weight: self.edge_weight.as_ref(),
+            batch: &batch.batch,
+            num_graphs: batch.num_graphs,
+        }
     }
 }
 
@@ -301,9 +357,10 @@ mod tests {
     }
 
     /// Node degrees of an assembled batch (weighted, one direction each way).
-    fn degrees(batch: &MontageBatch, inputs: &(Tensor, Tensor, Tensor)) -> Vec<f32> {
-        let (_, edge_index, edge_weight) = inputs;
-        let d = Tensor::zeros([batch.num_nodes], (Kind::Float, Device::Cpu)).index_add(0, &edge_index.get(1), edge_weight);
+    fn degrees(batch: &MontageBatch, inputs: &MontageInputs) -> Vec<f32> {
+        let ones = Tensor::ones([inputs.edge_index.size()[1]], (Kind::Float, Device::Cpu));
+        let weight = inputs.edge_weight.as_ref().unwrap_or(&ones);
+        let d = Tensor::zeros([batch.num_nodes], (Kind::Float, Device::Cpu)).index_add(0, &inputs.edge_index.get(1), weight);
         Vec::<f32>::try_from(d).unwrap()
     }
 
@@ -319,10 +376,49 @@ mod tests {
         let (placed_in, plain_in) = (placed.assemble_clean(), plain.assemble_clean());
         assert_eq!(degrees(&placed, &placed_in), vec![2.0, 2.0, 3.0, 1.0, 1.0, 1.0, 0.0, 1.0, 3.0]);
         assert_eq!(degrees(&placed, &placed_in), degrees(&plain, &plain_in));
-        let diff = (&placed_in.0 - &plain_in.0).abs().max().double_value(&[]);
+        let diff = (&placed_in.x - &plain_in.x).abs().max().double_value(&[]);
         assert_eq!(diff, 0.0, "node features of the clean copies differ");
         // A shared pattern still goes to every graph's slots.
         let empty = Tensor::zeros([3], (Kind::Float, Device::Cpu));
         assert_eq!(degrees(&placed, &placed.assemble(&empty, None)), vec![0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 3.0]);
+        assert_eq!(degrees(&placed, &placed.assemble_fixed(&empty, None)), vec![0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 3.0]);
+    }
+
+    #[test]
+    fn the_fixed_assembly_is_the_weighted_one_for_every_architecture() {
+        use crate::models::{Arch, GnnModel, ModelSpec};
+        // Degree features plus node labels, so that generated slot features are written too.
+        let a = graph(6, &[(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (0, 5), (1, 4)]);
+        let b = graph(5, &[(0, 1), (0, 2), (0, 3), (0, 4)]);
+        let (a, b) = (Graph { node_labels: Some(vec![0, 1, 2, 0, 1, 2]), ..a }, Graph { node_labels: Some(vec![2, 2, 1, 0, 0]), ..b });
+        let features = FeatureSpec::Concat {
+            parts: vec![FeatureSpec::OneHotDegree { max_degree: 3 }, FeatureSpec::NodeLabelsOneHot { num_labels: 3 }],
+        };
+        let batch = MontageBatch::build(&[&a, &b], &[0, 1], &[vec![0, 1, 4], vec![1, 2, 3]], 3, &features, Device::Cpu).unwrap();
+        let slot_features = Tensor::from_slice(&[0.0f32, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]).view([3, 3]);
+        // A shared pattern, a per-graph one (as pattern dropout makes), and the clean graphs.
+        let shared = Tensor::from_slice(&[1.0f32, 0.0, 1.0]);
+        let per_graph = Tensor::from_slice(&[1.0f32, 1.0, 1.0, 0.0, 0.0, 1.0]).view([2, 3]);
+        for arch in [Arch::Gin, Arch::Gcn, Arch::Gat, Arch::Sage] {
+            let _torch_seed = crate::rng::seed_torch(5);
+            let model = GnnModel::new(ModelSpec::published(arch, features.dim(), 8, 2, features.clone()), Device::Cpu).unwrap();
+            let logits = |inputs: &MontageInputs| tch::no_grad(|| model.forward_t(&inputs.graph_input(&batch), false).logits);
+            // Relative to the logits' size: sum pooling makes them large, and the two inputs
+            // sum messages in another order.
+            let rel = |a: Tensor, b: Tensor| (&a - &b).abs().max().double_value(&[]) / a.abs().max().double_value(&[]).max(1.0);
+            for (adjacency, slots) in [(&shared, Some(&slot_features)), (&per_graph, None)] {
+                let (weighted, fixed) = (batch.assemble(adjacency, slots), batch.assemble_fixed(adjacency, slots));
+                assert!(fixed.edge_weight.is_none());
+                assert!(fixed.edge_index.size()[1] < weighted.edge_index.size()[1], "absent pairs are left out");
+                assert_eq!(degrees(&batch, &weighted), degrees(&batch, &fixed));
+                // The straight-through one-hot adds and subtracts its soft part: float noise.
+                assert!((&weighted.x - &fixed.x).abs().max().double_value(&[]) < 1e-6);
+                let diff = rel(logits(&weighted), logits(&fixed));
+                assert!(diff < 1e-5, "{arch:?}: logits differ by {diff}");
+            }
+            let weighted_clean = batch.assemble(&batch.original_pairs.reshape([2, 3]), None);
+            let diff = rel(logits(&weighted_clean), logits(&batch.assemble_clean()));
+            assert!(diff < 1e-5, "{arch:?}: clean logits differ by {diff}");
+        }
     }
 }

@@ -8,9 +8,9 @@ use tch::nn::OptimizerConfig;
 use tch::{nn, Kind, Tensor};
 
 use super::generator::TriggerGenerator;
-use super::montage::{feature_parts, generated_width, slot_pairs, MontageBatch};
+use super::montage::{feature_parts, generated_width, slot_pairs, MontageBatch, MontageInputs};
 use crate::data::Graph;
-use crate::models::{GnnModel, GraphInput};
+use crate::models::GnnModel;
 use crate::progress::{Progress, ProgressEvent};
 use crate::rng::Rng;
 use crate::{Error, Result};
@@ -134,9 +134,8 @@ pub fn random_node_set(graph: &Graph, n: usize, rng: &mut Rng) -> Vec<usize> {
 }
 
 /// Centred graph embeddings of a montaged batch.
-fn centred_embeddings(model: &GnnModel, batch: &MontageBatch, x: &Tensor, ei: &Tensor, ew: &Tensor, centre: &Tensor) -> Tensor {
-    let input = GraphInput { x, edge_index: ei, edge_weight: Some(ew), batch: &batch.batch, num_graphs: batch.num_graphs };
-    model.forward_t(&input, false).embedding - centre
+fn centred_embeddings(model: &GnnModel, batch: &MontageBatch, inputs: &MontageInputs, centre: &Tensor) -> Tensor {
+    model.forward_t(&inputs.graph_input(batch), false).embedding - centre
 }
 
 /// Hinge objective over all pairs: mean of max(0, T - cos), plus the mean cosine.
@@ -153,9 +152,7 @@ pub fn similarity_objective(embeddings: &Tensor, threshold: f64) -> (Tensor, Ten
 /// Mean embedding of the clean graphs: the centre of the embedding space.
 pub fn embedding_centre(model: &GnnModel, batch: &MontageBatch) -> Tensor {
     tch::no_grad(|| {
-        let (x, ei, ew) = batch.assemble_clean();
-        let input = GraphInput { x: &x, edge_index: &ei, edge_weight: Some(&ew), batch: &batch.batch, num_graphs: batch.num_graphs };
-        model.forward_t(&input, false).embedding.mean_dim([0i64].as_slice(), true, Kind::Float)
+        model.forward_t(&batch.assemble_clean().graph_input(batch), false).embedding.mean_dim([0i64].as_slice(), true, Kind::Float)
     })
 }
 
@@ -187,8 +184,8 @@ pub fn recover_size(
         let mut opt = nn::Adam::default().build(&generator.vs, config.lr)?;
         for epoch in 0..config.epochs {
             let proposal = generator.propose(&batch.slot_input);
-            let (x, ei, ew) = batch.assemble(&proposal.adjacency, proposal.features.as_ref());
-            let emb = centred_embeddings(model, &batch, &x, &ei, &ew, &centre);
+            let inputs = batch.assemble(&proposal.adjacency, proposal.features.as_ref());
+            let emb = centred_embeddings(model, &batch, &inputs, &centre);
             let (loss, _) = similarity_objective(&emb, config.threshold);
             opt.backward_step(&loss);
             if !progress.step(ProgressEvent {
@@ -219,8 +216,8 @@ pub fn recover_size(
 fn evaluate_pattern(model: &GnnModel, batch: &MontageBatch, centre: &Tensor, trigger: &Trigger, threshold: f64) -> (f64, f64) {
     let device = model.device();
     tch::no_grad(|| {
-        let (x, ei, ew) = batch.assemble(&trigger.adjacency(device), trigger.features(device).as_ref());
-        let emb = centred_embeddings(model, batch, &x, &ei, &ew, centre);
+        let inputs = batch.assemble_fixed(&trigger.adjacency(device), trigger.features(device).as_ref());
+        let emb = centred_embeddings(model, batch, &inputs, centre);
         let (hinge, mean) = similarity_objective(&emb, threshold);
         (hinge.double_value(&[]), mean.double_value(&[]))
     })

@@ -211,7 +211,9 @@ pub fn measure_holdout(
     // The evidence probe skips graphs smaller than the trigger, so dropping sets too small for
     // an edge changes nothing here.
     let placements = holdout.placements(trigger.size, config.unlearn.positions, config.seed, "holdout-report-positions");
-    let flip_rate = evidence::measure(model, &holdout.graphs, &placements, trigger, Some(target))?.flip_rate;
+    // The probe would predict the clean held-out graphs again; it takes the predictions above.
+    let probe = evidence::EvidenceProbe::with_clean_predictions(model, &holdout.graphs, &placements, trigger.size, predicted)?;
+    let flip_rate = probe.measure(model, trigger, Some(target))?.flip_rate;
     Ok(HoldoutMeasurement { evaluation, flip_rate })
 }
 
@@ -224,17 +226,13 @@ pub fn project_embeddings(
     positions: &[Vec<usize>],
     trigger: &Trigger,
 ) -> Result<Vec<ProjectedPoint>> {
-    use crate::models::GraphInput;
     use tch::{Device, Kind, Tensor};
     let device = model.device();
     let batch = MontageBatch::build(graphs, labels, positions, trigger.size, &model.spec().features, device)?;
     let embeddings = tch::no_grad(|| {
-        let run = |(x, ei, ew): (Tensor, Tensor, Tensor)| {
-            let input = GraphInput { x: &x, edge_index: &ei, edge_weight: Some(&ew), batch: &batch.batch, num_graphs: batch.num_graphs };
-            model.forward_t(&input, false).embedding
-        };
+        let run = |inputs: super::montage::MontageInputs| model.forward_t(&inputs.graph_input(&batch), false).embedding;
         let clean = run(batch.assemble_clean());
-        let triggered = run(batch.assemble(&trigger.adjacency(device), trigger.features(device).as_ref()));
+        let triggered = run(batch.assemble_fixed(&trigger.adjacency(device), trigger.features(device).as_ref()));
         Tensor::cat(&[clean, triggered], 0).to_device(Device::Cpu).to_kind(Kind::Double)
     });
     let centred = &embeddings - embeddings.mean_dim([0i64].as_slice(), true, Kind::Double);

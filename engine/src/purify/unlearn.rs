@@ -16,12 +16,12 @@ use tch::nn::OptimizerConfig;
 use tch::{nn, Kind, Tensor};
 
 use super::evidence;
-use super::montage::MontageBatch;
+use super::montage::{MontageBatch, MontageInputs};
 use super::recovery::{random_node_set, random_placements, Trigger};
 use crate::data::Graph;
 use crate::explain::gradcam::heat_maps;
 use crate::metrics;
-use crate::models::{GnnModel, GraphInput};
+use crate::models::GnnModel;
 use crate::progress::{Progress, ProgressEvent};
 use crate::rng::rng_for;
 use crate::{Error, Result};
@@ -231,10 +231,8 @@ fn weighted_nll(log_probs: &Tensor, labels: &Tensor, weights: &Tensor) -> Tensor
     (nll * weights).sum(Kind::Float) / weights.sum(Kind::Float).clamp_min(1e-8)
 }
 
-fn forward(model: &GnnModel, batch: &MontageBatch, inputs: &(Tensor, Tensor, Tensor)) -> crate::models::ForwardOutput {
-    let (x, ei, ew) = inputs;
-    let input = GraphInput { x, edge_index: ei, edge_weight: Some(ew), batch: &batch.batch, num_graphs: batch.num_graphs };
-    model.forward_t(&input, false)
+fn forward(model: &GnnModel, batch: &MontageBatch, inputs: &MontageInputs) -> crate::models::ForwardOutput {
+    model.forward_t(&inputs.graph_input(batch), false)
 }
 
 /// `graphs` as one batch, every graph at its original adjacency.
@@ -248,7 +246,7 @@ fn clean_batch(model: &GnnModel, graphs: &[&Graph], labels: &[usize]) -> Result<
 fn fine_tuned_teacher_logits(
     model: &GnnModel,
     batch: &MontageBatch,
-    clean: &(Tensor, Tensor, Tensor),
+    clean: &MontageInputs,
     config: &UnlearnConfig,
 ) -> Result<Tensor> {
     let teacher = model.try_clone()?;
@@ -437,7 +435,8 @@ pub fn unlearn(
             } else {
                 adjacencies[t].shallow_clone()
             };
-            let triggered_in = batch.assemble(&adjacency, slot_features[t].as_ref());
+            // The pattern is fixed here (no gradient to it): the cheaper unweighted montage.
+            let triggered_in = batch.assemble_fixed(&adjacency, slot_features[t].as_ref());
             let rows: Vec<i64> = chunk.iter().map(|(g, _)| *g as i64).collect();
             let rows = Tensor::from_slice(&rows).to_device(device);
             let teacher_logits = teacher_logits_clean.index_select(0, &rows);
