@@ -56,8 +56,9 @@ pub struct PurifyArgs {
     /// evidence as the generator's): recovery then rests on the generator alone, as published.
     #[arg(long)]
     no_census: bool,
-    #[arg(long, default_value_t = 30)]
-    unlearn_epochs: usize,
+    /// Unlearning epochs [default: 30; 15 with pseudo-labels, which also train the head alone]
+    #[arg(long)]
+    unlearn_epochs: Option<usize>,
     /// Weight of the heat-map term (paper mode).
     #[arg(long, default_value_t = 0.5)]
     lambda: f64,
@@ -123,7 +124,16 @@ pub fn run(args: PurifyArgs) -> Result<()> {
             }
         }
     };
-    let mut config = PurifyConfig { trigger_nodes: args.trigger_nodes, holdout_fraction: args.holdout, evidence_threshold: args.threshold, force: args.force, pseudo_labels, seed: args.seed, ..PurifyConfig::default() };
+    // Auxiliary data gets its own unlearning defaults (UnlearnConfig::auxiliary); the flags
+    // and --set below still override them.
+    let mut config = PurifyConfig {
+        trigger_nodes: args.trigger_nodes,
+        holdout_fraction: args.holdout,
+        evidence_threshold: args.threshold,
+        force: args.force,
+        seed: args.seed,
+        ..PurifyConfig::defaults_for(pseudo_labels)
+    };
     config.explainer = match args.explainer {
         ExplainerArg::Saliency => ExplainerKind::Saliency,
         ExplainerArg::Gnnexplainer => ExplainerKind::GnnExplainer,
@@ -133,7 +143,9 @@ pub fn run(args: PurifyArgs) -> Result<()> {
     config.recovery.census = !args.no_census;
     config.unlearn.mode = args.mode;
     config.unlearn.positions = args.positions;
-    config.unlearn.epochs = args.unlearn_epochs;
+    if let Some(epochs) = args.unlearn_epochs {
+        config.unlearn.epochs = epochs;
+    }
     config.unlearn.lambda = args.lambda;
     config.unlearn.collapse_drop = args.collapse_drop;
     let config = apply_overrides(config, &args.set)?;

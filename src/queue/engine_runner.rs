@@ -91,7 +91,10 @@ pub fn purify_config(config: &Value) -> Result<PurifyConfig, String> {
     for key in SERVICE_KEYS {
         params.remove(key);
     }
-    let mut merged = serde_json::to_value(PurifyConfig::default()).map_err(|e| e.to_string())?;
+    // Auxiliary data ("pseudo_labels": true) starts from its own unlearning defaults; the
+    // submitted values still override them.
+    let pseudo_labels = params.get("pseudo_labels").and_then(Value::as_bool).unwrap_or(false);
+    let mut merged = serde_json::to_value(PurifyConfig::defaults_for(pseudo_labels)).map_err(|e| e.to_string())?;
     merge(&mut merged, &Value::Object(params), "")?;
     for (pointer, max) in BOUNDS {
         if let Some(v) = merged.pointer(pointer).and_then(Value::as_f64) {
@@ -210,6 +213,7 @@ fn run_purification(job: &JobInput, ctx: &mut JobContext) -> Result<JobOutput, J
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gcleaner_engine::purify::unlearn::UnlearnConfig;
     use serde_json::json;
 
     #[test]
@@ -228,6 +232,18 @@ mod tests {
         assert!(purify_config(&json!({ "unlearn": 5 })).is_err());
         assert!(purify_config(&json!({ "seed": "x" })).is_err());
         assert!(purify_config(&json!({ "holdout_fraction": 1.5 })).is_err());
+    }
+
+    #[test]
+    fn auxiliary_data_starts_from_its_own_unlearning_defaults() {
+        let aux = purify_config(&json!({ "pseudo_labels": true })).unwrap();
+        assert!(aux.pseudo_labels);
+        assert_eq!(aux.unlearn, UnlearnConfig::auxiliary());
+        assert_ne!(aux.unlearn, UnlearnConfig::default());
+        // Submitted values still win.
+        let c = purify_config(&json!({ "pseudo_labels": true, "unlearn": { "epochs": 30 } })).unwrap();
+        assert_eq!((c.unlearn.epochs, c.unlearn.train_last_conv), (30, false));
+        assert_eq!(purify_config(&json!({})).unwrap().unlearn, UnlearnConfig::default());
     }
 
     #[test]

@@ -66,6 +66,23 @@ impl Default for PurifyConfig {
     }
 }
 
+impl PurifyConfig {
+    /// The defaults for auxiliary data (graphs of another dataset, no labels in the model's
+    /// label space): pseudo-labels, and [`UnlearnConfig::auxiliary`].
+    pub fn auxiliary() -> Self {
+        PurifyConfig { pseudo_labels: true, unlearn: UnlearnConfig::auxiliary(), ..PurifyConfig::default() }
+    }
+
+    /// [`PurifyConfig::auxiliary`] when `pseudo_labels`, else the defaults.
+    pub fn defaults_for(pseudo_labels: bool) -> Self {
+        if pseudo_labels {
+            PurifyConfig::auxiliary()
+        } else {
+            PurifyConfig::default()
+        }
+    }
+}
+
 /// The purified model and the report about it.
 pub struct PurifyOutcome {
     pub model: GnnModel,
