@@ -181,3 +181,50 @@ fn auxiliary_graphs_are_labelled_with_the_models_own_predictions() {
     }
     assert_eq!(outcome.report.sample.class_counts, counts);
 }
+
+#[test]
+fn robust_unlearning_trains_past_its_epochs_until_the_trigger_stops_flipping() {
+    use gcleaner_engine::purify::recovery::Trigger;
+    use gcleaner_engine::purify::unlearn::{unlearn, UnlearnConfig, UnlearnSet};
+    let ds = synthetic::generate(24, 9);
+    let features = FeatureSpec::OneHotDegree { max_degree: 8 };
+    let _torch_seed = gcleaner_engine::rng::seed_torch(9);
+    let mut model = GnnModel::new(spec(features, 2), Device::Cpu).unwrap();
+    // A model that answers class 1 to everything, and a learning rate of 0 that keeps it so:
+    // every triggered copy of a class-0 graph goes to the target, epoch after epoch.
+    tch::no_grad(|| {
+        let vars = model.var_store().variables();
+        vars["fc2.weight"].shallow_clone().fill_(0.0);
+        vars["fc2.bias"].shallow_clone().copy_(&Tensor::from_slice(&[-50.0f32, 50.0]));
+    });
+    let graphs: Vec<&Graph> = ds.graphs.iter().collect();
+    let labels: Vec<usize> = (0..graphs.len()).map(|i| i % 2).collect();
+    let node_order = graphs.iter().map(|g| (0..g.num_nodes).collect()).collect();
+    let train = UnlearnSet { graphs: graphs.clone(), labels, node_order };
+    let holdout = UnlearnSet { graphs: Vec::new(), labels: Vec::new(), node_order: Vec::new() };
+    let trigger = Trigger { size: 3, edges: vec![(0, 1), (1, 2)], slot_features: None };
+    let base = UnlearnConfig {
+        epochs: 2,
+        max_epochs: 5,
+        lr: 0.0,
+        teacher_epochs: 0,
+        positions: 1,
+        collapse_drop: 1.0,
+        ..UnlearnConfig::default()
+    };
+    let run = |config: &UnlearnConfig| {
+        let mut m = model.try_clone().unwrap();
+        unlearn(&mut m, &train, &holdout, &[trigger.clone()], 1, config, 9, &mut NoProgress).unwrap().history
+    };
+    let history = run(&base);
+    assert_eq!(history.len(), 5, "the trigger still flips everything: train to max_epochs");
+    assert!(history.iter().all(|h| h.train_flip_rate == 1.0));
+    // Converged by the rule (any flip rate allowed): stops at `epochs`.
+    assert_eq!(run(&UnlearnConfig { converged_flip_rate: 1.0, ..base.clone() }).len(), 2);
+    // The published loss runs its epochs as published.
+    assert_eq!(run(&UnlearnConfig { mode: UnlearnMode::Paper, ..base.clone() }).len(), 2);
+    // A converged flip rate outside [0, 1] is refused.
+    let mut m = model.try_clone().unwrap();
+    let bad = UnlearnConfig { converged_flip_rate: 1.5, ..base.clone() };
+    assert!(unlearn(&mut m, &train, &holdout, &[trigger.clone()], 1, &bad, 9, &mut NoProgress).is_err());
+}

@@ -113,6 +113,10 @@ impl Progress for BarProgress {
             self.phase = event.phase.to_string();
         }
         if let Some(bar) = &self.bar {
+            // A phase can grow (unlearning trains past its epochs until it converges).
+            if bar.length() != Some(event.total as u64) {
+                bar.set_length(event.total as u64);
+            }
             bar.set_position(event.step as u64);
             bar.set_message(event.message);
         }

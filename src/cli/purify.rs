@@ -56,7 +56,9 @@ pub struct PurifyArgs {
     /// evidence as the generator's): recovery then rests on the generator alone, as published.
     #[arg(long)]
     no_census: bool,
-    /// Unlearning epochs [default: 30; 15 with pseudo-labels, which also train the head alone]
+    /// Unlearning epochs [default: 30; 15 with pseudo-labels, which also train the head alone].
+    /// Robust mode goes on past them, up to 90 in all, while the trigger still flips more than
+    /// 5% of the unlearning copies (unlearn.max_epochs, unlearn.converged_flip_rate)
     #[arg(long)]
     unlearn_epochs: Option<usize>,
     /// Weight of the heat-map term (paper mode).

@@ -17,11 +17,12 @@ const SERVICE_KEYS: [&str; 1] = ["callback_url"];
 
 /// Upper bounds on the parameters that decide how long a job runs, so one submission cannot
 /// occupy a worker for days.
-const BOUNDS: [(&str, f64); 7] = [
+const BOUNDS: [(&str, f64); 8] = [
     ("/recovery/epochs", 1000.0),
     ("/recovery/restarts", 50.0),
     ("/recovery/generator_hidden", 4096.0),
     ("/unlearn/epochs", 1000.0),
+    ("/unlearn/max_epochs", 1000.0),
     ("/unlearn/teacher_epochs", 1000.0),
     ("/unlearn/positions", 100.0),
     ("/unlearn/batch_size", 4096.0),
