@@ -189,12 +189,12 @@ fn robust_unlearning_trains_past_its_epochs_until_the_trigger_stops_flipping() {
     let ds = synthetic::generate(24, 9);
     let features = FeatureSpec::OneHotDegree { max_degree: 8 };
     let _torch_seed = gcleaner_engine::rng::seed_torch(9);
-    let mut model = GnnModel::new(spec(features, 2), Device::Cpu).unwrap();
+    let model = GnnModel::new(spec(features, 2), Device::Cpu).unwrap();
     // A model that answers class 1 to everything, and a learning rate of 0 that keeps it so:
     // every triggered copy of a class-0 graph goes to the target, epoch after epoch.
     tch::no_grad(|| {
         let vars = model.var_store().variables();
-        vars["fc2.weight"].shallow_clone().fill_(0.0);
+        let _ = vars["fc2.weight"].shallow_clone().fill_(0.0);
         vars["fc2.bias"].shallow_clone().copy_(&Tensor::from_slice(&[-50.0f32, 50.0]));
     });
     let graphs: Vec<&Graph> = ds.graphs.iter().collect();

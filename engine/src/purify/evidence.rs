@@ -49,19 +49,6 @@ pub fn montage_predictions(model: &GnnModel, batch: &MontageBatch, trigger: Opti
     Ok(Vec::<i64>::try_from(predicted)?.into_iter().map(|p| p as usize).collect())
 }
 
-/// Measures a trigger on the clean sample: each graph is triggered at every placement given
-/// for it (`placements[g]` is a list of node sets for graph `g`). The target is the class whose
-/// share rises most, unless `fixed_target` names it.
-pub fn measure(
-    model: &GnnModel,
-    graphs: &[&Graph],
-    placements: &[Vec<Vec<usize>>],
-    trigger: &Trigger,
-    fixed_target: Option<usize>,
-) -> Result<TriggerEvidence> {
-    EvidenceProbe::new(model, graphs, placements, trigger.size)?.measure(model, trigger, fixed_target)
-}
-
 /// The clean predictions and the placed copies of one trigger size, built once so that many
 /// patterns of that size (the census) are measured on exactly the same copies.
 pub struct EvidenceProbe {
@@ -75,10 +62,12 @@ pub struct EvidenceProbe {
 }
 
 impl EvidenceProbe {
+    /// Places copies of the clean sample for a trigger of `size` nodes: each graph at every
+    /// placement given for it (`placements[g]` is a list of node sets for graph `g`).
+    /// [`EvidenceProbe::measure`] then names as target the class whose share rises most,
+    /// unless it is given one.
     pub fn new(model: &GnnModel, graphs: &[&Graph], placements: &[Vec<Vec<usize>>], size: usize) -> Result<Self> {
-        let labels = vec![0usize; graphs.len()];
-        let clean_batch =
-            MontageBatch::build(graphs, &labels, &vec![Vec::new(); graphs.len()], 2, &model.spec().features, model.device())?;
+        let clean_batch = MontageBatch::clean(graphs, &vec![0usize; graphs.len()], &model.spec().features, model.device())?;
         let clean = montage_predictions(model, &clean_batch, None)?;
         Self::with_clean_predictions(model, graphs, placements, size, clean)
     }

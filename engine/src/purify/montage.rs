@@ -103,6 +103,12 @@ pub struct MontageBatch {
 }
 
 impl MontageBatch {
+    /// `graphs` as one batch with no slots placed, for their clean inputs
+    /// ([`MontageBatch::assemble_clean`]).
+    pub fn clean(graphs: &[&Graph], labels: &[usize], features: &FeatureSpec, device: Device) -> Result<Self> {
+        MontageBatch::build(graphs, labels, &vec![Vec::new(); graphs.len()], 2, features, device)
+    }
+
     /// Places an `n`-slot trigger into `graphs`: `placements[b]` lists the nodes of graph `b`
     /// that take slots `0, 1, ...` (at most `n`; graphs smaller than the trigger take a prefix
     /// of it).

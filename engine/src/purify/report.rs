@@ -204,8 +204,7 @@ pub fn measure_holdout(
     if holdout.graphs.is_empty() {
         return Ok(HoldoutMeasurement { evaluation: metrics::evaluate(&[], &[], num_classes), flip_rate: 0.0 });
     }
-    let empty = vec![Vec::new(); holdout.graphs.len()];
-    let batch = MontageBatch::build(&holdout.graphs, &holdout.labels, &empty, 2, &model.spec().features, model.device())?;
+    let batch = MontageBatch::clean(&holdout.graphs, &holdout.labels, &model.spec().features, model.device())?;
     let predicted = evidence::montage_predictions(model, &batch, None)?;
     let evaluation = metrics::evaluate(&predicted, &holdout.labels, num_classes);
     // The evidence probe skips graphs smaller than the trigger, so dropping sets too small for

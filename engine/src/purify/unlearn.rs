@@ -276,12 +276,6 @@ fn forward(model: &GnnModel, batch: &MontageBatch, inputs: &MontageInputs) -> cr
     model.forward_t(&inputs.graph_input(batch), false)
 }
 
-/// `graphs` as one batch, every graph at its original adjacency.
-fn clean_batch(model: &GnnModel, graphs: &[&Graph], labels: &[usize]) -> Result<MontageBatch> {
-    let empty = vec![Vec::new(); graphs.len()];
-    MontageBatch::build(graphs, labels, &empty, 2, &model.spec().features, model.device())
-}
-
 /// Fine-tunes a copy of `model` on the clean graphs of `batch` (assembled as `clean`) with
 /// cross-entropy (the teacher) and returns its logits on them, one row per graph.
 fn fine_tuned_teacher_logits(
@@ -312,7 +306,7 @@ impl WatchedGraphs {
     fn new(model: &GnnModel, train: &UnlearnSet, holdout: &UnlearnSet) -> Result<Self> {
         let graphs: Vec<&Graph> = train.graphs.iter().chain(&holdout.graphs).copied().collect();
         let labels: Vec<usize> = train.labels.iter().chain(&holdout.labels).copied().collect();
-        Ok(WatchedGraphs { batch: clean_batch(model, &graphs, &labels)?, labels, holdout_start: train.graphs.len() })
+        Ok(WatchedGraphs { batch: MontageBatch::clean(&graphs, &labels, &model.spec().features, model.device())?, labels, holdout_start: train.graphs.len() })
     }
 
     /// Per-class recall and support over every watched graph, accuracy on the held-out ones
@@ -399,7 +393,7 @@ pub fn unlearn(
     let _torch_seed = crate::rng::seed_torch(seed);
     // The frozen teacher only ever sees the clean graphs, which no placement changes: its
     // outputs are computed once, one row per unlearning graph, and looked up per copy.
-    let train_clean = clean_batch(model, &train.graphs, &train.labels)?;
+    let train_clean = MontageBatch::clean(&train.graphs, &train.labels, &spec.features, device)?;
     let train_clean_in = train_clean.assemble_clean();
     let teacher_logits_clean = fine_tuned_teacher_logits(model, &train_clean, &train_clean_in, config)?;
     let scale = if config.mode == UnlearnMode::Robust && config.logit_scaling {
@@ -434,11 +428,17 @@ pub fn unlearn(
     let start = watched.measure(model)?;
     let (start_recall, support) = (start.recall, start.support);
     // The held-out copies keep their placements for the whole run: batched once, and measured
-    // each epoch against that epoch's clean predictions.
+    // each epoch against that epoch's clean predictions (at the start, the guard's).
     let mut holdout_probe = if holdout.graphs.is_empty() {
         None
     } else {
-        Some(evidence::EvidenceProbe::new(model, &holdout.graphs, &holdout_positions, trigger.size)?)
+        Some(evidence::EvidenceProbe::with_clean_predictions(
+            model,
+            &holdout.graphs,
+            &holdout_positions,
+            trigger.size,
+            start.holdout_predicted,
+        )?)
     };
     let mut snapshot = model.try_clone()?;
     let mut snapshot_epoch = 0usize;
