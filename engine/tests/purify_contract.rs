@@ -228,3 +228,34 @@ fn robust_unlearning_trains_past_its_epochs_until_the_trigger_stops_flipping() {
     let bad = UnlearnConfig { converged_flip_rate: 1.5, ..base.clone() };
     assert!(unlearn(&mut m, &train, &holdout, &[trigger.clone()], 1, &bad, 9, &mut NoProgress).is_err());
 }
+
+#[test]
+fn the_anchor_penalty_keeps_unlearned_weights_nearer_the_input_model() {
+    use gcleaner_engine::purify::recovery::Trigger;
+    use gcleaner_engine::purify::unlearn::{unlearn, UnlearnConfig, UnlearnSet};
+    let ds = synthetic::generate(24, 5);
+    let model = trained_model(&ds, 5);
+    let graphs: Vec<&Graph> = ds.graphs.iter().collect();
+    let labels: Vec<usize> = graphs.iter().map(|g| g.label).collect();
+    let node_order = graphs.iter().map(|g| (0..g.num_nodes).collect()).collect();
+    let train = UnlearnSet { graphs: graphs.clone(), labels, node_order };
+    let holdout = UnlearnSet { graphs: Vec::new(), labels: Vec::new(), node_order: Vec::new() };
+    let trigger = Trigger { size: 3, edges: vec![(0, 1), (1, 2), (0, 2)], slot_features: None };
+    let base = UnlearnConfig { epochs: 5, max_epochs: 5, lr: 0.01, teacher_epochs: 0, positions: 2, collapse_drop: 1.0, ..UnlearnConfig::default() };
+    // Squared distance of the trained weights from the input model's.
+    let drift = |anchor_weight: f64| {
+        let mut m = model.try_clone().unwrap();
+        let config = UnlearnConfig { anchor_weight, ..base.clone() };
+        unlearn(&mut m, &train, &holdout, &[trigger.clone()], 1, &config, 5, &mut NoProgress).unwrap();
+        let before = model.var_store().variables();
+        m.var_store()
+            .variables()
+            .iter()
+            .map(|(name, v)| (v - &before[name]).square().sum(Kind::Double).double_value(&[]))
+            .sum::<f64>()
+    };
+    let free = drift(0.0);
+    let anchored = drift(1e4);
+    assert!(free > 0.0, "unlearning moved no weight");
+    assert!(anchored < 0.5 * free, "anchored drift {anchored} vs free {free}");
+}
