@@ -102,7 +102,8 @@ pub struct UnlearnConfig {
     /// Thirty-odd clean graphs are few to train on: on AIDS the trigger stopped flipping within
     /// 5-8 epochs, but the last conv block and the head kept drifting on the sample and lost
     /// 5.5-7 points of balanced accuracy on unseen graphs; anchored, they lost 1-2
-    /// (BENCHMARKS.md, session 7).
+    /// (BENCHMARKS.md, session 7). Applies during `epochs` only: the epochs the convergence
+    /// rule adds train without it.
     #[serde(default)]
     pub anchor_weight: f64,
 }
@@ -508,6 +509,10 @@ pub fn unlearn(
             batches.extend(group.chunks(config.batch_size.max(1)).map(|chunk| (t, chunk)));
         }
         batches.shuffle(&mut rng);
+        // The anchor holds the weights near the input model's for the configured epochs; a
+        // model that still answers to the trigger after them (GCN and GAT models need 30-63
+        // epochs) goes on without it, or the anchor would keep its backdoor.
+        let anchor_weight = if epoch < config.epochs { config.anchor_weight } else { 0.0 };
         let mut loss_sum = 0.0;
         let mut steps = 0usize;
         let (mut flipped, mut non_target_copies) = (0i64, 0i64);
@@ -561,7 +566,7 @@ pub fn unlearn(
                             .iter()
                             .map(|(v, a)| (v - a).square().sum(Kind::Float))
                             .fold(Tensor::zeros([], (Kind::Float, device)), |acc, d| acc + d)
-                            * (config.anchor_weight / anchor_norm)
+                            * (anchor_weight / anchor_norm)
                 }
                 UnlearnMode::Paper => {
                     // The heat maps compare clean and triggered copies node by node.
