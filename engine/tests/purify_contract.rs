@@ -258,4 +258,9 @@ fn the_anchor_penalty_keeps_unlearned_weights_nearer_the_input_model() {
     let anchored = drift(1e4);
     assert!(free > 0.0, "unlearning moved no weight");
     assert!(anchored < 0.5 * free, "anchored drift {anchored} vs free {free}");
+    // A negative weight would push the weights away from the input model's: refused.
+    let mut m = model.try_clone().unwrap();
+    let bad = UnlearnConfig { anchor_weight: -1.0, ..base.clone() };
+    let err = unlearn(&mut m, &train, &holdout, &[trigger.clone()], 1, &bad, 5, &mut NoProgress).unwrap_err();
+    assert!(err.to_string().contains("anchor weight"), "{err}");
 }

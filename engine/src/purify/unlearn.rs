@@ -411,6 +411,9 @@ pub fn unlearn(
     if !(0.0..=1.0).contains(&config.converged_flip_rate) {
         return Err(Error::invalid(format!("converged flip rate must be in [0, 1], got {}", config.converged_flip_rate)));
     }
+    if !(config.anchor_weight.is_finite() && config.anchor_weight >= 0.0) {
+        return Err(Error::invalid(format!("anchor weight must be a finite number >= 0, got {}", config.anchor_weight)));
+    }
     if !(0.0..1.0).contains(&config.pattern_dropout) {
         return Err(Error::invalid(format!("pattern dropout must be in [0, 1), got {}", config.pattern_dropout)));
     }
