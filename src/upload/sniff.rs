@@ -29,7 +29,7 @@ pub fn sniff(head: &[u8]) -> Sniffed {
     }
     if head.len() >= 9 {
         let n = u64::from_le_bytes(head[..8].try_into().unwrap_or_default());
-        if n >= 2 && n < (1 << 32) && head[8] == b'{' {
+        if (2..(1 << 32)).contains(&n) && head[8] == b'{' {
             return Sniffed::Safetensors;
         }
     }

@@ -294,7 +294,7 @@ pub fn safetensors_bytes(
         );
     }
     let mut header = serde_json::to_vec(&Value::Object(header)).unwrap();
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut out = (header.len() as u64).to_le_bytes().to_vec();
@@ -327,7 +327,7 @@ pub fn split_safetensors(bytes: &[u8]) -> (Value, Vec<u8>) {
 
 pub fn join_safetensors(header: &Value, data: &[u8]) -> Vec<u8> {
     let mut header = serde_json::to_vec(header).unwrap();
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut out = (header.len() as u64).to_le_bytes().to_vec();

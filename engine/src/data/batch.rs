@@ -25,6 +25,11 @@ pub struct GraphBatch {
 }
 
 impl GraphBatch {
+    /// The batch as model input (edge weights 1.0).
+    pub fn input(&self) -> crate::models::GraphInput<'_> {
+        crate::models::GraphInput::new(&self.x, &self.edge_index, &self.batch, self.num_graphs)
+    }
+
     /// Builds the disjoint union of `graphs`; `indices[i]` is the dataset index of `graphs[i]`
     /// (reported back in [`GraphBatch::graph_indices`] and in error messages).
     pub fn new(
@@ -196,12 +201,5 @@ mod tests {
         let err = make_batches(&ds, &[0, 3], 2, &labels, Device::Cpu).unwrap_err().to_string();
         assert!(err.contains("graph 0") && err.contains("node labels"), "{err}");
         assert!(GraphBatch::new(&[], vec![], &spec, Device::Cpu).is_err());
-    }
-}
-
-impl GraphBatch {
-    /// The batch as model input (edge weights 1.0).
-    pub fn input(&self) -> crate::models::GraphInput<'_> {
-        crate::models::GraphInput::new(&self.x, &self.edge_index, &self.batch, self.num_graphs)
     }
 }

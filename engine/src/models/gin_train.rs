@@ -312,7 +312,7 @@ impl ColumnSums {
 
     /// The partial sums to add the next row into.
     fn row(&mut self) -> &mut [f32] {
-        if self.rows % FOLD_ROWS == 0 {
+        if self.rows.is_multiple_of(FOLD_ROWS) {
             self.fold();
         }
         self.rows += 1;

@@ -173,7 +173,7 @@ impl MontageBatch {
                 }
             }
             x.extend_from_slice(&gx);
-            batch.extend(std::iter::repeat(b as i64).take(g.num_nodes));
+            batch.extend(std::iter::repeat_n(b as i64, g.num_nodes));
             offset += g.num_nodes as i64;
         }
         let long = |v: Vec<i64>| Tensor::from_slice(&v).to_device(device);

@@ -26,6 +26,9 @@ use crate::progress::{Progress, ProgressEvent};
 use crate::rng::rng_for;
 use crate::{Error, Result};
 
+/// One triggered copy of an unlearning graph: the graph's index and the nodes the trigger takes.
+type PlacedCopy = (usize, Vec<usize>);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UnlearnMode {
@@ -497,7 +500,7 @@ pub fn unlearn(
         }
         // Every graph at its explainer positions plus fresh random node sets, each copy with
         // one of the triggers; copies are batched per trigger (a batch has one trigger size).
-        let mut copies: Vec<Vec<(usize, Vec<usize>)>> = vec![Vec::new(); triggers.len()];
+        let mut copies: Vec<Vec<PlacedCopy>> = vec![Vec::new(); triggers.len()];
         for g in 0..train.graphs.len() {
             for k in 0..=config.positions {
                 let t = if triggers.len() == 1 { 0 } else { rng.gen_range(0..triggers.len()) };
@@ -506,7 +509,7 @@ pub fn unlearn(
                 copies[t].push((g, nodes));
             }
         }
-        let mut batches: Vec<(usize, &[(usize, Vec<usize>)])> = Vec::new();
+        let mut batches: Vec<(usize, &[PlacedCopy])> = Vec::new();
         for (t, group) in copies.iter_mut().enumerate() {
             group.shuffle(&mut rng);
             batches.extend(group.chunks(config.batch_size.max(1)).map(|chunk| (t, chunk)));
@@ -516,9 +519,12 @@ pub fn unlearn(
         // model that still answers to the trigger after them (GCN and GAT models need 30-63
         // epochs) goes on without it, or the anchor would keep its backdoor.
         let anchor_weight = if epoch < config.epochs { config.anchor_weight } else { 0.0 };
-        let mut loss_sum = 0.0;
+        // The epoch's tallies stay on the model's device and are read once after the epoch, so
+        // a CUDA step never waits on a copy back to the host.
+        let mut loss_total = Tensor::zeros([], (Kind::Double, device));
         let mut steps = 0usize;
-        let (mut flipped, mut non_target_copies) = (0i64, 0i64);
+        let mut flipped_total = Tensor::zeros([], (Kind::Int64, device));
+        let mut non_target_total = Tensor::zeros([], (Kind::Int64, device));
         for (t, chunk) in batches {
             let graphs: Vec<&Graph> = chunk.iter().map(|(g, _)| train.graphs[*g]).collect();
             let labels: Vec<usize> = chunk.iter().map(|(g, _)| train.labels[*g]).collect();
@@ -542,8 +548,8 @@ pub fn unlearn(
             let teacher_log_probs = teacher_scaled.index_select(0, &rows);
             let trig_out = forward(model, &batch, &triggered_in);
             let non_target = batch.labels.ne_tensor(&target_label);
-            non_target_copies += non_target.sum(Kind::Int64).int64_value(&[]);
-            flipped += (trig_out.logits.argmax(-1, false).eq_tensor(&target_label) * &non_target).sum(Kind::Int64).int64_value(&[]);
+            non_target_total += non_target.sum(Kind::Int64);
+            flipped_total += (trig_out.logits.argmax(-1, false).eq_tensor(&target_label) * &non_target).sum(Kind::Int64);
             let loss = match config.mode {
                 UnlearnMode::Robust => {
                     // A copy's clean graph is its sample graph, whatever the placement: the
@@ -591,9 +597,11 @@ pub fn unlearn(
                 }
             };
             opt.backward_step(&loss);
-            loss_sum += loss.double_value(&[]);
+            loss_total += loss.detach().to_kind(Kind::Double);
             steps += 1;
         }
+        let loss_sum = loss_total.double_value(&[]);
+        let (flipped, non_target_copies) = (flipped_total.int64_value(&[]), non_target_total.int64_value(&[]));
 
         let now = watched.measure(model)?;
         let (recall, hold_acc) = (now.recall, now.holdout_accuracy);
