@@ -231,17 +231,10 @@ fn robust_unlearning_trains_past_its_epochs_until_the_trigger_stops_flipping() {
 
 #[test]
 fn the_anchor_penalty_keeps_unlearned_weights_nearer_the_input_model() {
-    use gcleaner_engine::purify::recovery::Trigger;
-    use gcleaner_engine::purify::unlearn::{unlearn, UnlearnConfig, UnlearnSet};
+    use gcleaner_engine::purify::unlearn::{unlearn, UnlearnConfig};
     let ds = synthetic::generate(24, 5);
     let model = trained_model(&ds, 5);
-    let graphs: Vec<&Graph> = ds.graphs.iter().collect();
-    let labels: Vec<usize> = graphs.iter().map(|g| g.label).collect();
-    let node_order = graphs.iter().map(|g| (0..g.num_nodes).collect()).collect();
-    let train = UnlearnSet { graphs: graphs.clone(), labels, node_order };
-    let holdout = UnlearnSet { graphs: Vec::new(), labels: Vec::new(), node_order: Vec::new() };
-    let trigger = Trigger { size: 3, edges: vec![(0, 1), (1, 2), (0, 2)], slot_features: None };
-    let base = UnlearnConfig { epochs: 5, max_epochs: 5, lr: 0.01, teacher_epochs: 0, positions: 2, collapse_drop: 1.0, ..UnlearnConfig::default() };
+    let (train, holdout, trigger, base) = short_unlearning(&ds);
     // Squared distance of the trained weights from the input model's.
     let drift = |anchor_weight: f64| {
         let mut m = model.try_clone().unwrap();
@@ -263,4 +256,60 @@ fn the_anchor_penalty_keeps_unlearned_weights_nearer_the_input_model() {
     let bad = UnlearnConfig { anchor_weight: -1.0, ..base.clone() };
     let err = unlearn(&mut m, &train, &holdout, &[trigger.clone()], 1, &bad, 5, &mut NoProgress).unwrap_err();
     assert!(err.to_string().contains("anchor weight"), "{err}");
+}
+
+#[test]
+fn the_mixup_term_holds_the_head_to_the_teacher_between_clean_graphs() {
+    use gcleaner_engine::purify::unlearn::{unlearn, UnlearnConfig};
+    let ds = synthetic::generate(24, 6);
+    let model = trained_model(&ds, 6);
+    // No teacher fine-tuning: the teacher is the input model itself.
+    let (train, holdout, trigger, base) = short_unlearning(&ds);
+    let indices: Vec<usize> = (0..ds.graphs.len()).collect();
+    let batch = make_batches(&ds, &indices, indices.len(), &model.spec().features, Device::Cpu).unwrap().remove(0);
+    let input_probs = tch::no_grad(|| model.forward_t(&batch.input(), false).log_probs.exp());
+    // Each graph paired with the next, mixed half and half.
+    let partners = Tensor::from_slice(&indices.iter().map(|&i| ((i + 1) % indices.len()) as i64).collect::<Vec<_>>());
+    let midpoint = |t: &Tensor| (t + t.index_select(0, &partners)) * 0.5;
+    let teacher_mid = midpoint(&input_probs);
+    // Cross-entropy of the purified head at the clean graphs' midpoints against the teacher's.
+    let gap = |mixup_weight: f64| {
+        let mut m = model.try_clone().unwrap();
+        let config = UnlearnConfig { mixup_weight, ..base.clone() };
+        unlearn(&mut m, &train, &holdout, &[trigger.clone()], 1, &config, 6, &mut NoProgress).unwrap();
+        tch::no_grad(|| {
+            let embedding = m.forward_t(&batch.input(), false).embedding;
+            let log_probs = m.head(&midpoint(&embedding)).log_softmax(-1, Kind::Float);
+            -(&teacher_mid * log_probs).sum(Kind::Double).double_value(&[]) / indices.len() as f64
+        })
+    };
+    let free = gap(0.0);
+    let mixed = gap(50.0);
+    assert!(mixed < free, "mixup left the head's midpoint answers {mixed} from the teacher's, without it {free}");
+    let mut m = model.try_clone().unwrap();
+    let bad = UnlearnConfig { mixup_weight: f64::NAN, ..base.clone() };
+    let err = unlearn(&mut m, &train, &holdout, &[trigger.clone()], 1, &bad, 6, &mut NoProgress).unwrap_err();
+    assert!(err.to_string().contains("mixup weight"), "{err}");
+}
+
+/// Every graph of `ds` as the unlearning set (true labels, nodes in index order), no held-out
+/// graphs, a triangle trigger towards class 1, and five quick epochs without teacher fine-tuning.
+fn short_unlearning(
+    ds: &Dataset,
+) -> (
+    gcleaner_engine::purify::unlearn::UnlearnSet<'_>,
+    gcleaner_engine::purify::unlearn::UnlearnSet<'_>,
+    gcleaner_engine::purify::recovery::Trigger,
+    gcleaner_engine::purify::unlearn::UnlearnConfig,
+) {
+    use gcleaner_engine::purify::recovery::Trigger;
+    use gcleaner_engine::purify::unlearn::{UnlearnConfig, UnlearnSet};
+    let graphs: Vec<&Graph> = ds.graphs.iter().collect();
+    let labels: Vec<usize> = graphs.iter().map(|g| g.label).collect();
+    let node_order = graphs.iter().map(|g| (0..g.num_nodes).collect()).collect();
+    let train = UnlearnSet { graphs, labels, node_order };
+    let holdout = UnlearnSet { graphs: Vec::new(), labels: Vec::new(), node_order: Vec::new() };
+    let trigger = Trigger { size: 3, edges: vec![(0, 1), (1, 2), (0, 2)], slot_features: None };
+    let config = UnlearnConfig { epochs: 5, max_epochs: 5, lr: 0.01, teacher_epochs: 0, positions: 2, collapse_drop: 1.0, ..UnlearnConfig::default() };
+    (train, holdout, trigger, config)
 }
