@@ -89,15 +89,41 @@ pub struct PurifyOutcome {
     pub report: PurifyReport,
 }
 
+/// The candidate to judge and unlearn: the smallest size whose evidence reaches `threshold`.
+/// A larger pattern rewrites more of a graph and flips more of them whether or not anything
+/// was planted (on never-backdoored AIDS models 5-node patterns scored 1.0; on Fingerprint-4,
+/// whose graphs have 8 nodes, 4-node patterns sent graphs to classes no attacker chose with
+/// scores up to 1.0 while the planted triangle scored 0.6-0.9), so the strongest score names
+/// the largest size, not the trigger. When no size reaches the threshold, the strongest
+/// evidence (among equals, the denser embedding cluster), for the report.
+fn select_candidate(candidates: &[Candidate], threshold: f64) -> usize {
+    let smallest_passing = (0..candidates.len())
+        .filter(|&i| candidates[i].evidence.score >= threshold)
+        .min_by_key(|&i| candidates[i].recovered.trigger.size);
+    smallest_passing.unwrap_or_else(|| {
+        (0..candidates.len())
+            .max_by(|&a, &b| {
+                let (ca, cb) = (&candidates[a], &candidates[b]);
+                ca.evidence.score.total_cmp(&cb.evidence.score).then(cb.recovered.objective.total_cmp(&ca.recovered.objective))
+            })
+            .unwrap_or(0)
+    })
+}
+
+/// The largest searched trigger size is never below this (the largest motif an attack plants).
+pub const MIN_SIZE_CAP: usize = 4;
+
 /// Trigger sizes to search: the configured ones, capped near 30% of the average graph size
-/// (a trigger that rewrites most of a graph is not a trigger), but never below 3: a 3-node
-/// pattern is the smallest that is more than one edge, and on graphs of 8 nodes (Fingerprint)
-/// the 30% cap alone would hide the triangle an attacker plants there.
+/// (a trigger that rewrites most of a graph is not a trigger), but never below 4. Motif
+/// triggers are 3- and 4-node motifs whatever the graphs' size, and on graphs of 8 nodes
+/// (Fingerprint) the 30% cap alone would search up to 2 nodes; a floor of 3 still hid the
+/// 4-clique and 4-cycle-with-chord Motif-BA plants there (4 of 5 seeds undetected or
+/// mis-targeted, BENCHMARKS.md, session 8).
 pub fn candidate_sizes(config: &PurifyConfig, sample: &Dataset) -> Vec<usize> {
     if let Some(n) = config.trigger_nodes {
         return vec![n];
     }
-    let cap = ((sample.avg_nodes() * 0.3).round() as usize).max(3);
+    let cap = ((sample.avg_nodes() * 0.3).round() as usize).max(MIN_SIZE_CAP);
     let mut sizes: Vec<usize> = config.recovery.sizes.iter().copied().filter(|&s| s >= 2 && s <= cap).collect();
     if sizes.is_empty() {
         sizes.push(2);
@@ -278,13 +304,7 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
     }
     let recovery_s = t.elapsed().as_secs_f64();
 
-    // Strongest evidence wins; among equals, the denser embedding cluster.
-    let selected = (0..candidates.len())
-        .max_by(|&a, &b| {
-            let (ca, cb) = (&candidates[a], &candidates[b]);
-            ca.evidence.score.total_cmp(&cb.evidence.score).then(cb.recovered.objective.total_cmp(&ca.recovered.objective))
-        })
-        .expect("at least one candidate size");
+    let selected = select_candidate(&candidates, config.evidence_threshold);
     let chosen = &candidates[selected];
     let backdoor = chosen.evidence.score >= config.evidence_threshold;
     let trigger = chosen.recovered.trigger.clone();
@@ -357,4 +377,62 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
         timings: Timings { explain_s, recovery_s, unlearning_s, evaluation_s, total_s: started.elapsed().as_secs_f64() },
     };
     Ok(PurifyOutcome { model: purified, report })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::purify::evidence::TriggerEvidence;
+    use crate::purify::recovery::Trigger;
+
+    fn candidate(size: usize, score: f64, objective: f64) -> Candidate {
+        Candidate {
+            recovered: RecoveredTrigger {
+                trigger: Trigger { size, edges: vec![(0, 1)], slot_features: None },
+                objective,
+                mean_similarity: 0.0,
+                restart: 0,
+                restart_objectives: vec![objective],
+            },
+            evidence: TriggerEvidence {
+                target: 1,
+                base_share: 0.5,
+                triggered_share: 0.5,
+                flip_rate: score,
+                score,
+                n_flip_candidates: 10,
+                clean_shares: vec![0.5, 0.5],
+                triggered_shares: vec![0.5, 0.5],
+            },
+            source: TriggerSource::Generator,
+            generator_score: None,
+            census_patterns: 0,
+            census: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_smallest_size_with_evidence_is_judged_not_the_strongest() {
+        // Sizes 2..5: the planted 3-node trigger passes, the 5-node pattern flips everything.
+        let sizes = [candidate(2, 0.1, 0.5), candidate(3, 0.6, 0.4), candidate(4, 0.9, 0.3), candidate(5, 1.0, 0.2)];
+        assert_eq!(select_candidate(&sizes, 0.5), 1);
+        // In any order of sizes.
+        let shuffled = [candidate(5, 1.0, 0.2), candidate(4, 0.9, 0.3), candidate(3, 0.6, 0.4)];
+        assert_eq!(select_candidate(&shuffled, 0.5), 2);
+        // No size passes: the strongest is reported; among equal scores, the lower objective.
+        let weak = [candidate(2, 0.1, 0.5), candidate(3, 0.3, 0.4), candidate(4, 0.3, 0.1)];
+        assert_eq!(select_candidate(&weak, 0.5), 2);
+    }
+
+    #[test]
+    fn small_graphs_are_still_searched_for_four_node_motifs() {
+        let graph = |n: usize| Graph { num_nodes: n, edges: (1..n as u32).map(|v| (v - 1, v)).collect(), node_labels: None, node_attributes: None, label: 0 };
+        let dataset = |n: usize| Dataset { name: "sample".into(), graphs: (0..4).map(|_| graph(n)).collect(), class_labels: vec![0, 1] };
+        let sample = dataset(8);
+        assert_eq!(candidate_sizes(&PurifyConfig::default(), &sample), vec![2, 3, 4]);
+        let large = dataset(20);
+        assert_eq!(candidate_sizes(&PurifyConfig::default(), &large), vec![2, 3, 4, 5]);
+        let fixed = PurifyConfig { trigger_nodes: Some(7), ..PurifyConfig::default() };
+        assert_eq!(candidate_sizes(&fixed, &sample), vec![7]);
+    }
 }
