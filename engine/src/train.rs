@@ -185,9 +185,10 @@ mod tests {
 
     /// The hand-derived GIN path trains like autograd: same losses and accuracies epoch by epoch
     /// and the same weights at the end, up to rounding that Adam carries along. Adam divides each
-    /// entry's step by its gradient's magnitude, so where a gradient is near zero (the bias in
-    /// front of a ReLU and BatchNorm) rounding alone can move an entry by a good part of the
-    /// learning rate (0.01 here): the weights are compared at that scale, the losses closely.
+    /// entry's step by its gradient's magnitude, so where a gradient is rounding alone (the bias
+    /// in front of a BatchNorm) an entry moves by up to a learning rate per step whichever way
+    /// the rounding falls: on a 2-vCPU Xeon with AVX-512 and AMX one such entry ended 0.019
+    /// apart, about two steps, while every other entry agreed within 5e-4 of its size.
     #[test]
     fn gin_training_on_the_cpu_follows_the_autograd_path() {
         for pooling in [Pooling::Sum, Pooling::Mean] {
@@ -200,12 +201,22 @@ mod tests {
                 assert!((a.train_accuracy - b.train_accuracy).abs() <= one_graph, "{pooling:?} epoch {epoch}");
             }
             let expected = reference.var_store().variables();
+            // 4 epochs of 3 batches: 12 Adam steps of about the learning rate each at most.
+            let step_budget = 12.0 * TrainConfig::default().lr;
             for (name, var) in fast.var_store().variables() {
-                let diff = (var.to_kind(tch::Kind::Double) - expected[&name].to_kind(tch::Kind::Double))
-                    .abs()
-                    .max()
-                    .double_value(&[]);
-                assert!(diff <= 1e-2, "{pooling:?} {name} differs by {diff}");
+                let want = expected[&name].to_kind(tch::Kind::Double);
+                let diff = (var.to_kind(tch::Kind::Double) - &want).abs();
+                // A bias right in front of a BatchNorm has a gradient of rounding noise only (the
+                // normalisation removes it), so Adam moves its entries by up to a step each; the
+                // BatchNorm's running mean follows them. They may wander within the step budget.
+                let rounding_only = (name.starts_with("conv") && name.ends_with(".nn.2.bias")) || name.ends_with("running_mean");
+                let (worst, bound) = if rounding_only {
+                    (diff.max().double_value(&[]), step_budget)
+                } else {
+                    // Every other entry agrees to rounding, relative to its size.
+                    ((diff / (want.abs() + 1.0)).max().double_value(&[]), 1e-3)
+                };
+                assert!(worst <= bound, "{pooling:?} {name} differs by {worst} (bound {bound})");
             }
         }
     }
