@@ -77,10 +77,16 @@ class GIN(nn.Module):
         self.fc2 = nn.Linear(hidden, classes)
 
     def forward(self, x, edge_index, batch):
+        return self.head(self.embed(x, edge_index, batch))
+
+    def embed(self, x, edge_index, batch):
+        """Pooled graph embeddings, the input of fc1."""
         for conv, bn in zip(self.convs, self.bns):
             x = bn(F.relu(conv(x, edge_index)))
-        x = global_add_pool(x, batch)
-        return F.log_softmax(self.fc2(F.relu(self.fc1(x))), dim=-1)
+        return global_add_pool(x, batch)
+
+    def head(self, embedding):
+        return F.log_softmax(self.fc2(F.relu(self.fc1(embedding))), dim=-1)
 
 
 def run_epoch(model, opt, batches):

@@ -18,7 +18,9 @@ One epoch, as the engine's:
     every term on log_softmax(logits / scale), the engine's logit scale (median top-two margin
     on the clean unlearning graphs);
     loss KL(teacher || student) + ce_weight * CE(triggered) (class-balanced, non-target graphs
-    weighted up) + ce_weight * CE(clean) (class-balanced); Adam on the last GINConv, its
+    weighted up) + ce_weight * CE(clean) (class-balanced) + mixup_weight * the mixup term (each
+    clean row's pooled embedding mixed with a random unlearning graph's, soft cross-entropy of
+    the head against the teacher's probabilities mixed alike); Adam on the last GINConv, its
     BatchNorm, fc1 and fc2; BatchNorm in eval mode;
   - then the engine's per-epoch monitoring, which its epoch clock includes: predictions on the
     clean unlearning and held-out graphs, the trigger's flip rate on the held-out graphs at
@@ -211,12 +213,21 @@ class Unlearning:
             # the frozen teacher's clean outputs, computed once per run (as the engine does)
             rows = torch.tensor([g for _, _, g in chunk])
             teacher = self.teacher_scaled[rows]
-            student_clean = self.scaled(
-                self.student(self.train_batch.x, self.train_batch.edge_index, self.train_batch.batch)[rows])
+            embedding = self.student.embed(self.train_batch.x, self.train_batch.edge_index, self.train_batch.batch)
+            student_clean = self.scaled(self.student.head(embedding)[rows])
             student_trig = self.scaled(self.student(trig_x, trig_ei, clean.batch))
             loss = (F.kl_div(student_clean, teacher, log_target=True, reduction="batchmean")
                     + cfg["ce_weight"] * F.nll_loss(student_trig, clean.y, weight=self.trig_w)
                     + cfg["ce_weight"] * F.nll_loss(student_clean, clean.y, weight=self.class_w))
+            if cfg.get("mixup_weight", 0) > 0:
+                # each row's embedding mixed with a random unlearning graph's, the teacher's
+                # probabilities mixed alike, soft cross-entropy of the head's answer
+                partners = torch.randint(0, embedding.size(0), (len(rows),))
+                mix = torch.rand(len(rows), 1)
+                mixed = embedding[rows] * mix + embedding[partners] * (1 - mix)
+                probs = self.teacher_scaled.exp()
+                soft = probs[rows] * mix + probs[partners] * (1 - mix)
+                loss = loss - cfg["mixup_weight"] * (soft * self.scaled(self.student.head(mixed))).sum(-1).mean()
             self.opt.zero_grad()
             loss.backward()
             self.opt.step()
