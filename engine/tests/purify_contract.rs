@@ -313,3 +313,24 @@ fn short_unlearning(
     let config = UnlearnConfig { epochs: 5, max_epochs: 5, lr: 0.01, teacher_epochs: 0, positions: 2, collapse_drop: 1.0, ..UnlearnConfig::default() };
     (train, holdout, trigger, config)
 }
+
+#[test]
+fn a_meaningless_unlearning_setting_is_refused_before_any_recovery() {
+    use gcleaner_engine::progress::{Progress, ProgressEvent};
+    struct Phases(Vec<String>);
+    impl Progress for Phases {
+        fn step(&mut self, event: ProgressEvent<'_>) -> bool {
+            self.0.push(event.phase.to_string());
+            true
+        }
+    }
+    let ds = synthetic::generate(30, 7);
+    let model = trained_model(&ds, 7);
+    let mut config = quick(7, UnlearnMode::Robust);
+    config.unlearn.mixup_weight = -1.0;
+    let mut phases = Phases(Vec::new());
+    let Err(err) = purify(&model, &ds, &config, &mut phases) else { panic!("a negative mixup weight was accepted") };
+    let err = err.to_string();
+    assert!(err.contains("mixup weight"), "{err}");
+    assert!(phases.0.is_empty(), "work done before the refusal: {:?}", phases.0);
+}

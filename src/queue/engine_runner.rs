@@ -112,6 +112,7 @@ pub fn purify_config(config: &Value) -> Result<PurifyConfig, String> {
     if !(0.0..1.0).contains(&parsed.holdout_fraction) {
         return Err("holdout_fraction must be in [0, 1)".into());
     }
+    parsed.unlearn.validate().map_err(|e| e.to_string())?;
     Ok(parsed)
 }
 
@@ -233,6 +234,10 @@ mod tests {
         assert!(purify_config(&json!({ "unlearn": 5 })).is_err());
         assert!(purify_config(&json!({ "seed": "x" })).is_err());
         assert!(purify_config(&json!({ "holdout_fraction": 1.5 })).is_err());
+        // Values the engine would refuse only after recovering a trigger are refused on arrival.
+        let err = purify_config(&json!({ "unlearn": { "mixup_weight": -1.0 } })).unwrap_err();
+        assert!(err.contains("mixup weight"), "{err}");
+        assert!(purify_config(&json!({ "unlearn": { "pattern_dropout": 1.0 } })).is_err());
     }
 
     #[test]

@@ -244,6 +244,8 @@ fn census_pick(
 /// Runs G-Cleaner on `model` with the clean `sample` (already mapped to the model's classes).
 pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progress: &mut dyn Progress) -> Result<PurifyOutcome> {
     let started = Instant::now();
+    // A bad unlearning setting fails now, not after the recovery.
+    config.unlearn.validate()?;
     let _threads = crate::threads::IntraOpThreads::set(crate::threads::SMALL_GRAPH_THREADS);
     let relabelled;
     let sample = if config.pseudo_labels {

@@ -183,6 +183,24 @@ impl Default for UnlearnConfig {
 }
 
 impl UnlearnConfig {
+    /// Refuses values that have no meaning, before any work is done (the CLI and the service
+    /// check a configuration with this when it arrives).
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.converged_flip_rate) {
+            return Err(Error::invalid(format!("converged flip rate must be in [0, 1], got {}", self.converged_flip_rate)));
+        }
+        if !(self.anchor_weight.is_finite() && self.anchor_weight >= 0.0) {
+            return Err(Error::invalid(format!("anchor weight must be a finite number >= 0, got {}", self.anchor_weight)));
+        }
+        if !(self.mixup_weight.is_finite() && self.mixup_weight >= 0.0) {
+            return Err(Error::invalid(format!("mixup weight must be a finite number >= 0, got {}", self.mixup_weight)));
+        }
+        if !(0.0..1.0).contains(&self.pattern_dropout) {
+            return Err(Error::invalid(format!("pattern dropout must be in [0, 1), got {}", self.pattern_dropout)));
+        }
+        Ok(())
+    }
+
     /// Unlearning on auxiliary data: graphs of another dataset, labelled with the model's own
     /// predictions (`PurifyConfig::pseudo_labels`). Such a sample says nothing about how the
     /// model should behave on its own data: the clean terms only hold it to its predictions on
@@ -462,18 +480,7 @@ pub fn unlearn(
     let Some(trigger) = triggers.first() else {
         return Err(Error::invalid("unlearning needs at least one trigger"));
     };
-    if !(0.0..=1.0).contains(&config.converged_flip_rate) {
-        return Err(Error::invalid(format!("converged flip rate must be in [0, 1], got {}", config.converged_flip_rate)));
-    }
-    if !(config.anchor_weight.is_finite() && config.anchor_weight >= 0.0) {
-        return Err(Error::invalid(format!("anchor weight must be a finite number >= 0, got {}", config.anchor_weight)));
-    }
-    if !(config.mixup_weight.is_finite() && config.mixup_weight >= 0.0) {
-        return Err(Error::invalid(format!("mixup weight must be a finite number >= 0, got {}", config.mixup_weight)));
-    }
-    if !(0.0..1.0).contains(&config.pattern_dropout) {
-        return Err(Error::invalid(format!("pattern dropout must be in [0, 1), got {}", config.pattern_dropout)));
-    }
+    config.validate()?;
     let (triggers, dropout) = match config.mode {
         UnlearnMode::Robust => (triggers, config.pattern_dropout),
         UnlearnMode::Paper => (&triggers[..1], 0.0),
