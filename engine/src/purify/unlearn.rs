@@ -405,6 +405,7 @@ impl WatchedGraphs {
             metrics::evaluate(&holdout_predicted, &self.labels[self.holdout_start..], num_classes).accuracy
         };
         Ok(WatchedMeasurement {
+            balanced_accuracy: all.balanced_accuracy,
             recall: all.per_class.iter().map(|c| c.recall).collect(),
             support: all.per_class.iter().map(|c| c.support).collect(),
             holdout_accuracy,
@@ -414,6 +415,8 @@ impl WatchedGraphs {
 }
 
 struct WatchedMeasurement {
+    /// Mean recall over the classes the watched graphs hold.
+    balanced_accuracy: f64,
     recall: Vec<f64>,
     support: Vec<usize>,
     holdout_accuracy: f64,
@@ -437,14 +440,9 @@ fn worst_drop(start: &[f64], now: &[f64], support: &[usize]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Mean recall over the classes the watched graphs hold.
-fn mean_recall(recall: &[f64], support: &[usize]) -> f64 {
-    let held: Vec<f64> = recall.iter().zip(support).filter(|(_, &s)| s > 0).map(|(r, _)| *r).collect();
-    held.iter().sum::<f64>() / held.len().max(1) as f64
-}
-
 /// Whether an epoch has collapsed a class: some class lost more than `collapse_drop` of its
-/// recall (and at least [`MIN_GRAPHS_LOST`] graphs) *and* the mean recall over classes fell.
+/// recall (`drop`, from [`worst_drop`]: at least [`MIN_GRAPHS_LOST`] graphs) *and* the mean
+/// recall over classes (the watched graphs' balanced accuracy) fell.
 /// Unlearning a backdoor moves recall between classes: a model that over-predicted its target
 /// gives some of it back. On Fingerprint-4 the class-drop rule alone rolled two runs back to
 /// the input model at epoch 0-1 (a 3-graph class had lost 2 graphs in one, the target class 6-7
@@ -452,8 +450,8 @@ fn mean_recall(recall: &[f64], support: &[usize]) -> f64 {
 /// accuracy on unseen graphs 13.7 points higher in one and 0.5 lower in the other
 /// (BENCHMARKS.md, session 8). A collapse (bitcoin's class 1 falling from 51-68% to 3-9% under
 /// the paper's loss) lowers the mean.
-fn collapsed(start: &[f64], now: &[f64], support: &[usize], collapse_drop: f64) -> bool {
-    worst_drop(start, now, support) > collapse_drop && mean_recall(now, support) < mean_recall(start, support)
+fn collapsed(drop: f64, collapse_drop: f64, start_balanced: f64, now_balanced: f64) -> bool {
+    drop > collapse_drop && now_balanced < start_balanced
 }
 
 /// Unlearns `triggers` from `model` in place, using `train` for the loss and `holdout` only to
@@ -534,7 +532,7 @@ pub fn unlearn(
     // a handful of held-out graphs alone moves in steps of 20-50 points.
     let watched = WatchedGraphs::new(model, train, holdout)?;
     let start = watched.measure(model)?;
-    let (start_recall, support) = (start.recall, start.support);
+    let (start_recall, support, start_balanced) = (start.recall, start.support, start.balanced_accuracy);
     // The held-out copies keep their placements for the whole run: batched once, and measured
     // each epoch against that epoch's clean predictions (at the start, the guard's).
     let mut holdout_probe = if holdout.graphs.is_empty() {
@@ -675,7 +673,7 @@ pub fn unlearn(
         let (flipped, non_target_copies) = (flipped_total.int64_value(&[]), non_target_total.int64_value(&[]));
 
         let now = watched.measure(model)?;
-        let (recall, hold_acc) = (now.recall, now.holdout_accuracy);
+        let (recall, hold_acc, now_balanced) = (now.recall, now.holdout_accuracy, now.balanced_accuracy);
         let drop = worst_drop(&start_recall, &recall, &support);
         let flip = match holdout_probe.as_mut() {
             Some(probe) => {
@@ -696,7 +694,7 @@ pub fn unlearn(
         // loss can wreck a class that later epochs restore (the paper mode's logit MSE on AIDS
         // starts near 10^4 and rebuilds held-out accuracy by epoch 25), so the run returns the
         // last epoch that kept every class.
-        if !collapsed(&start_recall, &recall, &support, config.collapse_drop) {
+        if !collapsed(drop, config.collapse_drop, start_balanced, now_balanced) {
             snapshot = model.try_clone()?;
             snapshot_epoch = epoch + 1;
         }
@@ -866,17 +864,20 @@ mod tests {
 
     #[test]
     fn a_class_falling_while_the_others_rise_is_not_a_collapse() {
+        // Per-class recall over 16, 4, 15 and 15 watched graphs; the balanced accuracy beside
+        // each is its mean.
         let support = [16, 4, 15, 15];
-        let start = [0.9, 0.5, 0.6, 0.6];
+        let (start, start_balanced) = ([0.9, 0.5, 0.6, 0.6], 0.65);
         // The target class gives 6 of its 16 graphs to the others, which gain more.
-        let rebalanced = [0.525, 0.75, 0.8, 0.8];
-        assert!(worst_drop(&start, &rebalanced, &support) > 0.3);
-        assert!(!collapsed(&start, &rebalanced, &support, 0.3));
+        let (rebalanced, rebalanced_balanced) = ([0.525, 0.75, 0.8, 0.8], 0.71875);
+        let drop = worst_drop(&start, &rebalanced, &support);
+        assert!(drop > 0.3);
+        assert!(!collapsed(drop, 0.3, start_balanced, rebalanced_balanced));
         // The same fall with nothing gained elsewhere is one.
-        let fallen = [0.525, 0.5, 0.6, 0.6];
-        assert!(collapsed(&start, &fallen, &support, 0.3));
+        let (fallen, fallen_balanced) = ([0.525, 0.5, 0.6, 0.6], 0.55625);
+        assert!(collapsed(worst_drop(&start, &fallen, &support), 0.3, start_balanced, fallen_balanced));
         // A fall within the allowed drop never is.
-        assert!(!collapsed(&start, &[0.7, 0.5, 0.6, 0.6], &support, 0.3));
+        assert!(!collapsed(worst_drop(&start, &[0.7, 0.5, 0.6, 0.6], &support), 0.3, start_balanced, 0.6));
     }
 
     #[test]
