@@ -9,7 +9,6 @@ Two loops are timed, because "a PyG loop" can mean either:
 """
 import argparse
 import json
-import os
 import random
 import statistics
 import time
@@ -21,38 +20,19 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
 from torch_geometric.nn import GINConv, global_add_pool
 
-
-def read_ints(path):
-    with open(path) as f:
-        return [[int(v) for v in line.replace(",", " ").split()] for line in f if line.strip()]
+from tu import read_tu
 
 
 def load_tu(folder, max_degree):
-    name = os.path.basename(os.path.normpath(folder))
-    edges = read_ints(os.path.join(folder, f"{name}_A.txt"))
-    indicator = [r[0] for r in read_ints(os.path.join(folder, f"{name}_graph_indicator.txt"))]
-    labels = [r[0] for r in read_ints(os.path.join(folder, f"{name}_graph_labels.txt"))]
-    classes = sorted(set(labels))
-    first = {}
-    for node, g in enumerate(indicator):
-        first.setdefault(g, node)
-    counts = {}
-    for g in indicator:
-        counts[g] = counts.get(g, 0) + 1
-    per_graph = {g: set() for g in counts}
-    for u, v in edges:
-        u, v = u - 1, v - 1
-        if u == v:
-            continue
-        g = indicator[u]
-        a, b = u - first[g], v - first[g]
-        per_graph[g].add((min(a, b), max(a, b)))
+    """The dataset's graphs as PyG `Data` with one-hot degree features (capped at `max_degree`)
+    and labels mapped to class indices in sorted order, as gcleaner maps them."""
+    tu_graphs = read_tu(folder)
+    classes = sorted({g["label"] for g in tu_graphs})
     graphs = []
-    for gi, g in enumerate(sorted(counts)):
-        n = counts[g]
-        pairs = sorted(per_graph[g])
-        if pairs:
-            e = torch.tensor(pairs, dtype=torch.long).t()
+    for g in tu_graphs:
+        n = g["num_nodes"]
+        if g["edges"]:
+            e = torch.tensor(g["edges"], dtype=torch.long).t()
             edge_index = torch.cat([e, e.flip(0)], dim=1)
         else:
             edge_index = torch.empty(2, 0, dtype=torch.long)
@@ -60,7 +40,7 @@ def load_tu(folder, max_degree):
         if edge_index.numel():
             deg.scatter_add_(0, edge_index[0], torch.ones(edge_index.size(1), dtype=torch.long))
         x = F.one_hot(deg.clamp(max=max_degree), max_degree + 1).float()
-        graphs.append(Data(x=x, edge_index=edge_index, y=torch.tensor([classes.index(labels[gi])])))
+        graphs.append(Data(x=x, edge_index=edge_index, y=torch.tensor([classes.index(g["label"])])))
     return graphs, len(classes)
 
 

@@ -7,7 +7,7 @@ gcleaner.graphs/v1 sample, purifies the backdoored model with N of them drawn at
 (`gcleaner purify --sample-size N --seed S`, or all of them), and prints the mean over
 seeds of ASR after purification and the change of balanced accuracy and of the target class's
 recall, measured on the attack's evaluation sets. Resumable: a purification whose report.json
-exists is not repeated. TU datasets only.
+exists is not repeated. Unfiltered TU datasets only (not Fingerprint-4's class subset).
 
     python3 bench/sample_size_curve.py --dataset AIDS --attack subgraph --sizes 33,120,240,all
 """
@@ -20,46 +20,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tu import read_tu
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def read_tu(folder):
-    """Graphs of a TU dataset folder, in file order: (num_nodes, edges, label, node labels, attributes)."""
-    name = folder.name
-
-    def lines(kind):
-        path = folder / f"{name}_{kind}.txt"
-        return path.read_text().split() if path.is_file() else None
-
-    indicator = [int(v) for v in lines("graph_indicator")]
-    labels = [int(v) for v in lines("graph_labels")]
-    node_labels = lines("node_labels")
-    attributes_path = folder / f"{name}_node_attributes.txt"
-    attributes = ([[float(v) for v in row.split(",")] for row in attributes_path.read_text().splitlines() if row.strip()]
-                  if attributes_path.is_file() else None)
-    nodes = collections.defaultdict(list)
-    for node, graph in enumerate(indicator):
-        nodes[graph - 1].append(node)
-    edges = collections.defaultdict(set)
-    for row in (folder / f"{name}_A.txt").read_text().splitlines():
-        if not row.strip():
-            continue
-        a, b = (int(v) - 1 for v in row.split(","))
-        graph = indicator[a] - 1
-        first = nodes[graph][0]
-        u, v = a - first, b - first
-        if u != v:
-            edges[graph].add((min(u, v), max(u, v)))
-    graphs = []
-    for g, label in enumerate(labels):
-        members = nodes[g]
-        graph = {"num_nodes": len(members), "edges": sorted(map(list, edges[g])), "label": label}
-        if node_labels is not None:
-            graph["node_labels"] = [int(node_labels[n]) for n in members]
-        if attributes is not None:
-            graph["node_attributes"] = [attributes[n] for n in members]
-        graphs.append(graph)
-    return graphs
 
 
 def training_sample(dataset_dir, attack_dir, out):
@@ -67,9 +30,15 @@ def training_sample(dataset_dir, attack_dir, out):
     if out.is_file():
         return len(json.loads(out.read_text())["graphs"])
     attack = json.loads((attack_dir / "attack.json").read_text())
+    sizes = json.loads((attack_dir / "metrics.json").read_text())["sizes"]
     held = set(attack["eval_indices"]) | set(attack["defender_indices"])
     graphs = read_tu(dataset_dir)
     kept = [g for i, g in enumerate(graphs) if i not in held]
+    # The attack's indices number the dataset it attacked: a class filter (--keep-classes, as
+    # Fingerprint-4 uses) would renumber it, and the split read here would be another one.
+    if len(graphs) != sizes["n_graphs"] or len(kept) != sizes["n_train"]:
+        sys.exit(f"{attack_dir}: the attack saw {sizes['n_graphs']} graphs and trained on {sizes['n_train']}, "
+                 f"{dataset_dir} gives {len(graphs)} and {len(kept)} (a filtered dataset is not supported)")
     classes = sorted({g["label"] for g in graphs})
     out.write_text(json.dumps({"format": "gcleaner.graphs/v1", "name": dataset_dir.name, "class_labels": classes, "graphs": kept}))
     return len(kept)
