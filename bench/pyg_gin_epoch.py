@@ -61,9 +61,14 @@ class GIN(nn.Module):
 
     def embed(self, x, edge_index, batch):
         """Pooled graph embeddings, the input of fc1."""
-        for conv, bn in zip(self.convs, self.bns):
+        return global_add_pool(self.blocks(x, edge_index), batch)
+
+    def blocks(self, x, edge_index, start=0, end=None):
+        """Node features after blocks start..end (all from start by default), x being the
+        input of block start."""
+        for conv, bn in list(zip(self.convs, self.bns))[start:end]:
             x = bn(F.relu(conv(x, edge_index)))
-        return global_add_pool(x, batch)
+        return x
 
     def head(self, embedding):
         return F.log_softmax(self.fc2(F.relu(self.fc1(embedding))), dim=-1)

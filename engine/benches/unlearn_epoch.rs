@@ -13,20 +13,25 @@
 //! Prints one JSON line. With `--sample-out DIR` it also writes, for bench/pyg_unlearn_epoch.py,
 //! the unlearning set (graphs, labels, explainer positions, trigger, configuration) to
 //! DIR/sample.json and the backdoored model to DIR/model.safetensors, so the PyG loop unlearns
-//! the same graphs from the same weights.
+//! the same graphs from the same weights, and the defender sample to DIR/defender.json.
+//! `--from DIR` reads the model and the defender sample back instead of running the attack
+//! (bench/unlearn_epoch.sh alternates rounds of this benchmark and the PyG loop on one model),
+//! and `--skip-purify` leaves out the whole-purification timing.
 //!
 //! Usage: cargo bench -p gcleaner-engine --bench unlearn_epoch -- [DATASET_DIR]
-//!        [--sample-out DIR] [--train-epochs 150]
+//!        [--sample-out DIR | --from DIR] [--skip-purify] [--train-epochs 150]
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::json;
+use tch::Device;
 
 use gcleaner_engine::attacks::{run_attack, AttackConfig, AttackKind};
+use gcleaner_engine::data::json::write_json_dataset;
 use gcleaner_engine::data::{load_dataset, FeatureSpec, Graph};
 use gcleaner_engine::explain::saliency;
-use gcleaner_engine::models::Arch;
+use gcleaner_engine::models::{Arch, GnnModel};
 use gcleaner_engine::progress::{NoProgress, Progress, ProgressEvent};
 use gcleaner_engine::purify::recovery::{least_important_nodes, Trigger};
 use gcleaner_engine::purify::unlearn::{unlearn, UnlearnConfig, UnlearnSet};
@@ -68,29 +73,44 @@ fn main() {
     gcleaner_engine::allocator::tune_for_tensors();
     let mut path = PathBuf::from("../shared/datasets/AIDS");
     let mut sample_out: Option<PathBuf> = None;
+    let mut from: Option<PathBuf> = None;
+    let mut skip_purify = false;
     let mut attack = AttackConfig::new(AttackKind::Subgraph, Arch::Gin);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--sample-out" => sample_out = args.next().map(PathBuf::from),
+            "--from" => from = args.next().map(PathBuf::from),
+            "--skip-purify" => skip_purify = true,
             "--train-epochs" => attack.train.epochs = args.next().and_then(|e| e.parse().ok()).expect("--train-epochs N"),
             other if other.starts_with("--") => {} // `--bench`, passed by cargo
             other => path = PathBuf::from(other),
         }
     }
-    if !path.exists() {
+    if from.is_none() && !path.exists() {
         eprintln!("skipping: dataset {} not found", path.display());
         return;
     }
-    let ds = load_dataset(&path).unwrap_or_else(|e| panic!("{e}"));
-
     // A backdoored GIN of the default spec and the attack's 3% defender sample.
     let t = Instant::now();
-    let attacked = run_attack(&ds, &attack, &mut NoProgress).unwrap_or_else(|e| panic!("attack: {e}"));
+    let (model, sample, target, dataset_graphs, backdoored_asr) = match &from {
+        Some(dir) => {
+            let model = GnnModel::load(&dir.join("model.safetensors"), None, Device::Cpu).unwrap_or_else(|e| panic!("{e}")).model;
+            let sample = load_dataset(&dir.join("defender.json")).unwrap_or_else(|e| panic!("{e}"));
+            let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("sample.json")).expect("sample.json"))
+                .expect("sample.json");
+            let target = doc["target"].as_u64().expect("target") as usize;
+            (model, sample, target, doc["dataset_graphs"].as_u64(), doc["backdoored_asr"].as_f64())
+        }
+        None => {
+            let ds = load_dataset(&path).unwrap_or_else(|e| panic!("{e}"));
+            let attacked = run_attack(&ds, &attack, &mut NoProgress).unwrap_or_else(|e| panic!("attack: {e}"));
+            let target = attacked.metrics.target_class;
+            let asr = attacked.metrics.backdoored_model.asr;
+            (attacked.model, attacked.defender, target, Some(ds.len() as u64), Some(asr))
+        }
+    };
     let attack_s = t.elapsed().as_secs_f64();
-    let model = attacked.model;
-    let sample = attacked.defender;
-    let target = attacked.metrics.target_class;
     let spec = model.spec().clone();
     let max_degree = match &spec.features {
         FeatureSpec::OneHotDegree { max_degree } => *max_degree,
@@ -121,6 +141,8 @@ fn main() {
             (0..s.graphs.len()).map(|g| graph_json(s.graphs[g], s.explainer_positions(g, trigger.size))).collect()
         };
         let doc = json!({
+            "dataset_graphs": dataset_graphs,
+            "backdoored_asr": backdoored_asr,
             "max_degree": max_degree,
             "num_classes": spec.num_classes,
             "hidden": spec.hidden,
@@ -135,6 +157,7 @@ fn main() {
         std::fs::create_dir_all(out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
         std::fs::write(out.join("sample.json"), doc.to_string()).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
         model.save(&out.join("model.safetensors")).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+        write_json_dataset(&sample, &out.join("defender.json")).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
     }
 
     let mut unlearned = model.try_clone().expect("clone");
@@ -142,7 +165,7 @@ fn main() {
     // On the threads purify() runs unlearning with.
     let threads = gcleaner_engine::threads::IntraOpThreads::set(gcleaner_engine::threads::SMALL_GRAPH_THREADS);
     let t = Instant::now();
-    let outcome = unlearn(&mut unlearned, &train_set, &holdout_set, &[trigger.clone()], target, &config, purify_config.seed, &mut clock)
+    let outcome = unlearn(&mut unlearned, &train_set, &holdout_set, std::slice::from_ref(&trigger), target, &config, purify_config.seed, &mut clock)
         .unwrap_or_else(|e| panic!("unlearn: {e}"));
     let unlearn_s = t.elapsed().as_secs_f64();
     drop(threads);
@@ -154,18 +177,11 @@ fn main() {
     );
     let epochs = clock.epochs();
 
-    // One whole purification, default configuration.
-    let mut purify_clock = UnlearnClock { ends: Vec::new() };
-    let t = Instant::now();
-    let purified = purify(&model, &sample, &purify_config, &mut purify_clock).unwrap_or_else(|e| panic!("purify: {e}"));
-    let purify_s = t.elapsed().as_secs_f64();
-    let report = &purified.report;
-
-    let result = json!({
-        "dataset_graphs": ds.len(),
+    let mut result = json!({
+        "dataset_graphs": dataset_graphs,
         "train_epochs": attack.train.epochs,
         "attack_s": attack_s,
-        "backdoored_asr": attacked.metrics.backdoored_model.asr,
+        "backdoored_asr": backdoored_asr,
         "sample_graphs": sample.len(),
         "unlearning_graphs": train_set.graphs.len(),
         "holdout_graphs": holdout_set.graphs.len(),
@@ -181,12 +197,24 @@ fn main() {
         "loss_first": outcome.history.first().map(|h| h.loss),
         "loss_last": outcome.history.last().map(|h| h.loss),
         "holdout_flip_last": outcome.history.last().map(|h| h.holdout_flip_rate),
-        "purify_s": purify_s,
-        "purify_timings": report.timings,
-        "purify_backdoor_verdict": report.verdict.backdoor_evidence,
-        "purify_evidence": report.verdict.evidence_score,
-        "purify_unlearned_triggers": report.unlearned_candidates.iter().map(|&i| report.candidates[i].recovered.trigger.size).collect::<Vec<_>>(),
-        "purify_unlearn_epoch_s": median(purify_clock.epochs()),
+        "epochs_s": epochs,
     });
+    if !skip_purify {
+        // One whole purification, default configuration.
+        let mut purify_clock = UnlearnClock { ends: Vec::new() };
+        let t = Instant::now();
+        let purified = purify(&model, &sample, &purify_config, &mut purify_clock).unwrap_or_else(|e| panic!("purify: {e}"));
+        let purify_s = t.elapsed().as_secs_f64();
+        let report = &purified.report;
+        let fields = json!({
+            "purify_s": purify_s,
+            "purify_timings": report.timings,
+            "purify_backdoor_verdict": report.verdict.backdoor_evidence,
+            "purify_evidence": report.verdict.evidence_score,
+            "purify_unlearned_triggers": report.unlearned_candidates.iter().map(|&i| report.candidates[i].recovered.trigger.size).collect::<Vec<_>>(),
+            "purify_unlearn_epoch_s": median(purify_clock.epochs()),
+        });
+        result.as_object_mut().expect("object").extend(fields.as_object().expect("object").clone());
+    }
     println!("{result}");
 }

@@ -31,7 +31,12 @@ pub struct FlatAdam {
 impl FlatAdam {
     /// Takes over every trainable variable of `vs`: afterwards each is a view into one buffer.
     pub fn new(vs: &nn::VarStore, lr: f64, weight_decay: f64) -> Result<FlatAdam> {
-        let mut params = vs.trainable_variables();
+        FlatAdam::over(vs.trainable_variables(), lr, weight_decay)
+    }
+
+    /// Takes over `params` (variables that require gradients), as [`FlatAdam::new`] does a
+    /// whole store's: for training part of a model.
+    pub fn over(mut params: Vec<Tensor>, lr: f64, weight_decay: f64) -> Result<FlatAdam> {
         if params.is_empty() {
             return Err(Error::invalid("the model has no trainable parameters"));
         }

@@ -214,7 +214,7 @@ fn robust_unlearning_trains_past_its_epochs_until_the_trigger_stops_flipping() {
     };
     let run = |config: &UnlearnConfig| {
         let mut m = model.try_clone().unwrap();
-        unlearn(&mut m, &train, &holdout, &[trigger.clone()], 1, config, 9, &mut NoProgress).unwrap().history
+        unlearn(&mut m, &train, &holdout, std::slice::from_ref(&trigger), 1, config, 9, &mut NoProgress).unwrap().history
     };
     let history = run(&base);
     assert_eq!(history.len(), 5, "the trigger still flips everything: train to max_epochs");
@@ -226,7 +226,7 @@ fn robust_unlearning_trains_past_its_epochs_until_the_trigger_stops_flipping() {
     // A converged flip rate outside [0, 1] is refused.
     let mut m = model.try_clone().unwrap();
     let bad = UnlearnConfig { converged_flip_rate: 1.5, ..base.clone() };
-    assert!(unlearn(&mut m, &train, &holdout, &[trigger.clone()], 1, &bad, 9, &mut NoProgress).is_err());
+    assert!(unlearn(&mut m, &train, &holdout, std::slice::from_ref(&trigger), 1, &bad, 9, &mut NoProgress).is_err());
 }
 
 #[test]
@@ -239,7 +239,7 @@ fn the_anchor_penalty_keeps_unlearned_weights_nearer_the_input_model() {
     let drift = |anchor_weight: f64| {
         let mut m = model.try_clone().unwrap();
         let config = UnlearnConfig { anchor_weight, ..base.clone() };
-        unlearn(&mut m, &train, &holdout, &[trigger.clone()], 1, &config, 5, &mut NoProgress).unwrap();
+        unlearn(&mut m, &train, &holdout, std::slice::from_ref(&trigger), 1, &config, 5, &mut NoProgress).unwrap();
         let before = model.var_store().variables();
         m.var_store()
             .variables()
@@ -254,7 +254,7 @@ fn the_anchor_penalty_keeps_unlearned_weights_nearer_the_input_model() {
     // A negative weight would push the weights away from the input model's: refused.
     let mut m = model.try_clone().unwrap();
     let bad = UnlearnConfig { anchor_weight: -1.0, ..base.clone() };
-    let err = unlearn(&mut m, &train, &holdout, &[trigger.clone()], 1, &bad, 5, &mut NoProgress).unwrap_err();
+    let err = unlearn(&mut m, &train, &holdout, std::slice::from_ref(&trigger), 1, &bad, 5, &mut NoProgress).unwrap_err();
     assert!(err.to_string().contains("anchor weight"), "{err}");
 }
 
@@ -276,7 +276,7 @@ fn the_mixup_term_holds_the_head_to_the_teacher_between_clean_graphs() {
     let gap = |mixup_weight: f64| {
         let mut m = model.try_clone().unwrap();
         let config = UnlearnConfig { mixup_weight, ..base.clone() };
-        unlearn(&mut m, &train, &holdout, &[trigger.clone()], 1, &config, 6, &mut NoProgress).unwrap();
+        unlearn(&mut m, &train, &holdout, std::slice::from_ref(&trigger), 1, &config, 6, &mut NoProgress).unwrap();
         tch::no_grad(|| {
             let embedding = m.forward_t(&batch.input(), false).embedding;
             let log_probs = m.head(&midpoint(&embedding)).log_softmax(-1, Kind::Float);
@@ -288,7 +288,7 @@ fn the_mixup_term_holds_the_head_to_the_teacher_between_clean_graphs() {
     assert!(mixed < free, "mixup left the head's midpoint answers {mixed} from the teacher's, without it {free}");
     let mut m = model.try_clone().unwrap();
     let bad = UnlearnConfig { mixup_weight: f64::NAN, ..base.clone() };
-    let err = unlearn(&mut m, &train, &holdout, &[trigger.clone()], 1, &bad, 6, &mut NoProgress).unwrap_err();
+    let err = unlearn(&mut m, &train, &holdout, std::slice::from_ref(&trigger), 1, &bad, 6, &mut NoProgress).unwrap_err();
     assert!(err.to_string().contains("mixup weight"), "{err}");
 }
 

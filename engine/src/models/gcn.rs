@@ -78,10 +78,11 @@ impl Gcn {
         Gcn { convs }
     }
 
-    pub fn forward_layers(&self, x: &Tensor, edges: &Edges, _train: bool) -> Vec<Tensor> {
+    /// The outputs `[N, h]` of `blocks`, in order, with `x` the input of the first of them.
+    pub fn forward_layers(&self, x: &Tensor, edges: &Edges, _train: bool, blocks: std::ops::Range<usize>) -> Vec<Tensor> {
         let norm = GcnNorm::new(edges, x.kind());
         let mut outputs: Vec<Tensor> = Vec::with_capacity(self.convs.len());
-        for conv in &self.convs {
+        for conv in self.convs.iter().skip(blocks.start).take(blocks.len()) {
             let input = outputs.last().unwrap_or(x);
             let out = l2_normalize_rows(&conv.forward(input, edges, &norm)).relu();
             outputs.push(out);

@@ -55,10 +55,10 @@ impl Gin {
         Gin { convs, bns }
     }
 
-    /// Each block's output `[N, h]`, first to last.
-    pub fn forward_layers(&self, x: &Tensor, edges: &Edges, train: bool) -> Vec<Tensor> {
+    /// The outputs `[N, h]` of `blocks`, in order, with `x` the input of the first of them.
+    pub fn forward_layers(&self, x: &Tensor, edges: &Edges, train: bool, blocks: std::ops::Range<usize>) -> Vec<Tensor> {
         let mut outputs: Vec<Tensor> = Vec::with_capacity(self.convs.len());
-        for (conv, bn) in self.convs.iter().zip(&self.bns) {
+        for (conv, bn) in self.convs.iter().zip(&self.bns).skip(blocks.start).take(blocks.len()) {
             let input = outputs.last().unwrap_or(x);
             let out = bn.forward_t(&conv.forward(input, edges).relu(), train);
             outputs.push(out);

@@ -171,12 +171,13 @@ impl Body {
         }
     }
 
-    fn forward_layers(&self, x: &Tensor, edges: &Edges, train: bool) -> Vec<Tensor> {
+    /// The outputs of `blocks`, with `x` the input of the first of them.
+    fn forward_layers(&self, x: &Tensor, edges: &Edges, train: bool, blocks: std::ops::Range<usize>) -> Vec<Tensor> {
         match self {
-            Body::Gin(m) => m.forward_layers(x, edges, train),
-            Body::Gcn(m) => m.forward_layers(x, edges, train),
-            Body::Gat(m) => m.forward_layers(x, edges, train),
-            Body::Sage(m) => m.forward_layers(x, edges, train),
+            Body::Gin(m) => m.forward_layers(x, edges, train, blocks.clone()),
+            Body::Gcn(m) => m.forward_layers(x, edges, train, blocks.clone()),
+            Body::Gat(m) => m.forward_layers(x, edges, train, blocks.clone()),
+            Body::Sage(m) => m.forward_layers(x, edges, train, blocks.clone()),
         }
     }
 }
@@ -236,11 +237,37 @@ impl GnnModel {
     /// The input must be well-formed (see [`GraphInput::check`] or [`GnnModel::try_forward_t`]):
     /// libtorch panics on mismatched shapes.
     pub fn forward_t(&self, input: &GraphInput<'_>, train: bool) -> ForwardOutput {
+        self.forward_blocks_from(input.x, 0, input, train)
+    }
+
+    /// The node features after the first `blocks` conv blocks in eval mode, without gradient:
+    /// the input of block `blocks` (`input.x` itself when `blocks` is 0). Where those blocks
+    /// are frozen, a loop that forwards the same graphs many times computes this once and goes
+    /// on with [`GnnModel::forward_from`].
+    pub fn frozen_prefix(&self, input: &GraphInput<'_>, blocks: usize) -> Tensor {
+        let blocks = blocks.min(self.spec.num_layers);
+        if blocks == 0 {
+            return input.x.shallow_clone();
+        }
         let edges = Edges::new(input);
-        let layer_outputs = self.body.forward_layers(input.x, &edges, train);
-        let last = layer_outputs.last().expect("a validated spec has at least one layer");
-        let embedding =
-            pooling::global_pool(last, input.batch, input.num_graphs, self.spec.pooling);
+        tch::no_grad(|| self.body.forward_layers(input.x, &edges, false, 0..blocks).pop().expect("at least one block"))
+    }
+
+    /// [`GnnModel::forward_t`] from block `start` on, `h` being that block's input on `input`'s
+    /// graphs (from [`GnnModel::frozen_prefix`]). `layer_outputs` holds blocks `start..` only.
+    pub fn forward_from(&self, h: &Tensor, start: usize, input: &GraphInput<'_>, train: bool) -> ForwardOutput {
+        self.forward_blocks_from(h, start.min(self.spec.num_layers), input, train)
+    }
+
+    fn forward_blocks_from(&self, h: &Tensor, start: usize, input: &GraphInput<'_>, train: bool) -> ForwardOutput {
+        let layer_outputs = if start < self.spec.num_layers {
+            let edges = Edges::new(input);
+            self.body.forward_layers(h, &edges, train, start..self.spec.num_layers)
+        } else {
+            Vec::new()
+        };
+        let last = layer_outputs.last().unwrap_or(h);
+        let embedding = pooling::global_pool(last, input.batch, input.num_graphs, self.spec.pooling);
         let logits = self.head.forward(&embedding);
         let log_probs = logits.log_softmax(-1, None::<Kind>);
         ForwardOutput { logits, log_probs, layer_outputs, embedding }

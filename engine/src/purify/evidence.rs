@@ -142,11 +142,22 @@ impl EvidenceProbe {
                 self.size, trigger.size
             )));
         }
-        let Some(batch) = &self.batch else {
-            return Ok(evidence_from_predictions(&self.clean, &[], &[], self.num_classes, fixed_target));
+        let triggered = match &self.batch {
+            Some(batch) => montage_predictions(model, batch, Some(trigger))?,
+            None => Vec::new(),
         };
-        let triggered = montage_predictions(model, batch, Some(trigger))?;
-        Ok(evidence_from_predictions(&self.clean, &self.copy_clean_pred, &triggered, self.num_classes, fixed_target))
+        Ok(self.evidence_for(&triggered, fixed_target))
+    }
+
+    /// The placed copies, batched (`None` when no sample graph can carry the trigger).
+    pub fn copies(&self) -> Option<&MontageBatch> {
+        self.batch.as_ref()
+    }
+
+    /// The evidence given the model's predictions on [`EvidenceProbe::copies`] with a trigger
+    /// written in, one per copy.
+    pub fn evidence_for(&self, triggered: &[usize], fixed_target: Option<usize>) -> TriggerEvidence {
+        evidence_from_predictions(&self.clean, &self.copy_clean_pred, triggered, self.num_classes, fixed_target)
     }
 }
 

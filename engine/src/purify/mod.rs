@@ -5,6 +5,7 @@
 pub mod baselines;
 pub mod census;
 pub mod evidence;
+pub mod frozen;
 pub mod generator;
 pub mod html;
 pub mod montage;
