@@ -5,14 +5,14 @@
 #
 # Both sides use the same number of intra-op threads: the one thread gcleaner runs purification
 # on (engine/src/threads.rs). A shared or throttled machine can run 1.5x slower for tens of
-# seconds and then recover, so the two sides alternate: ROUNDS rounds (default 3) of a full
+# seconds and then recover, so the two sides alternate: ROUNDS rounds (default 5) of a full
 # unlearning run each, gcleaner then PyG's batched loop, on the same model and sample; the
 # ratio is taken over the epochs of all rounds, and per round. The slower per-graph PyG loop
 # runs in the first round only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-../shared/datasets/AIDS}
-rounds=${ROUNDS:-3}
+rounds=${ROUNDS:-5}
 if [ ! -d "$data" ]; then
   echo "skipping unlearning epoch benchmark: $data not found"
   exit 0
