@@ -120,6 +120,15 @@ pub struct UnlearnConfig {
     /// 13-15, at the same ASR (BENCHMARKS.md, session 8).
     #[serde(default = "default_mixup_weight")]
     pub mixup_weight: f64,
+    /// Robust mode: weight of a distillation term on perturbed clean graphs: every step each
+    /// clean unlearning graph loses each of its edges with probability `augment_edge_drop`,
+    /// and the student is asked for the teacher's probabilities on the result (0: none). It
+    /// pins the trained block and the head on graphs near the sample, not only on the sample.
+    #[serde(default)]
+    pub augment_weight: f64,
+    /// Robust mode: the edge-drop probability of the distillation term's perturbed graphs.
+    #[serde(default = "default_augment_edge_drop")]
+    pub augment_edge_drop: f64,
 }
 
 /// How robust mode restores the class prior after unlearning.
@@ -158,6 +167,10 @@ fn default_mixup_weight() -> f64 {
     5.0
 }
 
+fn default_augment_edge_drop() -> f64 {
+    0.1
+}
+
 impl Default for UnlearnConfig {
     fn default() -> Self {
         UnlearnConfig {
@@ -180,6 +193,8 @@ impl Default for UnlearnConfig {
             recalibrate_bias: BiasRecalibration::default(),
             anchor_weight: 0.0,
             mixup_weight: default_mixup_weight(),
+            augment_weight: 0.0,
+            augment_edge_drop: default_augment_edge_drop(),
         }
     }
 }
@@ -196,6 +211,12 @@ impl UnlearnConfig {
         }
         if !(self.mixup_weight.is_finite() && self.mixup_weight >= 0.0) {
             return Err(Error::invalid(format!("mixup weight must be a finite number >= 0, got {}", self.mixup_weight)));
+        }
+        if !(self.augment_weight.is_finite() && self.augment_weight >= 0.0) {
+            return Err(Error::invalid(format!("augment weight must be a finite number >= 0, got {}", self.augment_weight)));
+        }
+        if !(0.0..1.0).contains(&self.augment_edge_drop) {
+            return Err(Error::invalid(format!("augment edge drop must be in [0, 1), got {}", self.augment_edge_drop)));
         }
         if !(0.0..1.0).contains(&self.pattern_dropout) {
             return Err(Error::invalid(format!("pattern dropout must be in [0, 1), got {}", self.pattern_dropout)));
@@ -372,20 +393,55 @@ fn forward(model: &GnnModel, batch: &MontageBatch, inputs: &MontageInputs) -> cr
 }
 
 /// Fine-tunes a copy of `model` on the clean graphs of `batch` (assembled as `clean`) with
-/// cross-entropy (the teacher) and returns its logits on them, one row per graph.
-fn fine_tuned_teacher_logits(
+/// cross-entropy: the teacher, frozen, and its logits on those graphs, one row per graph.
+fn fine_tuned_teacher(
     model: &GnnModel,
     batch: &MontageBatch,
     clean: &MontageInputs,
     config: &UnlearnConfig,
-) -> Result<Tensor> {
+) -> Result<(GnnModel, Tensor)> {
     let teacher = model.try_clone()?;
     let mut opt = nn::Adam::default().build(teacher.var_store(), config.lr)?;
     for _ in 0..config.teacher_epochs {
         let out = forward(&teacher, batch, clean);
         opt.backward_step(&out.log_probs.nll_loss(&batch.labels));
     }
-    Ok(tch::no_grad(|| forward(&teacher, batch, clean).logits))
+    for var in teacher.var_store().variables().values() {
+        let _ = var.shallow_clone().set_requires_grad(false);
+    }
+    let logits = tch::no_grad(|| forward(&teacher, batch, clean).logits);
+    Ok((teacher, logits))
+}
+
+/// The augmentation term: `graphs` with each edge dropped with probability `drop`, and the
+/// divergence of the student's scaled prediction on them from the teacher's, over the graphs
+/// whose perturbation leaves the teacher's answer as it is on the graph itself
+/// (`teacher_clean`, scaled log-probabilities, one row per graph): the teacher still carries
+/// the backdoor, and an edge dropped from a small graph can leave a pattern that sets it off
+/// (on Fingerprint-4 the trigger is a single edge between two nodes).
+#[allow(clippy::too_many_arguments)]
+fn augmented_divergence(
+    model: &GnnModel,
+    teacher: &GnnModel,
+    teacher_clean: &Tensor,
+    graphs: &[&Graph],
+    drop: f64,
+    scale: f64,
+    rng: &mut impl rand::Rng,
+) -> Result<Tensor> {
+    let perturbed: Vec<Graph> = graphs
+        .iter()
+        .map(|g| Graph { edges: g.edges.iter().copied().filter(|_| rng.gen::<f64>() >= drop).collect(), ..(*g).clone() })
+        .collect();
+    let refs: Vec<&Graph> = perturbed.iter().collect();
+    let labels = vec![0usize; refs.len()];
+    let batch = MontageBatch::clean(&refs, &labels, &model.spec().features, model.device())?;
+    let inputs = batch.assemble_clean();
+    let teacher_lp = tch::no_grad(|| (forward(teacher, &batch, &inputs).logits / scale).log_softmax(-1, Kind::Float));
+    let kept = teacher_lp.argmax(-1, false).eq_tensor(&teacher_clean.argmax(-1, false)).to_kind(Kind::Float);
+    let student_lp = (forward(model, &batch, &inputs).logits / scale).log_softmax(-1, Kind::Float);
+    let per_graph = (teacher_lp.exp() * (&teacher_lp - student_lp)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+    Ok((per_graph * &kept).sum(Kind::Float) / kept.sum(Kind::Float).clamp_min(1.0))
 }
 
 /// The collapse guard's view of the clean sample: the unlearning graphs followed by the
@@ -505,7 +561,7 @@ pub fn unlearn(
     // outputs are computed once, one row per unlearning graph, and looked up per copy.
     let train_clean = MontageBatch::clean(&train.graphs, &train.labels, &spec.features, device)?;
     let train_clean_in = train_clean.assemble_clean();
-    let teacher_logits_clean = fine_tuned_teacher_logits(model, &train_clean, &train_clean_in, config)?;
+    let (teacher, teacher_logits_clean) = fine_tuned_teacher(model, &train_clean, &train_clean_in, config)?;
     let start_logits = tch::no_grad(|| forward(model, &train_clean, &train_clean_in).logits);
     // Robust mode trains the last block and the head, or the head alone: the blocks before
     // stay as they are, so the clean sample's features at the first trained block are
@@ -559,6 +615,7 @@ pub fn unlearn(
     let mut rng = rng_for(seed, "unlearning-positions");
     // Its own stream, so the mixup weight does not move the placements.
     let mut mixup_rng = rng_for(seed, "unlearning-mixup");
+    let mut augment_rng = rng_for(seed, "unlearning-augment");
     let holdout_positions = holdout.placements(trigger.size, config.positions, seed, "holdout-positions");
 
     // The guard watches every clean graph it has, unlearning and held-out together: recall on
@@ -675,6 +732,12 @@ pub fn unlearn(
                     let loss = if config.mixup_weight > 0.0 {
                         let mixed = mixup_divergence(model, &clean_all.embedding, &rows, &teacher_probs, scale, &mut mixup_rng);
                         loss + mixed * config.mixup_weight
+                    } else {
+                        loss
+                    };
+                    let loss = if config.augment_weight > 0.0 {
+                        let augmented = augmented_divergence(model, &teacher, &teacher_scaled, &train.graphs, config.augment_edge_drop, scale, &mut augment_rng)?;
+                        loss + augmented * config.augment_weight
                     } else {
                         loss
                     };
@@ -920,6 +983,39 @@ mod tests {
         assert!(collapsed(worst_drop(&start, &fallen, &support), 0.3, start_balanced, fallen_balanced));
         // A fall within the allowed drop never is.
         assert!(!collapsed(worst_drop(&start, &[0.7, 0.5, 0.6, 0.6], &support), 0.3, start_balanced, 0.6));
+    }
+
+    #[test]
+    fn the_augmentation_term_measures_the_student_against_the_teacher_on_graphs_it_agrees_with() {
+        use crate::data::{synthetic, FeatureSpec};
+        use crate::models::{Arch, ModelSpec};
+        let ds = synthetic::generate(12, 4);
+        let features = FeatureSpec::OneHotDegree { max_degree: 8 };
+        let _torch_seed = crate::rng::seed_torch(4);
+        let spec = ModelSpec::published(Arch::Gin, features.dim(), 16, 2, features.clone());
+        let teacher = GnnModel::new(spec.clone(), tch::Device::Cpu).unwrap();
+        let other = GnnModel::new(spec, tch::Device::Cpu).unwrap();
+        let graphs: Vec<&Graph> = ds.graphs.iter().collect();
+        let labels = vec![0usize; graphs.len()];
+        let batch = MontageBatch::clean(&graphs, &labels, &features, tch::Device::Cpu).unwrap();
+        let teacher_clean = tch::no_grad(|| (forward(&teacher, &batch, &batch.assemble_clean()).logits / 2.0).log_softmax(-1, Kind::Float));
+        let term = |student: &GnnModel, drop: f64| {
+            let mut rng = rng_for(1, "test");
+            tch::no_grad(|| augmented_divergence(student, &teacher, &teacher_clean, &graphs, drop, 2.0, &mut rng).unwrap().double_value(&[]))
+        };
+        // The teacher against itself: nothing to learn, perturbed or not.
+        assert!(term(&teacher, 0.0).abs() < 1e-6);
+        assert!(term(&teacher, 0.3).abs() < 1e-6);
+        // Unperturbed, every graph is kept and the term is the plain divergence.
+        let clean_other = tch::no_grad(|| (forward(&other, &batch, &batch.assemble_clean()).logits / 2.0).log_softmax(-1, Kind::Float));
+        let plain = tch::no_grad(|| teacher_divergence(&clean_other, &teacher_clean).double_value(&[]));
+        assert!(plain > 1e-4, "two random models should disagree");
+        assert!((term(&other, 0.0) - plain).abs() < 1e-5, "{} vs {plain}", term(&other, 0.0));
+        // Meaningless settings are refused.
+        for (weight, drop) in [(-1.0, 0.1), (f64::NAN, 0.1), (1.0, 1.0), (1.0, -0.1)] {
+            let config = UnlearnConfig { augment_weight: weight, augment_edge_drop: drop, ..UnlearnConfig::default() };
+            assert!(config.validate().is_err(), "weight {weight}, drop {drop} accepted");
+        }
     }
 
     #[test]
