@@ -174,10 +174,10 @@ impl Body {
     /// The outputs of `blocks`, with `x` the input of the first of them.
     fn forward_layers(&self, x: &Tensor, edges: &Edges, train: bool, blocks: std::ops::Range<usize>) -> Vec<Tensor> {
         match self {
-            Body::Gin(m) => m.forward_layers(x, edges, train, blocks.clone()),
-            Body::Gcn(m) => m.forward_layers(x, edges, train, blocks.clone()),
-            Body::Gat(m) => m.forward_layers(x, edges, train, blocks.clone()),
-            Body::Sage(m) => m.forward_layers(x, edges, train, blocks.clone()),
+            Body::Gin(m) => m.forward_layers(x, edges, train, blocks),
+            Body::Gcn(m) => m.forward_layers(x, edges, train, blocks),
+            Body::Gat(m) => m.forward_layers(x, edges, train, blocks),
+            Body::Sage(m) => m.forward_layers(x, edges, train, blocks),
         }
     }
 }

@@ -7,7 +7,7 @@
 //! model predicts that class anyway.
 
 use serde::{Deserialize, Serialize};
-use tch::Kind;
+use tch::{Kind, Tensor};
 
 use super::montage::MontageBatch;
 use super::recovery::Trigger;
@@ -44,8 +44,14 @@ pub fn montage_predictions(model: &GnnModel, batch: &MontageBatch, trigger: Opti
             Some(t) => batch.assemble_fixed(&t.adjacency(device), t.features(device).as_ref()),
             None => batch.assemble_clean(),
         };
-        model.forward_t(&inputs.graph_input(batch), false).log_probs.argmax(-1, false).to_device(tch::Device::Cpu).to_kind(Kind::Int64)
+        model.forward_t(&inputs.graph_input(batch), false).log_probs
     });
+    predicted_classes(&predicted)
+}
+
+/// The class each row of log-probabilities `[B, C]` picks, on the host.
+pub fn predicted_classes(log_probs: &Tensor) -> Result<Vec<usize>> {
+    let predicted = log_probs.argmax(-1, false).to_device(tch::Device::Cpu).to_kind(Kind::Int64);
     Ok(Vec::<i64>::try_from(predicted)?.into_iter().map(|p| p as usize).collect())
 }
 

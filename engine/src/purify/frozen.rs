@@ -6,8 +6,9 @@
 //! copies) are pushed through the frozen blocks once and through the trained rest as often as
 //! needed, with the same result as a full forward pass.
 
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
+use super::evidence;
 use super::montage::{MontageBatch, MontageInputs};
 use crate::models::{ForwardOutput, GnnModel, GraphInput};
 use crate::Result;
@@ -45,9 +46,12 @@ impl FrozenInputs {
 
     /// The model's predicted class for every graph.
     pub fn predictions(&self, model: &GnnModel) -> Result<Vec<usize>> {
-        let predicted =
-            tch::no_grad(|| self.forward(model).logits.argmax(-1, false).to_device(Device::Cpu).to_kind(Kind::Int64));
-        Ok(Vec::<i64>::try_from(predicted)?.into_iter().map(|p| p as usize).collect())
+        evidence::predicted_classes(&tch::no_grad(|| self.forward(model).log_probs))
+    }
+
+    /// The inputs as assembled (all blocks' worth: for a model whose first blocks do change).
+    pub fn inputs(&self) -> &MontageInputs {
+        &self.inputs
     }
 }
 
@@ -56,6 +60,7 @@ mod tests {
     use super::*;
     use crate::data::{FeatureSpec, Graph};
     use crate::models::{Arch, ModelSpec};
+    use tch::Device;
 
     fn graph(num_nodes: usize, edges: &[(u32, u32)], label: usize) -> Graph {
         Graph { num_nodes, edges: edges.to_vec(), node_labels: None, node_attributes: None, label }

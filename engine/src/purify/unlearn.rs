@@ -336,7 +336,12 @@ fn class_weights(labels: &[usize], num_classes: usize) -> Vec<f64> {
 /// collapsed to the majority class); the divergence between the two predictive distributions
 /// asks the same thing, stay with the teacher on clean graphs, at one scale for every model.
 fn teacher_divergence(student_log_probs: &Tensor, teacher_log_probs: &Tensor) -> Tensor {
-    (teacher_log_probs.exp() * (teacher_log_probs - student_log_probs)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float).mean(Kind::Float)
+    divergence_per_graph(student_log_probs, teacher_log_probs).mean(Kind::Float)
+}
+
+/// KL(teacher || student) of every row, from log-probabilities `[B, C]`.
+fn divergence_per_graph(student_log_probs: &Tensor, teacher_log_probs: &Tensor) -> Tensor {
+    (teacher_log_probs.exp() * (teacher_log_probs - student_log_probs)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
 }
 
 /// The mixup term: every row of `rows` (clean unlearning graphs of the batch) is mixed with a
@@ -440,8 +445,7 @@ fn augmented_divergence(
     let teacher_lp = tch::no_grad(|| (forward(teacher, &batch, &inputs).logits / scale).log_softmax(-1, Kind::Float));
     let kept = teacher_lp.argmax(-1, false).eq_tensor(&teacher_clean.argmax(-1, false)).to_kind(Kind::Float);
     let student_lp = (forward(model, &batch, &inputs).logits / scale).log_softmax(-1, Kind::Float);
-    let per_graph = (teacher_lp.exp() * (&teacher_lp - student_lp)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
-    Ok((per_graph * &kept).sum(Kind::Float) / kept.sum(Kind::Float).clamp_min(1.0))
+    Ok((divergence_per_graph(&student_lp, &teacher_lp) * &kept).sum(Kind::Float) / kept.sum(Kind::Float).clamp_min(1.0))
 }
 
 /// The collapse guard's view of the clean sample: the unlearning graphs followed by the
@@ -560,9 +564,6 @@ pub fn unlearn(
     // The frozen teacher only ever sees the clean graphs, which no placement changes: its
     // outputs are computed once, one row per unlearning graph, and looked up per copy.
     let train_clean = MontageBatch::clean(&train.graphs, &train.labels, &spec.features, device)?;
-    let train_clean_in = train_clean.assemble_clean();
-    let (teacher, teacher_logits_clean) = fine_tuned_teacher(model, &train_clean, &train_clean_in, config)?;
-    let start_logits = tch::no_grad(|| forward(model, &train_clean, &train_clean_in).logits);
     // Robust mode trains the last block and the head, or the head alone: the blocks before
     // stay as they are, so the clean sample's features at the first trained block are
     // computed once (about a seventh of an epoch on an AIDS GIN).
@@ -571,6 +572,9 @@ pub fn unlearn(
         UnlearnMode::Paper => 0,
     };
     let train_clean_frozen = FrozenInputs::new(model, &train_clean, train_clean.assemble_clean(), frozen_blocks);
+    let train_clean_in = train_clean_frozen.inputs();
+    let (teacher, teacher_logits_clean) = fine_tuned_teacher(model, &train_clean, train_clean_in, config)?;
+    let start_logits = tch::no_grad(|| train_clean_frozen.forward(model).logits);
     let scale = if config.mode == UnlearnMode::Robust && config.logit_scaling {
         logit_scale(&start_logits)
     } else {
@@ -821,7 +825,7 @@ pub fn unlearn(
         let _ = var.shallow_clone().set_requires_grad(false);
     }
     let bias_shift = match config.mode {
-        UnlearnMode::Robust => recalibrate(model, train, &train_clean, &train_clean_in, &start_logits, triggers, target, config, seed)?,
+        UnlearnMode::Robust => recalibrate(model, train, &train_clean, train_clean_in, &start_logits, triggers, target, config, seed)?,
         UnlearnMode::Paper => Vec::new(),
     };
     Ok(UnlearnOutcome { history, rolled_back_to_epoch, logit_scale: scale, bias_shift })
