@@ -300,23 +300,28 @@ pub struct UnlearnOutcome {
     pub bias_shift: Vec<f64>,
 }
 
-/// Names of the variables robust mode trains: the last conv block (and its BatchNorm) and the
-/// head.
-fn robust_trainable(name: &str, num_layers: usize, last_conv_too: bool) -> bool {
-    let last_conv = format!("conv{num_layers}.");
-    let last_bn = format!("bn{num_layers}.");
-    let head = name.starts_with("fc1.") || name.starts_with("fc2.");
-    head || (last_conv_too && (name.starts_with(&last_conv) || name.starts_with(&last_bn)))
-}
-
 /// How many conv blocks robust unlearning leaves untrained: all but the last, or all of them
-/// when the head alone is trained (see [`robust_trainable`]).
+/// when the head alone is trained. Everything after them is trained (see [`trained_by_unlearning`]).
 fn robust_frozen_blocks(num_layers: usize, last_conv_too: bool) -> usize {
     if last_conv_too {
         num_layers.saturating_sub(1)
     } else {
         num_layers
     }
+}
+
+/// Whether unlearning trains the variable `name` when the first `frozen_blocks` conv blocks stay
+/// as they are: a block's variables (`conv3.…`, `bn3.…`, 1-based) are trained when the block comes
+/// after the frozen ones, the head's (`fc1.…`, `fc2.…`) always. One rule for both the optimiser
+/// and [`FrozenInputs`], which forwards the clean inputs through the same frozen blocks once.
+fn trained_by_unlearning(name: &str, frozen_blocks: usize) -> bool {
+    block_of(name).is_none_or(|block| block > frozen_blocks)
+}
+
+/// The 1-based conv block a variable belongs to, or `None` for the head.
+fn block_of(name: &str) -> Option<usize> {
+    let rest = name.strip_prefix("conv").or_else(|| name.strip_prefix("bn"))?;
+    rest.split('.').next()?.parse().ok()
 }
 
 /// Class weights inversely proportional to class frequency in `labels` (classes absent get 0).
@@ -585,10 +590,7 @@ pub fn unlearn(
 
     let variables = model.var_store().variables();
     for (name, var) in &variables {
-        let trainable = match config.mode {
-            UnlearnMode::Robust => robust_trainable(name, spec.num_layers, config.train_last_conv),
-            UnlearnMode::Paper => true,
-        };
+        let trainable = trained_by_unlearning(name, frozen_blocks);
         // Running statistics are buffers, never trained.
         if !name.ends_with("running_mean") && !name.ends_with("running_var") && !name.ends_with("num_batches_tracked") {
             let _ = var.shallow_clone().set_requires_grad(trainable);
@@ -957,6 +959,31 @@ fn recalibrate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::{synthetic, Dataset, FeatureSpec};
+    use crate::models::{Arch, ModelSpec};
+
+    /// Twelve small synthetic graphs, their one-hot-degree features, and the spec of a
+    /// two-block GIN over them; torch's generator is seeded for the models the test makes.
+    fn small_gin(seed: u64) -> (Dataset, FeatureSpec, ModelSpec, crate::rng::TorchSeedGuard) {
+        let features = FeatureSpec::OneHotDegree { max_degree: 8 };
+        let guard = crate::rng::seed_torch(seed);
+        let spec = ModelSpec::published(Arch::Gin, features.dim(), 16, 2, features.clone());
+        (synthetic::generate(12, seed), features, spec, guard)
+    }
+
+    #[test]
+    fn unlearning_trains_the_head_and_the_blocks_after_the_frozen_ones() {
+        let names = ["conv1.nn.0.weight", "bn1.weight", "conv2.eps", "conv3.lin.weight", "bn3.bias", "fc1.weight", "fc2.bias"];
+        let trained = |frozen: usize| -> Vec<&str> { names.iter().copied().filter(|n| trained_by_unlearning(n, frozen)).collect() };
+        // Robust mode on a three-block model: the last block, its BatchNorm and the head.
+        assert_eq!(trained(robust_frozen_blocks(3, true)), ["conv3.lin.weight", "bn3.bias", "fc1.weight", "fc2.bias"]);
+        // The head alone.
+        assert_eq!(trained(robust_frozen_blocks(3, false)), ["fc1.weight", "fc2.bias"]);
+        // Nothing frozen (paper mode): everything.
+        assert_eq!(trained(0), names);
+        // Block numbers are compared as numbers, not as prefixes.
+        assert!(trained_by_unlearning("conv10.nn.0.weight", 9) && !trained_by_unlearning("conv1.nn.0.weight", 9));
+    }
 
     #[test]
     fn the_collapse_guard_ignores_one_graph_but_not_two() {
@@ -991,12 +1018,7 @@ mod tests {
 
     #[test]
     fn the_augmentation_term_measures_the_student_against_the_teacher_on_graphs_it_agrees_with() {
-        use crate::data::{synthetic, FeatureSpec};
-        use crate::models::{Arch, ModelSpec};
-        let ds = synthetic::generate(12, 4);
-        let features = FeatureSpec::OneHotDegree { max_degree: 8 };
-        let _torch_seed = crate::rng::seed_torch(4);
-        let spec = ModelSpec::published(Arch::Gin, features.dim(), 16, 2, features.clone());
+        let (ds, features, spec, _torch_seed) = small_gin(4);
         let teacher = GnnModel::new(spec.clone(), tch::Device::Cpu).unwrap();
         let other = GnnModel::new(spec, tch::Device::Cpu).unwrap();
         let graphs: Vec<&Graph> = ds.graphs.iter().collect();
@@ -1024,12 +1046,7 @@ mod tests {
 
     #[test]
     fn recalibration_undoes_a_pure_shift_of_the_class_prior() {
-        use crate::data::{synthetic, FeatureSpec};
-        use crate::models::{Arch, ModelSpec};
-        let ds = synthetic::generate(12, 3);
-        let features = FeatureSpec::OneHotDegree { max_degree: 8 };
-        let _torch_seed = crate::rng::seed_torch(3);
-        let spec = ModelSpec::published(Arch::Gin, features.dim(), 16, 2, features.clone());
+        let (ds, features, spec, _torch_seed) = small_gin(3);
         let model = GnnModel::new(spec, tch::Device::Cpu).unwrap();
         let graphs: Vec<&Graph> = ds.graphs.iter().collect();
         let labels: Vec<usize> = (0..graphs.len()).map(|i| i % 2).collect();
