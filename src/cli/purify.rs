@@ -8,7 +8,7 @@ use gcleaner_engine::attacks;
 use gcleaner_engine::explain::ExplainerKind;
 use gcleaner_engine::purify::report::AttackEvaluation;
 use gcleaner_engine::purify::unlearn::UnlearnMode;
-use gcleaner_engine::purify::{html, purify, PurifyConfig};
+use gcleaner_engine::purify::{config_check, html, purify, PurifyConfig};
 use sha2::{Digest, Sha256};
 
 use super::common::{align_to_model, load_data, load_model, write_json, BarProgress, DeviceArg};
@@ -102,9 +102,6 @@ enum ExplainerArg {
 
 pub fn run(args: PurifyArgs) -> Result<()> {
     let device = args.device.resolve()?;
-    if !(0.0..1.0).contains(&args.holdout) {
-        anyhow::bail!("--holdout must be in [0, 1), got {}", args.holdout);
-    }
     let model = load_model(&args.model, args.spec.as_ref(), device)?;
     let mut data = load_data(&args.data, args.keep_classes.as_deref())?;
     if let Some(n) = args.sample_size {
@@ -151,8 +148,9 @@ pub fn run(args: PurifyArgs) -> Result<()> {
     config.unlearn.lambda = args.lambda;
     config.unlearn.collapse_drop = args.collapse_drop;
     let config = apply_overrides(config, &args.set)?;
+    config.validate().map_err(naming_the_flag)?;
 
-    let outcome = purify(&model, &sample, &config, &mut BarProgress::new())?;
+    let outcome = purify(&model, &sample, &config, &mut BarProgress::new()).map_err(naming_the_flag)?;
     let mut report = outcome.report;
     if let Some(path) = &args.attack {
         let source = attacks::AttackSource::open(path)?;
@@ -213,4 +211,30 @@ fn apply_overrides(config: PurifyConfig, overrides: &[String]) -> Result<PurifyC
         *slot = parsed;
     }
     serde_json::from_value(value).with_context(|| format!("--set {}: a value does not fit its parameter", overrides.join(" ")))
+}
+
+/// The flag that sets a configuration path, where there is one.
+fn flag_for(path: &str) -> Option<&'static str> {
+    Some(match path {
+        "holdout_fraction" => "--holdout",
+        "evidence_threshold" => "--threshold",
+        "trigger_nodes" => "--trigger-nodes",
+        "recovery.epochs" => "--recovery-epochs",
+        "recovery.restarts" => "--restarts",
+        "unlearn.lambda" => "--lambda",
+        "unlearn.collapse_drop" => "--collapse-drop",
+        _ => return None,
+    })
+}
+
+/// An engine error about a setting, with the flag (or the `--set` path) that sets it appended.
+fn naming_the_flag(err: gcleaner_engine::Error) -> anyhow::Error {
+    let message = err.to_string();
+    match config_check::setting_of(&message) {
+        Some(path) => match flag_for(path) {
+            Some(flag) => anyhow::anyhow!("{message} ({flag})"),
+            None => anyhow::anyhow!("{message} (--set {path}=...)"),
+        },
+        None => err.into(),
+    }
 }

@@ -109,10 +109,7 @@ pub fn purify_config(config: &Value) -> Result<PurifyConfig, String> {
     }
     let parsed: PurifyConfig = serde_json::from_value(merged)
         .map_err(|e| format!("invalid purification parameters: {e}"))?;
-    if !(0.0..1.0).contains(&parsed.holdout_fraction) {
-        return Err("holdout_fraction must be in [0, 1)".into());
-    }
-    parsed.unlearn.validate().map_err(|e| e.to_string())?;
+    parsed.validate().map_err(|e| e.to_string())?;
     Ok(parsed)
 }
 
@@ -236,8 +233,13 @@ mod tests {
         assert!(purify_config(&json!({ "holdout_fraction": 1.5 })).is_err());
         // Values the engine would refuse only after recovering a trigger are refused on arrival.
         let err = purify_config(&json!({ "unlearn": { "mixup_weight": -1.0 } })).unwrap_err();
-        assert!(err.contains("mixup weight"), "{err}");
+        assert!(err.contains("unlearn.mixup_weight"), "{err}");
         assert!(purify_config(&json!({ "unlearn": { "pattern_dropout": 1.0 } })).is_err());
+        let err = purify_config(&json!({ "evidence_threshold": 2.0 })).unwrap_err();
+        assert!(err.starts_with("evidence_threshold"), "{err}");
+        assert!(purify_config(&json!({ "recovery": { "sizes": [] } })).is_err());
+        assert!(purify_config(&json!({ "recovery": { "restarts": 0 } })).is_err());
+        assert!(purify_config(&json!({ "unlearn": { "lr": 0.0 } })).is_err());
     }
 
     #[test]

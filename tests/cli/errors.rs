@@ -102,6 +102,13 @@ fn purify_set_overrides_config_fields_and_refuses_unknown_ones() {
     assert_one_line_error(&out, &["recovery.no_such_field"]);
     let (out, _) = purify(&["unlearn.epochs=many"], "b");
     assert_one_line_error(&out, &["unlearn.epochs=many"]);
+    // Meaningless values are refused before any work, naming the setting and what sets it.
+    let (out, _) = purify(&["unlearn.lr=-1"], "d");
+    assert_one_line_error(&out, &["unlearn.lr must be", "-1", "--set unlearn.lr"]);
+    let (out, _) = purify(&["evidence_threshold=2"], "e");
+    assert_one_line_error(&out, &["evidence_threshold must be in [0, 1]", "--threshold"]);
+    let (out, _) = purify(&["trigger_nodes=1000"], "f");
+    assert_one_line_error(&out, &["trigger_nodes must be at most", "1000", "--trigger-nodes"]);
     let (out, path) = purify(&["recovery.sizes=[3]", "unlearn.non_target_weight=2", "recovery.census=false"], "c");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path.join("report.json")).unwrap()).unwrap();

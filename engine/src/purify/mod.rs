@@ -4,6 +4,7 @@
 
 pub mod baselines;
 pub mod census;
+pub mod config_check;
 pub mod evidence;
 pub mod frozen;
 pub mod generator;
@@ -72,6 +73,21 @@ impl PurifyConfig {
     /// label space): pseudo-labels, and [`UnlearnConfig::auxiliary`].
     pub fn auxiliary() -> Self {
         PurifyConfig { pseudo_labels: true, unlearn: UnlearnConfig::auxiliary(), ..PurifyConfig::default() }
+    }
+
+    /// Refuses settings that have no meaning, before any work is done: the CLI and the service
+    /// check a configuration with this when it arrives, and [`purify`] again. Messages start
+    /// with the setting's path (see [`config_check`]).
+    pub fn validate(&self) -> Result<()> {
+        use config_check::{at_least, fraction};
+        fraction("holdout_fraction", self.holdout_fraction, false)?;
+        // Evidence scores lie in [0, 1]: a threshold above 1 would never find a backdoor.
+        fraction("evidence_threshold", self.evidence_threshold, true)?;
+        if let Some(n) = self.trigger_nodes {
+            at_least("trigger_nodes", n, 2)?;
+        }
+        self.recovery.validate()?;
+        self.unlearn.validate()
     }
 
     /// [`PurifyConfig::auxiliary`] when `pseudo_labels`, else the defaults.
@@ -245,8 +261,8 @@ fn census_pick(
 /// Runs G-Cleaner on `model` with the clean `sample` (already mapped to the model's classes).
 pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progress: &mut dyn Progress) -> Result<PurifyOutcome> {
     let started = Instant::now();
-    // A bad unlearning setting fails now, not after the recovery.
-    config.unlearn.validate()?;
+    // A bad setting fails now, not after the recovery.
+    config.validate()?;
     let _threads = crate::threads::IntraOpThreads::set(crate::threads::SMALL_GRAPH_THREADS);
     let relabelled;
     let sample = if config.pseudo_labels {
@@ -256,6 +272,15 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
         sample
     };
     check_sample(model, sample)?;
+    if let Some(n) = config.trigger_nodes {
+        // Smaller graphs take a prefix of the trigger; one larger than every graph is no trigger.
+        let largest = sample.graphs.iter().map(|g| g.num_nodes).max().unwrap_or(0);
+        if n > largest {
+            return Err(Error::invalid(format!(
+                "trigger_nodes must be at most {largest}, the size of the clean sample's largest graph, got {n}"
+            )));
+        }
+    }
     let (train_idx, holdout_idx) = split_sample(sample, config.holdout_fraction, config.seed);
     let train_graphs: Vec<&Graph> = train_idx.iter().map(|&i| &sample.graphs[i]).collect();
     let train_labels: Vec<usize> = train_graphs.iter().map(|g| g.label).collect();
@@ -385,6 +410,25 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_without_meaning_are_refused_and_named() {
+        assert!(PurifyConfig::default().validate().is_ok());
+        assert!(PurifyConfig::auxiliary().validate().is_ok());
+        let refused = |config: PurifyConfig, path: &str| {
+            let message = config.validate().unwrap_err().to_string();
+            assert_eq!(config_check::setting_of(&message), Some(path), "{message}");
+        };
+        let d = PurifyConfig::default;
+        refused(PurifyConfig { holdout_fraction: 1.0, ..d() }, "holdout_fraction");
+        refused(PurifyConfig { evidence_threshold: f64::NAN, ..d() }, "evidence_threshold");
+        refused(PurifyConfig { trigger_nodes: Some(1), ..d() }, "trigger_nodes");
+        refused(PurifyConfig { recovery: RecoveryConfig { sizes: vec![], ..RecoveryConfig::default() }, ..d() }, "recovery.sizes");
+        refused(PurifyConfig { recovery: RecoveryConfig { restarts: 0, ..RecoveryConfig::default() }, ..d() }, "recovery.restarts");
+        refused(PurifyConfig { recovery: RecoveryConfig { threshold: 1.5, ..RecoveryConfig::default() }, ..d() }, "recovery.threshold");
+        refused(PurifyConfig { unlearn: UnlearnConfig { lr: 0.0, ..UnlearnConfig::default() }, ..d() }, "unlearn.lr");
+        refused(PurifyConfig { unlearn: UnlearnConfig { batch_size: 0, ..UnlearnConfig::default() }, ..d() }, "unlearn.batch_size");
+    }
     use crate::purify::evidence::TriggerEvidence;
     use crate::purify::recovery::Trigger;
 

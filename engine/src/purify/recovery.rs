@@ -49,6 +49,28 @@ impl Default for RecoveryConfig {
     }
 }
 
+impl RecoveryConfig {
+    /// Refuses settings that have no meaning (see [`super::PurifyConfig::validate`]).
+    pub fn validate(&self) -> Result<()> {
+        use super::config_check::{at_least, positive};
+        if self.sizes.is_empty() {
+            return Err(Error::invalid("recovery.sizes must list at least one trigger size, got []"));
+        }
+        for &size in &self.sizes {
+            at_least("recovery.sizes", size, 2)?;
+        }
+        at_least("recovery.epochs", self.epochs, 1)?;
+        at_least("recovery.restarts", self.restarts, 1)?;
+        at_least("recovery.generator_hidden", self.generator_hidden, 1)?;
+        positive("recovery.lr", self.lr)?;
+        // A cosine similarity threshold: anything outside [-1, 1] makes the hinge constant.
+        if !(-1.0..=1.0).contains(&self.threshold) {
+            return Err(Error::invalid(format!("recovery.threshold must be in [-1, 1], got {}", self.threshold)));
+        }
+        Ok(())
+    }
+}
+
 /// A universal trigger: an adjacency over `size` slots and, for non-structural features, the
 /// slot nodes' features.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

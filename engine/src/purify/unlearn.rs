@@ -200,27 +200,21 @@ impl Default for UnlearnConfig {
 }
 
 impl UnlearnConfig {
-    /// Refuses values that have no meaning, before any work is done (the CLI and the service
-    /// check a configuration with this when it arrives).
+    /// Refuses values that have no meaning (see [`super::PurifyConfig::validate`]).
     pub fn validate(&self) -> Result<()> {
-        if !(0.0..=1.0).contains(&self.converged_flip_rate) {
-            return Err(Error::invalid(format!("converged flip rate must be in [0, 1], got {}", self.converged_flip_rate)));
-        }
-        if !(self.anchor_weight.is_finite() && self.anchor_weight >= 0.0) {
-            return Err(Error::invalid(format!("anchor weight must be a finite number >= 0, got {}", self.anchor_weight)));
-        }
-        if !(self.mixup_weight.is_finite() && self.mixup_weight >= 0.0) {
-            return Err(Error::invalid(format!("mixup weight must be a finite number >= 0, got {}", self.mixup_weight)));
-        }
-        if !(self.augment_weight.is_finite() && self.augment_weight >= 0.0) {
-            return Err(Error::invalid(format!("augment weight must be a finite number >= 0, got {}", self.augment_weight)));
-        }
-        if !(0.0..1.0).contains(&self.augment_edge_drop) {
-            return Err(Error::invalid(format!("augment edge drop must be in [0, 1), got {}", self.augment_edge_drop)));
-        }
-        if !(0.0..1.0).contains(&self.pattern_dropout) {
-            return Err(Error::invalid(format!("pattern dropout must be in [0, 1), got {}", self.pattern_dropout)));
-        }
+        use crate::purify::config_check::{at_least, fraction, non_negative, positive};
+        positive("unlearn.lr", self.lr)?;
+        at_least("unlearn.batch_size", self.batch_size, 1)?;
+        non_negative("unlearn.lambda", self.lambda)?;
+        non_negative("unlearn.ce_weight", self.ce_weight)?;
+        non_negative("unlearn.non_target_weight", self.non_target_weight)?;
+        fraction("unlearn.collapse_drop", self.collapse_drop, true)?;
+        fraction("unlearn.converged_flip_rate", self.converged_flip_rate, true)?;
+        non_negative("unlearn.anchor_weight", self.anchor_weight)?;
+        non_negative("unlearn.mixup_weight", self.mixup_weight)?;
+        non_negative("unlearn.augment_weight", self.augment_weight)?;
+        fraction("unlearn.augment_edge_drop", self.augment_edge_drop, false)?;
+        fraction("unlearn.pattern_dropout", self.pattern_dropout, false)?;
         Ok(())
     }
 
