@@ -56,7 +56,10 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
     let result = match cli.command {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::eval(args),
@@ -83,5 +86,43 @@ pub fn main() -> ExitCode {
             eprintln!("error: {}", format!("{err:#}").replace('\n', " "));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A command line clap refused, as one line on stderr like every other error (clap's own layout
+/// spreads it over a paragraph, the usage and a hint). Help and version requests print as clap
+/// lays them out.
+fn usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+        err.exit();
+    }
+    eprintln!("{}", one_line_usage_error(&err.render().to_string()));
+    ExitCode::from(2)
+}
+
+/// clap's message up to its first blank line (the error and any list it gives), joined into
+/// one line, with where to read more.
+fn one_line_usage_error(rendered: &str) -> String {
+    let first_paragraph: Vec<&str> =
+        rendered.lines().map(str::trim).take_while(|line| !line.is_empty()).collect();
+    let message = first_paragraph.join(" ");
+    let message = if message.starts_with("error:") { message } else { format!("error: {message}") };
+    format!("{message} (see --help)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_usage_error_is_one_line_that_keeps_what_clap_listed() {
+        let Err(err) = Cli::try_parse_from(["gcleaner", "purify", "--out", "x"]) else { panic!("accepted") };
+        let line = one_line_usage_error(&err.render().to_string());
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.starts_with("error: ") && line.contains("--model") && line.contains("--data"), "{line}");
+        let Err(err) = Cli::try_parse_from(["gcleaner", "attack", "--attack", "nope"]) else { panic!("accepted") };
+        let line = one_line_usage_error(&err.render().to_string());
+        assert!(line.contains("nope") && line.contains("--attack"), "{line}");
     }
 }

@@ -215,14 +215,18 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
     if !(args.clean_fraction > 0.0 && args.clean_fraction < 0.5) {
         bail!("--clean-fraction must be in (0, 0.5), got {}", args.clean_fraction);
     }
+    // A misspelt or absent dataset fails now, not after hours of the others.
+    let sources: Vec<DatasetSource> = args.dataset.iter().map(|name| dataset_source(&args.datasets, name)).collect();
+    if let Some(missing) = sources.iter().find(|s| !s.path.exists()) {
+        bail!(
+            "--dataset {}: {} not found (--datasets names the folder that holds the datasets)",
+            missing.name,
+            missing.path.display()
+        );
+    }
     let mut results = read_results(&args.json)?;
     let started = Instant::now();
-    for name in &args.dataset {
-        let source = dataset_source(&args.datasets, name);
-        if !source.path.exists() {
-            eprintln!("skipping {}: {} not found", source.name, source.path.display());
-            continue;
-        }
+    for source in &sources {
         let mut ds = load_data(&source.path, source.keep_classes.as_deref())?;
         ds.graphs.retain(|g| g.num_nodes > 0);
         ds.name = source.name.clone();
