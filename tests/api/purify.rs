@@ -115,12 +115,21 @@ async fn auxiliary_data_is_refused_unless_pseudo_labels_are_asked_for() {
 #[tokio::test]
 async fn unknown_or_unbounded_purification_parameters_are_refused_at_submission() {
     let app = spawn_app_with(&["--workers", "0"], Arc::new(EngineRunner)).await;
-    for config in
-        [json!({ "unlearn": { "epoch": 2 } }), json!({ "recovery": { "epochs": 1_000_000 } })]
-    {
-        let r = app.submit(submission(config)).await;
+    for config in [
+        json!({ "unlearn": { "epoch": 2 } }),
+        json!({ "recovery": { "epochs": 1_000_000 } }),
+        // In bounds for its type, but meaningless: no evidence score reaches 2.
+        json!({ "evidence_threshold": 2.0 }),
+    ] {
+        let r = app.submit(submission(config.clone())).await;
         assert_eq!(r.status(), 422);
-        assert_eq!(r.json::<Value>().await.unwrap()["code"], "invalid_config");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let problem = r.json::<Value>().await.unwrap();
+        assert_eq!(problem["code"], "invalid_config");
+        if config.get("evidence_threshold").is_some() {
+            let detail = problem["detail"].as_str().unwrap_or_default();
+            assert!(detail.contains("evidence_threshold must be in [0, 1]"), "{problem}");
+        }
     }
     assert_eq!(app.count("SELECT count(*) FROM jobs").await, 0);
 }
