@@ -149,7 +149,11 @@ class Unlearning:
         teacher = copy.deepcopy(self.student)
         opt = torch.optim.Adam(teacher.parameters(), lr=self.cfg["lr"])
         batch = self.train_batch
-        for _ in range(self.cfg["teacher_epochs"]):
+        # As the engine: null means the mode's default, the input model itself in robust mode.
+        epochs = self.cfg.get("teacher_epochs")
+        if epochs is None:
+            epochs = 20 if self.cfg.get("mode") == "paper" else 0
+        for _ in range(epochs):
             opt.zero_grad()
             F.nll_loss(teacher(batch.x, batch.edge_index, batch.batch), batch.y).backward()
             opt.step()

@@ -44,7 +44,7 @@ fn quick(seed: u64, mode: UnlearnMode) -> PurifyConfig {
     c.recovery.restarts = 2;
     c.unlearn.mode = mode;
     c.unlearn.epochs = 2;
-    c.unlearn.teacher_epochs = 2;
+    c.unlearn.teacher_epochs = Some(2);
     c.unlearn.positions = 2;
     c
 }
@@ -209,7 +209,7 @@ fn robust_unlearning_trains_past_its_epochs_until_the_trigger_stops_flipping() {
         // Far below any weight's float spacing: the weights never move, so the trigger keeps
         // flipping everything (a rate of 0 is refused as meaningless).
         lr: 1e-30,
-        teacher_epochs: 0,
+        teacher_epochs: Some(0),
         positions: 1,
         collapse_drop: 1.0,
         ..UnlearnConfig::default()
@@ -312,7 +312,7 @@ fn short_unlearning(
     let train = UnlearnSet { graphs, labels, node_order };
     let holdout = UnlearnSet { graphs: Vec::new(), labels: Vec::new(), node_order: Vec::new() };
     let trigger = Trigger { size: 3, edges: vec![(0, 1), (1, 2), (0, 2)], slot_features: None };
-    let config = UnlearnConfig { epochs: 5, max_epochs: 5, lr: 0.01, teacher_epochs: 0, positions: 2, collapse_drop: 1.0, ..UnlearnConfig::default() };
+    let config = UnlearnConfig { epochs: 5, max_epochs: 5, lr: 0.01, teacher_epochs: Some(0), positions: 2, collapse_drop: 1.0, ..UnlearnConfig::default() };
     (train, holdout, trigger, config)
 }
 
