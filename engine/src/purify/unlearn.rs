@@ -5,7 +5,8 @@
 //! Grad-CAM heat maps of triggered graphs are pulled to those of their clean originals. `Robust`
 //! (the default) replaces the consistency terms by cross-entropy of triggered clean graphs with
 //! their true labels, up-weights graphs whose label is not the suspected target (they carry the
-//! signal), and trains only the last conv block and the head. Both montage the trigger at the
+//! signal), holds clean graphs to the input model's own answers (its teacher is the input model),
+//! and trains only the last conv block and the head. Both montage the trigger at the
 //! explainer's positions plus fresh random node sets every epoch, keep BatchNorm in evaluation
 //! mode, and roll back when a class's recall collapses.
 
@@ -414,7 +415,8 @@ fn forward(model: &GnnModel, batch: &MontageBatch, inputs: &MontageInputs) -> cr
 }
 
 /// Fine-tunes a copy of `model` on the clean graphs of `batch` (assembled as `clean`) with
-/// cross-entropy: the teacher, frozen, and its logits on those graphs, one row per graph.
+/// cross-entropy for [`UnlearnConfig::teacher_epochs_for_mode`] epochs (none: the copy is the
+/// input model): the teacher, frozen, and its logits on those graphs, one row per graph.
 fn fine_tuned_teacher(
     model: &GnnModel,
     batch: &MontageBatch,
