@@ -19,6 +19,11 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// A configuration setting outside its range, named by its path in the purification config
+    /// (`unlearn.lr`), so a front end can point at the flag or field that sets it.
+    #[error("{path} {requirement}")]
+    Setting { path: String, requirement: String },
+
     /// A model weights file that does not match its spec or is unsafe to load.
     #[error("model {path}: {message}")]
     Weights { path: String, message: String },
@@ -49,6 +54,11 @@ impl Error {
         Error::Invalid(message.into())
     }
 
+    /// `path` must satisfy `requirement` ("must be at least 1, got 0").
+    pub fn setting(path: &str, requirement: impl Into<String>) -> Self {
+        Error::Setting { path: path.to_string(), requirement: requirement.into() }
+    }
+
     pub fn weights(path: &Path, message: impl Into<String>) -> Self {
         Error::Weights { path: path.display().to_string(), message: message.into() }
     }
@@ -56,7 +66,7 @@ impl Error {
     /// Whether the failure comes from the input (never worth retrying) rather than from the
     /// machine (out of memory, I/O) or a cancellation.
     pub fn is_input_error(&self) -> bool {
-        matches!(self, Error::Parse { .. } | Error::Invalid(_) | Error::Weights { .. })
+        matches!(self, Error::Parse { .. } | Error::Invalid(_) | Error::Setting { .. } | Error::Weights { .. })
             || matches!(self, Error::File { .. })
     }
 }

@@ -8,7 +8,7 @@ use gcleaner_engine::attacks;
 use gcleaner_engine::explain::ExplainerKind;
 use gcleaner_engine::purify::report::AttackEvaluation;
 use gcleaner_engine::purify::unlearn::UnlearnMode;
-use gcleaner_engine::purify::{config_check, html, purify, PurifyConfig};
+use gcleaner_engine::purify::{html, purify, PurifyConfig};
 use sha2::{Digest, Sha256};
 
 use super::common::{align_to_model, load_data, load_model, write_json, BarProgress, DeviceArg};
@@ -148,8 +148,8 @@ pub fn run(args: PurifyArgs) -> Result<()> {
     config.unlearn.lambda = args.lambda;
     config.unlearn.collapse_drop = args.collapse_drop;
     let config = apply_overrides(config, &args.set)?;
-    config.validate().map_err(naming_the_flag)?;
 
+    // purify() checks the settings before any work.
     let outcome = purify(&model, &sample, &config, &mut BarProgress::new()).map_err(naming_the_flag)?;
     let mut report = outcome.report;
     if let Some(path) = &args.attack {
@@ -229,12 +229,11 @@ fn flag_for(path: &str) -> Option<&'static str> {
 
 /// An engine error about a setting, with the flag (or the `--set` path) that sets it appended.
 fn naming_the_flag(err: gcleaner_engine::Error) -> anyhow::Error {
-    let message = err.to_string();
-    match config_check::setting_of(&message) {
-        Some(path) => match flag_for(path) {
-            Some(flag) => anyhow::anyhow!("{message} ({flag})"),
-            None => anyhow::anyhow!("{message} (--set {path}=...)"),
+    match &err {
+        gcleaner_engine::Error::Setting { path, .. } => match flag_for(path) {
+            Some(flag) => anyhow::anyhow!("{err} ({flag})"),
+            None => anyhow::anyhow!("{err} (--set {path}=...)"),
         },
-        None => err.into(),
+        _ => err.into(),
     }
 }

@@ -1,6 +1,7 @@
-//! Range checks for purification settings. Every message starts with the setting's path in the
-//! report's `config` (`unlearn.lr`, `holdout_fraction`), the name `--set` and the service take,
-//! so the CLI can point at its own flag for it and the service can return it as is.
+//! Range checks for purification settings. Each refusal is an [`Error::Setting`] naming the
+//! setting's path in the report's `config` (`unlearn.lr`, `holdout_fraction`), the name `--set`
+//! and the service take, so the CLI can point at its own flag for it and the service can return
+//! the message as is.
 
 use crate::error::{Error, Result};
 
@@ -9,7 +10,7 @@ pub fn positive(path: &str, value: f64) -> Result<()> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {
-        Err(Error::invalid(format!("{path} must be a finite number above 0, got {value}")))
+        Err(Error::setting(path, format!("must be a finite number above 0, got {value}")))
     }
 }
 
@@ -18,7 +19,7 @@ pub fn non_negative(path: &str, value: f64) -> Result<()> {
     if value.is_finite() && value >= 0.0 {
         Ok(())
     } else {
-        Err(Error::invalid(format!("{path} must be a finite number >= 0, got {value}")))
+        Err(Error::setting(path, format!("must be a finite number >= 0, got {value}")))
     }
 }
 
@@ -29,7 +30,7 @@ pub fn fraction(path: &str, value: f64, one_allowed: bool) -> Result<()> {
         Ok(())
     } else {
         let upper = if one_allowed { "1]" } else { "1)" };
-        Err(Error::invalid(format!("{path} must be in [0, {upper}, got {value}")))
+        Err(Error::setting(path, format!("must be in [0, {upper}, got {value}")))
     }
 }
 
@@ -38,14 +39,8 @@ pub fn at_least(path: &str, value: usize, min: usize) -> Result<()> {
     if value >= min {
         Ok(())
     } else {
-        Err(Error::invalid(format!("{path} must be at least {min}, got {value}")))
+        Err(Error::setting(path, format!("must be at least {min}, got {value}")))
     }
-}
-
-/// The setting an error from this module names, if it names one.
-pub fn setting_of(message: &str) -> Option<&str> {
-    let (path, rest) = message.split_once(' ')?;
-    rest.starts_with("must ").then_some(path)
 }
 
 #[cfg(test)]
@@ -63,11 +58,10 @@ mod tests {
             fraction("holdout_fraction", f64::NAN, true),
             at_least("recovery.restarts", 0, 1),
         ] {
-            let message = err.unwrap_err().to_string();
-            assert!(setting_of(&message).is_some(), "{message}");
+            let err = err.unwrap_err();
+            assert!(matches!(&err, Error::Setting { path, .. } if err.to_string().starts_with(&format!("{path} must "))), "{err}");
         }
-        assert_eq!(setting_of("holdout_fraction must be in [0, 1), got 1"), Some("holdout_fraction"));
-        assert_eq!(setting_of("the clean sample has 3 classes"), None);
+        assert_eq!(fraction("holdout_fraction", 1.0, false).unwrap_err().to_string(), "holdout_fraction must be in [0, 1), got 1");
         assert!(positive("unlearn.lr", 1e-3).is_ok());
         assert!(non_negative("unlearn.ce_weight", 0.0).is_ok());
         assert!(fraction("evidence_threshold", 1.0, true).is_ok() && fraction("holdout_fraction", 0.0, false).is_ok());

@@ -75,9 +75,9 @@ impl PurifyConfig {
         PurifyConfig { pseudo_labels: true, unlearn: UnlearnConfig::auxiliary(), ..PurifyConfig::default() }
     }
 
-    /// Refuses settings that have no meaning, before any work is done: the CLI and the service
-    /// check a configuration with this when it arrives, and [`purify`] again. Messages start
-    /// with the setting's path (see [`config_check`]).
+    /// Refuses settings that have no meaning, before any work is done: the service checks a
+    /// configuration with this when it arrives, and [`purify`] first thing. A refusal is an
+    /// [`Error::Setting`] naming the setting's path (see [`config_check`]).
     pub fn validate(&self) -> Result<()> {
         use config_check::{at_least, fraction};
         fraction("holdout_fraction", self.holdout_fraction, false)?;
@@ -276,9 +276,10 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
         // Smaller graphs take a prefix of the trigger; one larger than every graph is no trigger.
         let largest = sample.graphs.iter().map(|g| g.num_nodes).max().unwrap_or(0);
         if n > largest {
-            return Err(Error::invalid(format!(
-                "trigger_nodes must be at most {largest}, the size of the clean sample's largest graph, got {n}"
-            )));
+            return Err(Error::setting(
+                "trigger_nodes",
+                format!("must be at most {largest}, the size of the clean sample's largest graph, got {n}"),
+            ));
         }
     }
     let (train_idx, holdout_idx) = split_sample(sample, config.holdout_fraction, config.seed);
@@ -415,9 +416,9 @@ mod tests {
     fn settings_without_meaning_are_refused_and_named() {
         assert!(PurifyConfig::default().validate().is_ok());
         assert!(PurifyConfig::auxiliary().validate().is_ok());
-        let refused = |config: PurifyConfig, path: &str| {
-            let message = config.validate().unwrap_err().to_string();
-            assert_eq!(config_check::setting_of(&message), Some(path), "{message}");
+        let refused = |config: PurifyConfig, path: &str| match config.validate().unwrap_err() {
+            Error::Setting { path: named, .. } => assert_eq!(named, path),
+            other => panic!("{path}: not a setting error: {other}"),
         };
         let d = PurifyConfig::default;
         refused(PurifyConfig { holdout_fraction: 1.0, ..d() }, "holdout_fraction");

@@ -54,7 +54,7 @@ impl RecoveryConfig {
     pub fn validate(&self) -> Result<()> {
         use super::config_check::{at_least, positive};
         if self.sizes.is_empty() {
-            return Err(Error::invalid("recovery.sizes must list at least one trigger size, got []"));
+            return Err(Error::setting("recovery.sizes", "must list at least one trigger size, got []"));
         }
         for &size in &self.sizes {
             at_least("recovery.sizes", size, 2)?;
@@ -65,7 +65,7 @@ impl RecoveryConfig {
         positive("recovery.lr", self.lr)?;
         // A cosine similarity threshold: anything outside [-1, 1] makes the hinge constant.
         if !(-1.0..=1.0).contains(&self.threshold) {
-            return Err(Error::invalid(format!("recovery.threshold must be in [-1, 1], got {}", self.threshold)));
+            return Err(Error::setting("recovery.threshold", format!("must be in [-1, 1], got {}", self.threshold)));
         }
         Ok(())
     }
