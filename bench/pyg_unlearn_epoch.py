@@ -14,7 +14,8 @@ One epoch, as the engine's:
     and the one-hot degree features recomputed; copies shuffled into batches of `batch_size`;
   - the frozen teacher's outputs on the clean graphs once per run, looked up per copy; per batch
     the student on the triggered copies and on the clean unlearning graphs (each graph once, each
-    copy taking its graph's row, as the engine does);
+    copy taking its graph's row, both in one pass through the trained block and the head, as the
+    engine does);
     every term on log_softmax(logits / scale), the engine's logit scale (median top-two margin
     on the clean unlearning graphs);
     loss KL(teacher || student) + ce_weight * CE(triggered) (class-balanced, non-target graphs
@@ -234,10 +235,20 @@ class Unlearning:
             # the frozen teacher's clean outputs, computed once per run (as the engine does)
             rows = torch.tensor([g for _, _, g in chunk])
             teacher = self.teacher_scaled[rows]
+            # the clean unlearning graphs and the triggered copies share one pass through the
+            # trained block and the head (as the engine does): the copies through the frozen
+            # blocks first, then both batches joined as one disjoint union
             b = self.train_batch
-            embedding = global_add_pool(self.student.blocks(self.train_prefix, b.edge_index, self.frozen), b.batch)
-            student_clean = self.scaled(self.student.head(embedding)[rows])
-            student_trig = self.scaled(self.student(trig_x, trig_ei, clean.batch))
+            n = b.num_graphs
+            trig_prefix = self.prefix(trig_x, trig_ei)
+            joined = torch.cat([self.train_prefix, trig_prefix])
+            joined_ei = torch.cat([b.edge_index, trig_ei + self.train_prefix.size(0)], 1)
+            joined_batch = torch.cat([b.batch, clean.batch + n])
+            pooled = global_add_pool(self.student.blocks(joined, joined_ei, self.frozen), joined_batch, size=n + len(chunk))
+            logits = self.student.head(pooled)
+            embedding = pooled[:n]
+            student_clean = self.scaled(logits[:n][rows])
+            student_trig = self.scaled(logits[n:])
             loss = (F.kl_div(student_clean, teacher, log_target=True, reduction="batchmean")
                     + cfg["ce_weight"] * F.nll_loss(student_trig, clean.y, weight=self.trig_w)
                     + cfg["ce_weight"] * F.nll_loss(student_clean, clean.y, weight=self.class_w))

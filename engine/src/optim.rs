@@ -100,6 +100,21 @@ impl FlatAdam {
         self.params.iter().zip(&self.slots).find(|(p, _)| p.data_ptr() == ptr).map(|(_, &s)| s)
     }
 
+    /// A copy of every trained parameter's current values, in one tensor.
+    pub fn snapshot(&self) -> Tensor {
+        tch::no_grad(|| self.flat.copy())
+    }
+
+    /// Overwrites `snapshot` (from [`FlatAdam::snapshot`]) with the current values.
+    pub fn snapshot_into(&self, snapshot: &mut Tensor) {
+        tch::no_grad(|| snapshot.copy_(&self.flat));
+    }
+
+    /// Puts the trained parameters back to `snapshot`'s values (the Adam moments stay).
+    pub fn restore(&mut self, snapshot: &Tensor) {
+        tch::no_grad(|| self.flat.copy_(snapshot));
+    }
+
     /// Back-propagates `loss` and takes one Adam step.
     ///
     /// The gradients come back from the autograd engine as values rather than being accumulated
@@ -221,6 +236,31 @@ mod tests {
         let start = nn::VarStore::new(Device::Cpu);
         let _ = model(&start);
         assert!(a.values().any(|t| t.abs().sum(Kind::Float).double_value(&[]) > 0.0));
+    }
+
+    #[test]
+    fn a_restored_snapshot_gives_the_model_back_its_weights_then() {
+        let _torch_seed = crate::rng::seed_torch(2);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = model(&vs);
+        let mut flat = FlatAdam::new(&vs, 0.1, 0.0).unwrap();
+        let x = Tensor::randn([8, 3], (Kind::Float, Device::Cpu));
+        let y = Tensor::randn([8, 2], (Kind::Float, Device::Cpu));
+        flat.backward_step(&net.forward(&x).mse_loss(&y, tch::Reduction::Mean));
+        let kept = tch::no_grad(|| net.forward(&x));
+        let mut snapshot = flat.snapshot();
+        flat.backward_step(&net.forward(&x).mse_loss(&y, tch::Reduction::Mean));
+        flat.snapshot_into(&mut snapshot);
+        let kept_later = tch::no_grad(|| net.forward(&x));
+        for _ in 0..3 {
+            flat.backward_step(&net.forward(&x).mse_loss(&y, tch::Reduction::Mean));
+        }
+        let moved = tch::no_grad(|| net.forward(&x));
+        assert!((&moved - &kept_later).abs().max().double_value(&[]) > 1e-4, "the steps moved the model");
+        assert!((&kept - &kept_later).abs().max().double_value(&[]) > 1e-4, "the snapshot was overwritten");
+        flat.restore(&snapshot);
+        let restored = tch::no_grad(|| net.forward(&x));
+        assert_eq!((restored - kept_later).abs().max().double_value(&[]), 0.0);
     }
 
     #[test]

@@ -410,6 +410,24 @@ fn weighted_nll(log_probs: &Tensor, labels: &Tensor, weights: &Tensor) -> Tensor
     (nll * weights).sum(Kind::Float) / weights.sum(Kind::Float).clamp_min(1e-8)
 }
 
+/// One unlearning step's model outputs.
+enum StepOutputs {
+    /// The triggered copies' logits, and the whole clean unlearning sample's (one row per
+    /// graph) with its pooled embeddings.
+    Robust { triggered_logits: Tensor, clean_logits: Tensor, clean_embedding: Tensor },
+    /// The triggered copies' full forward pass (the heat maps need every block's output).
+    Paper(crate::models::ForwardOutput),
+}
+
+impl StepOutputs {
+    fn triggered_logits(&self) -> &Tensor {
+        match self {
+            StepOutputs::Robust { triggered_logits, .. } => triggered_logits,
+            StepOutputs::Paper(out) => &out.logits,
+        }
+    }
+}
+
 fn forward(model: &GnnModel, batch: &MontageBatch, inputs: &MontageInputs) -> crate::models::ForwardOutput {
     model.forward_t(&inputs.graph_input(batch), false)
 }
@@ -663,7 +681,9 @@ pub fn unlearn(
         let inputs = copies.assemble_fixed(&trigger.adjacency(device), trigger.features(device).as_ref());
         FrozenInputs::new(model, copies, inputs, frozen_blocks)
     });
-    let mut snapshot = model.try_clone()?;
+    // Only the trained weights change (BatchNorm stays in eval mode), and they live in the
+    // optimiser's one flat buffer: a snapshot is one copy of it.
+    let mut snapshot = opt.snapshot();
     let mut snapshot_epoch = 0usize;
     let mut history: Vec<UnlearnEpoch> = Vec::with_capacity(config.epochs);
     // Robust mode trains past `epochs` while the trigger still flips the unlearning copies.
@@ -725,19 +745,31 @@ pub fn unlearn(
             let rows = Tensor::from_slice(&rows).to_device(device);
             let teacher_logits = teacher_logits_clean.index_select(0, &rows);
             let teacher_log_probs = teacher_scaled.index_select(0, &rows);
-            let trig_out = forward(model, &batch, &triggered_in);
+            let outputs = match config.mode {
+                // A copy's clean graph is its sample graph, whatever the placement: the robust
+                // terms need only its logits, so the sample is forwarded once per step and each
+                // copy takes its graph's row (a batch of 64 copies holds about 24 distinct
+                // graphs; eval-mode BatchNorm makes a graph's output independent of its batch).
+                // The sample and the copies share one pass through the trained blocks.
+                UnlearnMode::Robust => {
+                    let copies = triggered_in.graph_input(&batch);
+                    let prefix = model.frozen_prefix(&copies, frozen_blocks);
+                    let joined = train_clean_frozen.forward_joined(model, &prefix, &copies);
+                    let n_clean = train_clean_frozen.num_graphs();
+                    StepOutputs::Robust {
+                        triggered_logits: joined.logits.narrow(0, n_clean, batch.num_graphs),
+                        clean_logits: joined.logits.narrow(0, 0, n_clean),
+                        clean_embedding: joined.embedding.narrow(0, 0, n_clean),
+                    }
+                }
+                UnlearnMode::Paper => StepOutputs::Paper(forward(model, &batch, &triggered_in)),
+            };
             let non_target = batch.labels.ne_tensor(&target_label);
             non_target_total += non_target.sum(Kind::Int64);
-            flipped_total += (trig_out.logits.argmax(-1, false).eq_tensor(&target_label) * &non_target).sum(Kind::Int64);
-            let loss = match config.mode {
-                UnlearnMode::Robust => {
-                    // A copy's clean graph is its sample graph, whatever the placement: the
-                    // robust terms need only its logits, so the sample is forwarded once and
-                    // each copy takes its graph's row (a batch of 64 copies holds about 24
-                    // distinct graphs; eval-mode BatchNorm makes a graph's output independent
-                    // of its batch).
-                    let clean_all = train_clean_frozen.forward(model);
-                    let clean_logits = clean_all.logits.index_select(0, &rows);
+            flipped_total += (outputs.triggered_logits().argmax(-1, false).eq_tensor(&target_label) * &non_target).sum(Kind::Int64);
+            let loss = match outputs {
+                StepOutputs::Robust { triggered_logits, clean_logits: clean_all_logits, clean_embedding } => {
+                    let clean_logits = clean_all_logits.index_select(0, &rows);
                     let cw: Vec<f32> =
                         labels.iter().map(|&l| if config.balance_clean_classes { class_w[l] as f32 } else { 1.0 }).collect();
                     let tw: Vec<f32> = labels
@@ -747,12 +779,12 @@ pub fn unlearn(
                     let cw = Tensor::from_slice(&cw).to_device(device);
                     let tw = Tensor::from_slice(&tw).to_device(device);
                     let clean_lp = (&clean_logits / scale).log_softmax(-1, Kind::Float);
-                    let trig_lp = (&trig_out.logits / scale).log_softmax(-1, Kind::Float);
+                    let trig_lp = (&triggered_logits / scale).log_softmax(-1, Kind::Float);
                     let loss = teacher_divergence(&clean_lp, &teacher_log_probs)
                         + weighted_nll(&trig_lp, &batch.labels, &tw) * config.ce_weight
                         + weighted_nll(&clean_lp, &batch.labels, &cw) * config.ce_weight;
                     let loss = if config.mixup_weight > 0.0 {
-                        let mixed = mixup_divergence(model, &clean_all.embedding, &rows, &teacher_probs, scale, &mut mixup_rng);
+                        let mixed = mixup_divergence(model, &clean_embedding, &rows, &teacher_probs, scale, &mut mixup_rng);
                         loss + mixed * config.mixup_weight
                     } else {
                         loss
@@ -773,7 +805,7 @@ pub fn unlearn(
                         loss
                     }
                 }
-                UnlearnMode::Paper => {
+                StepOutputs::Paper(trig_out) => {
                     // The heat maps compare clean and triggered copies node by node.
                     let clean_out = forward(model, &batch, &batch.assemble_clean());
                     let clean_maps = heat_maps(&clean_out, &batch.labels, &batch.batch, batch.num_graphs);
@@ -822,7 +854,7 @@ pub fn unlearn(
         // starts near 10^4 and rebuilds held-out accuracy by epoch 25), so the run returns the
         // last epoch that kept every class.
         if !collapsed(drop, config.collapse_drop, start_balanced, now_balanced) {
-            snapshot = model.try_clone()?;
+            opt.snapshot_into(&mut snapshot);
             snapshot_epoch = epoch + 1;
         }
         if !progress.step(ProgressEvent {
@@ -837,7 +869,7 @@ pub fn unlearn(
     }
     let rolled_back_to_epoch = (snapshot_epoch < history.len()).then_some(snapshot_epoch);
     if rolled_back_to_epoch.is_some() {
-        model.var_store_mut().copy(snapshot.var_store())?;
+        opt.restore(&snapshot);
     }
     for var in model.var_store().variables().values() {
         let _ = var.shallow_clone().set_requires_grad(false);
