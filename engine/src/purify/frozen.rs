@@ -44,13 +44,13 @@ impl FrozenInputs {
         model.forward_from(&self.prefix, self.blocks, &input, false)
     }
 
-    /// The model's outputs for these graphs and for `other`'s, whose features entering the
-    /// first trained block are `other_prefix` (from [`GnnModel::frozen_prefix`]), in one pass
-    /// through the trained blocks: rows `0..num_graphs` are these graphs, the rest `other`'s.
-    /// Eval-mode BatchNorm treats every node alone and the graphs stay disjoint, so each row is
-    /// what a pass of its own would give; one pass instead of two halves the small kernels a
-    /// training step launches forward and backward (about a fifth of a robust unlearning epoch).
-    pub fn forward_joined(&self, model: &GnnModel, other_prefix: &Tensor, other: &GraphInput<'_>) -> ForwardOutput {
+    /// The model's outputs for these graphs and for `other`'s in one pass through the trained
+    /// blocks (`other` goes through the same frozen blocks first): rows `0..num_graphs` are
+    /// these graphs, the rest `other`'s. Eval-mode BatchNorm treats every node alone and the
+    /// graphs stay disjoint, so each row is what a pass of its own would give; one pass instead
+    /// of two halves the small kernels a training step launches forward and backward.
+    pub fn forward_joined(&self, model: &GnnModel, other: &GraphInput<'_>) -> ForwardOutput {
+        let other_prefix = model.frozen_prefix(other, self.blocks);
         let own_nodes = self.prefix.size()[0];
         let weights = match (self.inputs.edge_weight.as_ref(), other.edge_weight) {
             (None, None) => None,
@@ -61,7 +61,7 @@ impl FrozenInputs {
                 Some(Tensor::cat(&[own, theirs], 0))
             }
         };
-        let h = Tensor::cat(&[&self.prefix, other_prefix], 0);
+        let h = Tensor::cat(&[&self.prefix, &other_prefix], 0);
         let edge_index = Tensor::cat(&[&self.inputs.edge_index, &(other.edge_index + own_nodes)], 1);
         let batch = Tensor::cat(&[&self.node_graph, &(other.batch + self.num_graphs)], 0);
         // From a trained block on, the pass reads only the node count of `x`: the joined
@@ -143,8 +143,7 @@ mod tests {
                 let frozen = FrozenInputs::new(&model, &sample, sample.assemble_clean(), blocks);
                 let triggered = copies.assemble_fixed(&pattern, None);
                 let input = triggered.graph_input(&copies);
-                let prefix = model.frozen_prefix(&input, blocks);
-                let joined = tch::no_grad(|| frozen.forward_joined(&model, &prefix, &input));
+                let joined = tch::no_grad(|| frozen.forward_joined(&model, &input));
                 let own = tch::no_grad(|| frozen.forward(&model));
                 let theirs = tch::no_grad(|| model.forward_t(&input, false));
                 assert_eq!(joined.logits.size(), [5, 3]);

@@ -414,7 +414,7 @@ fn weighted_nll(log_probs: &Tensor, labels: &Tensor, weights: &Tensor) -> Tensor
 enum StepOutputs {
     /// The triggered copies' logits, and the whole clean unlearning sample's (one row per
     /// graph) with its pooled embeddings.
-    Robust { triggered_logits: Tensor, clean_logits: Tensor, clean_embedding: Tensor },
+    Robust { triggered_logits: Tensor, sample_logits: Tensor, sample_embedding: Tensor },
     /// The triggered copies' full forward pass (the heat maps need every block's output).
     Paper(crate::models::ForwardOutput),
 }
@@ -752,14 +752,12 @@ pub fn unlearn(
                 // graphs; eval-mode BatchNorm makes a graph's output independent of its batch).
                 // The sample and the copies share one pass through the trained blocks.
                 UnlearnMode::Robust => {
-                    let copies = triggered_in.graph_input(&batch);
-                    let prefix = model.frozen_prefix(&copies, frozen_blocks);
-                    let joined = train_clean_frozen.forward_joined(model, &prefix, &copies);
+                    let joined = train_clean_frozen.forward_joined(model, &triggered_in.graph_input(&batch));
                     let n_clean = train_clean_frozen.num_graphs();
                     StepOutputs::Robust {
                         triggered_logits: joined.logits.narrow(0, n_clean, batch.num_graphs),
-                        clean_logits: joined.logits.narrow(0, 0, n_clean),
-                        clean_embedding: joined.embedding.narrow(0, 0, n_clean),
+                        sample_logits: joined.logits.narrow(0, 0, n_clean),
+                        sample_embedding: joined.embedding.narrow(0, 0, n_clean),
                     }
                 }
                 UnlearnMode::Paper => StepOutputs::Paper(forward(model, &batch, &triggered_in)),
@@ -768,8 +766,8 @@ pub fn unlearn(
             non_target_total += non_target.sum(Kind::Int64);
             flipped_total += (outputs.triggered_logits().argmax(-1, false).eq_tensor(&target_label) * &non_target).sum(Kind::Int64);
             let loss = match outputs {
-                StepOutputs::Robust { triggered_logits, clean_logits: clean_all_logits, clean_embedding } => {
-                    let clean_logits = clean_all_logits.index_select(0, &rows);
+                StepOutputs::Robust { triggered_logits, sample_logits, sample_embedding } => {
+                    let clean_logits = sample_logits.index_select(0, &rows);
                     let cw: Vec<f32> =
                         labels.iter().map(|&l| if config.balance_clean_classes { class_w[l] as f32 } else { 1.0 }).collect();
                     let tw: Vec<f32> = labels
@@ -784,7 +782,7 @@ pub fn unlearn(
                         + weighted_nll(&trig_lp, &batch.labels, &tw) * config.ce_weight
                         + weighted_nll(&clean_lp, &batch.labels, &cw) * config.ce_weight;
                     let loss = if config.mixup_weight > 0.0 {
-                        let mixed = mixup_divergence(model, &clean_embedding, &rows, &teacher_probs, scale, &mut mixup_rng);
+                        let mixed = mixup_divergence(model, &sample_embedding, &rows, &teacher_probs, scale, &mut mixup_rng);
                         loss + mixed * config.mixup_weight
                     } else {
                         loss
