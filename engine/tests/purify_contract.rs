@@ -148,6 +148,41 @@ fn purification_is_deterministic_under_a_seed_in_both_modes() {
     assert_ne!(weights(&other.model), weights(&first.model));
 }
 
+/// Held-out graphs the model gets right.
+fn correct(report_accuracy: f64, n: usize) -> i64 {
+    (report_accuracy * n as f64).round() as i64
+}
+
+#[test]
+fn a_harmful_purification_is_reported_graph_by_graph_and_warned_about() {
+    let ds = synthetic::generate(80, 8);
+    let model = trained_model(&ds, 8);
+    let check = |config: &PurifyConfig| {
+        let report = purify(&model, &ds, config, &mut NoProgress).unwrap().report;
+        let (b, a, change) = (&report.holdout.before, &report.holdout.after, &report.holdout.change);
+        let n = report.sample.n_holdout;
+        assert_eq!(
+            change.lost as i64 - change.gained as i64,
+            correct(b.evaluation.accuracy, n) - correct(a.evaluation.accuracy, n),
+            "graphs lost minus gained is the change in held-out graphs right"
+        );
+        assert_eq!(report.warnings.len(), usize::from(change.accuracy_fell));
+        report
+    };
+    // The quick defaults leave the model's answers as they were.
+    let gentle = check(&quick(8, UnlearnMode::Robust));
+    assert!(!gentle.holdout.change.accuracy_fell, "{:?}", gentle.holdout.change);
+    // The paper mode's loss holds no labels: at a step size 1000 times its default, with the
+    // collapse guard off, it wrecks the model, and the report says so.
+    let mut harmful = quick(8, UnlearnMode::Paper);
+    harmful.unlearn.lr = 1.0;
+    harmful.unlearn.epochs = 10;
+    harmful.unlearn.collapse_drop = 1.0;
+    let wrecked = check(&harmful);
+    assert!(wrecked.holdout.change.accuracy_fell, "{:?}", wrecked.holdout.change);
+    assert!(wrecked.warnings[0].starts_with("held-out accuracy fell"), "{}", wrecked.warnings[0]);
+}
+
 #[test]
 fn auxiliary_graphs_are_labelled_with_the_models_own_predictions() {
     use gcleaner_engine::purify::pseudo_labels::pseudo_label;

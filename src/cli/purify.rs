@@ -170,6 +170,9 @@ pub fn run(args: PurifyArgs) -> Result<()> {
     std::fs::write(args.out.join("report.html"), html::render(&report))
         .with_context(|| format!("writing {}", args.out.join("report.html").display()))?;
     println!("{}", report.verdict.summary);
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
     let (b, a) = (&report.holdout.before, &report.holdout.after);
     println!(
         "held-out: accuracy {:.3} -> {:.3}, trigger flip rate {:.3} -> {:.3} ({} graphs)",

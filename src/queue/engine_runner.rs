@@ -205,6 +205,9 @@ fn run_purification(job: &JobInput, ctx: &mut JobContext) -> Result<JobOutput, J
             .map_err(|e| JobError::Permanent(format!("report: {e}")))?;
         ctx.progress(1, 1);
         tracing::info!(verdict = %report["verdict"]["summary"], "purification finished");
+        for warning in report["warnings"].as_array().into_iter().flatten() {
+            tracing::warn!(%warning, "purification result to check");
+        }
         Ok(JobOutput { model: model_path, report, report_html })
     }
 }

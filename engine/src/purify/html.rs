@@ -10,7 +10,7 @@ const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;ma
 h1{font-size:22px}h2{font-size:17px;margin-top:2em;border-bottom:1px solid #dde}\
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #dde;padding:4px 10px;text-align:right}\
 th{background:#f3f4f8}.verdict{padding:12px 16px;border-radius:6px;font-weight:600}\
-.bad{background:#fde8e8;color:#8a1c1c}.good{background:#e6f6ea;color:#1d5e2c}.sel{background:#fff7d6}\
+.bad{background:#fde8e8;color:#8a1c1c}.good{background:#e6f6ea;color:#1d5e2c}.warn{background:#fff4d6;color:#6b4a00;margin-top:8px}.sel{background:#fff7d6}\
 .grid{display:flex;flex-wrap:wrap;gap:24px}.muted{color:#667}svg{background:#fafbfd;border:1px solid #e4e6ee}";
 
 fn esc(s: &str) -> String {
@@ -32,6 +32,9 @@ pub fn render(report: &PurifyReport) -> String {
         if v.backdoor_evidence { "bad" } else { "good" },
         esc(&v.summary)
     );
+    for warning in &report.warnings {
+        let _ = write!(h, "<div class=\"verdict warn\">{}</div>", esc(warning));
+    }
     let _ = write!(
         h,
         "<p class=muted>{} model, {} layers, {} classes &middot; clean sample {} graphs ({} for unlearning, {} held out) &middot; \

@@ -344,7 +344,7 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
         labels: holdout_labels.clone(),
         node_order: least_important_nodes(&holdout_importance, usize::MAX),
     };
-    let before = report::measure_holdout(model, &holdout_set, &trigger, target, config)?;
+    let (before, predicted_before) = report::measure_holdout(model, &holdout_set, &trigger, target, config)?;
 
     let t = Instant::now();
     let mut purified = model.try_clone()?;
@@ -374,7 +374,16 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
     let unlearning_s = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let after = report::measure_holdout(&purified, &holdout_set, &trigger, target, config)?;
+    let (after, predicted_after) = report::measure_holdout(&purified, &holdout_set, &trigger, target, config)?;
+    let change = report::HoldoutChange::between(&predicted_before, &predicted_after, &holdout_labels);
+    let mut warnings = Vec::new();
+    if change.accuracy_fell {
+        warnings.push(format!(
+            "held-out accuracy fell from {:.3} to {:.3}: {} held-out graphs were right before purification and wrong after, {} the other way \
+             (sign test p = {:.3}); check the purified model on more clean data before using it",
+            before.evaluation.accuracy, after.evaluation.accuracy, change.lost, change.gained, change.p_value
+        ));
+    }
     let train_positions = least_important_nodes(&train_importance, trigger.size);
     let projection = report::Projection {
         before: report::project_embeddings(model, &train_graphs, &train_labels, &train_positions, &trigger)?,
@@ -400,10 +409,11 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
         unlearned_candidates,
         trigger,
         unlearning: outcome,
-        holdout: HoldoutReport { before, after },
+        holdout: HoldoutReport { before, after, change },
         attack: None,
         projection: Some(projection),
         timings: Timings { explain_s, recovery_s, unlearning_s, evaluation_s, total_s: started.elapsed().as_secs_f64() },
+        warnings,
     };
     Ok(PurifyOutcome { model: purified, report })
 }

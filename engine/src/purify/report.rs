@@ -43,6 +43,10 @@ pub struct PurifyReport {
     /// 2-D PCA of the clean sample's graph embeddings, clean and triggered, before and after.
     pub projection: Option<Projection>,
     pub timings: Timings,
+    /// Sentences for people about results to check before using the purified model (empty
+    /// when there is nothing to check).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,6 +150,75 @@ pub struct HoldoutMeasurement {
 pub struct HoldoutReport {
     pub before: HoldoutMeasurement,
     pub after: HoldoutMeasurement,
+    #[serde(default)]
+    pub change: HoldoutChange,
+}
+
+/// Significance at which [`HoldoutChange::accuracy_fell`] is raised.
+const ACCURACY_FELL_P: f64 = 0.1;
+/// Net held-out graphs lost, at least, before [`HoldoutChange::accuracy_fell`] is raised.
+const ACCURACY_FELL_NET: usize = 2;
+
+/// How purification changed the answers on the held-out graphs, graph by graph.
+///
+/// The held-out part of a 3% sample is a handful of graphs, so a fall in its accuracy may be
+/// chance. The graphs whose answer changed tell more than the two accuracies: if purification
+/// did not harm the model, a changed answer is as likely to turn right as wrong, and losing
+/// `lost` of the `lost + gained` changed graphs has the one-sided sign-test chance `p_value`.
+/// The collapse guard cannot catch every harm: it watches the unlearning graphs too, which
+/// unlearning fits (on one bitcoin sample, held-out accuracy 0.89 -> 0.44 went unseen by it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldoutChange {
+    /// Held-out graphs predicted right before purification and wrong after.
+    pub lost: usize,
+    /// Held-out graphs predicted wrong before and right after.
+    pub gained: usize,
+    /// The chance of losing at least `lost` of the `lost + gained` changed graphs if each
+    /// change were a fair coin (1 when none changed).
+    pub p_value: f64,
+    /// At least 2 more graphs lost than gained, with `p_value` at most 0.1.
+    pub accuracy_fell: bool,
+}
+
+impl Default for HoldoutChange {
+    fn default() -> Self {
+        HoldoutChange { lost: 0, gained: 0, p_value: 1.0, accuracy_fell: false }
+    }
+}
+
+impl HoldoutChange {
+    /// Compares predictions before and after on graphs with `labels`.
+    pub fn between(before: &[usize], after: &[usize], labels: &[usize]) -> Self {
+        let (mut lost, mut gained) = (0usize, 0usize);
+        for ((&b, &a), &y) in before.iter().zip(after).zip(labels) {
+            match (b == y, a == y) {
+                (true, false) => lost += 1,
+                (false, true) => gained += 1,
+                _ => {}
+            }
+        }
+        let p_value = sign_test_upper_tail(lost, lost + gained);
+        let accuracy_fell = lost >= gained + ACCURACY_FELL_NET && p_value <= ACCURACY_FELL_P;
+        HoldoutChange { lost, gained, p_value, accuracy_fell }
+    }
+}
+
+/// P(X >= k) for X ~ Binomial(n, 1/2).
+fn sign_test_upper_tail(k: usize, n: usize) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    // C(n, i) / 2^n built up term by term in floating point: exact enough for any sample a
+    // purification holds out, and no overflow for large n.
+    let mut term = 0.5f64.powi(n as i32); // C(n, 0) / 2^n
+    let mut tail = 0.0;
+    for i in 0..=n {
+        if i >= k {
+            tail += term;
+        }
+        term *= (n - i) as f64 / (i + 1) as f64;
+    }
+    tail.min(1.0)
 }
 
 /// The input and purified models measured on an attack's evaluation sets (`--attack DIR`).
@@ -193,16 +266,17 @@ pub struct Timings {
 }
 
 /// Accuracy and trigger flip rate of `model` on the held-out clean graphs.
+/// Also returns the predicted class of every held-out graph.
 pub fn measure_holdout(
     model: &GnnModel,
     holdout: &UnlearnSet,
     trigger: &Trigger,
     target: usize,
     config: &PurifyConfig,
-) -> Result<HoldoutMeasurement> {
+) -> Result<(HoldoutMeasurement, Vec<usize>)> {
     let num_classes = model.spec().num_classes;
     if holdout.graphs.is_empty() {
-        return Ok(HoldoutMeasurement { evaluation: metrics::evaluate(&[], &[], num_classes), flip_rate: 0.0 });
+        return Ok((HoldoutMeasurement { evaluation: metrics::evaluate(&[], &[], num_classes), flip_rate: 0.0 }, Vec::new()));
     }
     let batch = MontageBatch::clean(&holdout.graphs, &holdout.labels, &model.spec().features, model.device())?;
     let predicted = evidence::montage_predictions(model, &batch, None)?;
@@ -211,9 +285,9 @@ pub fn measure_holdout(
     // an edge changes nothing here.
     let placements = holdout.placements(trigger.size, config.unlearn.positions, config.seed, "holdout-report-positions");
     // The probe would predict the clean held-out graphs again; it takes the predictions above.
-    let probe = evidence::EvidenceProbe::with_clean_predictions(model, &holdout.graphs, &placements, trigger.size, predicted)?;
+    let probe = evidence::EvidenceProbe::with_clean_predictions(model, &holdout.graphs, &placements, trigger.size, predicted.clone())?;
     let flip_rate = probe.measure(model, trigger, Some(target))?.flip_rate;
-    Ok(HoldoutMeasurement { evaluation, flip_rate })
+    Ok((HoldoutMeasurement { evaluation, flip_rate }, predicted))
 }
 
 /// Graph embeddings of `graphs`, clean and with `trigger` at `positions`, projected on their
@@ -250,4 +324,44 @@ pub fn project_embeddings(
             label: labels[i % n],
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sign_test_tail_is_the_binomial_tail() {
+        assert_eq!(sign_test_upper_tail(0, 5), 1.0);
+        assert_eq!(sign_test_upper_tail(0, 0), 1.0);
+        assert!((sign_test_upper_tail(4, 4) - 1.0 / 16.0).abs() < 1e-12);
+        // P(X >= 5 | n = 7) = (21 + 7 + 1) / 128
+        assert!((sign_test_upper_tail(5, 7) - 29.0 / 128.0).abs() < 1e-12);
+        assert!((sign_test_upper_tail(1, 1) - 0.5).abs() < 1e-12);
+        // Large samples neither overflow nor leave [0, 1].
+        let p = sign_test_upper_tail(600, 1000);
+        assert!(p > 0.0 && p < 1e-9, "{p}");
+    }
+
+    #[test]
+    fn held_out_accuracy_falls_only_when_the_changed_graphs_say_so() {
+        let labels = [0, 0, 0, 0, 1, 1, 1, 1, 1];
+        // Four graphs lost, none gained: p = 1/16.
+        let change = HoldoutChange::between(&labels, &[1, 1, 0, 0, 0, 0, 1, 1, 1], &labels);
+        assert_eq!((change.lost, change.gained), (4, 0));
+        assert!(change.accuracy_fell);
+        // Two lost: p = 1/4, too likely by chance.
+        let change = HoldoutChange::between(&labels, &[1, 1, 0, 0, 1, 1, 1, 1, 1], &labels);
+        assert_eq!((change.lost, change.gained), (2, 0));
+        assert!(!change.accuracy_fell);
+        // As many right answers gained as lost: no fall.
+        let before = [1, 1, 0, 0, 0, 0, 1, 1, 1];
+        let after = [0, 0, 1, 1, 1, 1, 1, 1, 1];
+        let change = HoldoutChange::between(&before, &after, &labels);
+        assert_eq!((change.lost, change.gained), (2, 4));
+        assert!(!change.accuracy_fell);
+        // Nothing changed.
+        let change = HoldoutChange::between(&labels, &labels, &labels);
+        assert_eq!(change, HoldoutChange::default());
+    }
 }
