@@ -2,10 +2,12 @@
 
 use tch::{Kind, Tensor};
 
-use super::forward;
+use super::{forward, UnlearnConfig};
 use crate::data::Graph;
+use crate::explain::gradcam::heat_maps;
 use crate::models::GnnModel;
 use crate::purify::montage::MontageBatch;
+use crate::rng::Rng;
 use crate::Result;
 
 /// Class weights inversely proportional to class frequency in `labels` (classes absent get 0).
@@ -110,6 +112,116 @@ pub(super) fn augmented_divergence(
     let kept = teacher_lp.argmax(-1, false).eq_tensor(&teacher_clean.argmax(-1, false)).to_kind(Kind::Float);
     let student_lp = (forward(model, &batch, &inputs).logits / scale).log_softmax(-1, Kind::Float);
     Ok((divergence_per_graph(&student_lp, &teacher_lp) * &kept).sum(Kind::Float) / kept.sum(Kind::Float).clamp_min(1.0))
+}
+
+/// What the robust loss holds fixed for a whole run.
+pub(super) struct RobustTerms<'a> {
+    pub config: &'a UnlearnConfig,
+    pub target: usize,
+    /// The model's logit scale ([`logit_scale`]): every term divides logits by it.
+    pub scale: f64,
+    /// Per class, inverse frequency in the unlearning sample ([`class_weights`]).
+    pub class_w: Vec<f64>,
+    /// The frozen teacher, and its scaled log-probabilities and probabilities on the clean
+    /// unlearning graphs, one row per graph.
+    pub teacher: &'a GnnModel,
+    pub teacher_scaled: &'a Tensor,
+    pub teacher_probs: &'a Tensor,
+    /// The clean unlearning graphs (the augmentation term perturbs them).
+    pub graphs: &'a [&'a Graph],
+    /// Each trained weight and its starting value, for the anchor penalty (empty when off), and
+    /// the starting values' squared norm.
+    pub anchors: Vec<(Tensor, Tensor)>,
+    pub anchor_norm: f64,
+    /// Their own streams, so the mixup and augmentation weights do not move the placements.
+    pub mixup_rng: Rng,
+    pub augment_rng: Rng,
+}
+
+/// One robust step's outputs: the triggered copies' logits, and the whole clean unlearning
+/// sample's logits and pooled embeddings (one row per graph); `rows` maps each copy to its
+/// sample graph, whose label is in `labels` (and `label_tensor`).
+pub(super) struct RobustStep<'a> {
+    pub triggered_logits: Tensor,
+    pub sample_logits: Tensor,
+    pub sample_embedding: Tensor,
+    pub rows: Tensor,
+    pub labels: &'a [usize],
+    pub label_tensor: &'a Tensor,
+}
+
+impl RobustTerms<'_> {
+    /// The robust loss of one step: the teacher's KL on the copies' clean graphs, cross-entropy
+    /// of the triggered copies (non-target graphs weighted up) and of their clean graphs, then
+    /// the mixup, augmentation and anchor terms where their weights are positive.
+    pub fn step_loss(&mut self, model: &GnnModel, step: &RobustStep, anchor_weight: f64) -> Result<Tensor> {
+        let (config, scale, device) = (self.config, self.scale, step.triggered_logits.device());
+        let clean_logits = step.sample_logits.index_select(0, &step.rows);
+        let teacher_log_probs = self.teacher_scaled.index_select(0, &step.rows);
+        let class_w = &self.class_w;
+        let cw: Vec<f32> = step.labels.iter().map(|&l| if config.balance_clean_classes { class_w[l] as f32 } else { 1.0 }).collect();
+        let tw: Vec<f32> = step
+            .labels
+            .iter()
+            .map(|&l| (class_w[l] * (1.0 + config.non_target_weight * f64::from(u8::from(l != self.target)))) as f32)
+            .collect();
+        let cw = Tensor::from_slice(&cw).to_device(device);
+        let tw = Tensor::from_slice(&tw).to_device(device);
+        let clean_lp = (&clean_logits / scale).log_softmax(-1, Kind::Float);
+        let trig_lp = (&step.triggered_logits / scale).log_softmax(-1, Kind::Float);
+        let mut loss = teacher_divergence(&clean_lp, &teacher_log_probs)
+            + weighted_nll(&trig_lp, step.label_tensor, &tw) * config.ce_weight
+            + weighted_nll(&clean_lp, step.label_tensor, &cw) * config.ce_weight;
+        if config.mixup_weight > 0.0 {
+            let mixed = mixup_divergence(model, &step.sample_embedding, &step.rows, self.teacher_probs, scale, &mut self.mixup_rng);
+            loss = loss + mixed * config.mixup_weight;
+        }
+        if config.augment_weight > 0.0 {
+            let augmented = augmented_divergence(
+                model,
+                self.teacher,
+                self.teacher_scaled,
+                self.graphs,
+                config.augment_edge_drop,
+                scale,
+                &mut self.augment_rng,
+            )?;
+            loss = loss + augmented * config.augment_weight;
+        }
+        if anchor_weight > 0.0 {
+            let drift = self
+                .anchors
+                .iter()
+                .map(|(v, a)| (v - a).square().sum(Kind::Float))
+                .fold(Tensor::zeros([], (Kind::Float, device)), |acc, d| acc + d);
+            loss = loss + drift * (anchor_weight / self.anchor_norm);
+        }
+        Ok(loss)
+    }
+}
+
+/// The paper mode's loss of one step, as published: triggered logits pulled to clean ones,
+/// clean logits to the teacher's (`teacher_logits`, one row per copy), and each conv layer's
+/// Grad-CAM heat map of a triggered copy to its clean original's, node by node.
+pub(super) fn paper_loss(
+    model: &GnnModel,
+    batch: &MontageBatch,
+    triggered: &crate::models::ForwardOutput,
+    teacher_logits: &Tensor,
+    lambda: f64,
+) -> Tensor {
+    let clean_out = forward(model, batch, &batch.assemble_clean());
+    let clean_maps = heat_maps(&clean_out, &batch.labels, &batch.batch, batch.num_graphs);
+    let trig_maps = heat_maps(triggered, &batch.labels, &batch.batch, batch.num_graphs);
+    let device = teacher_logits.device();
+    let heat: Tensor = clean_maps
+        .iter()
+        .zip(&trig_maps)
+        .map(|(c, t)| t.mse_loss(c, tch::Reduction::Mean))
+        .fold(Tensor::zeros([], (Kind::Float, device)), |acc, l| acc + l);
+    triggered.logits.mse_loss(&clean_out.logits, tch::Reduction::Mean)
+        + clean_out.logits.mse_loss(teacher_logits, tch::Reduction::Mean)
+        + heat * lambda
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ mod recalibrate;
 
 pub use config::{BiasRecalibration, UnlearnConfig, UnlearnMode};
 use guard::{collapsed, worst_drop, WatchedGraphs};
-use losses::{augmented_divergence, class_weights, logit_scale, mixup_divergence, teacher_divergence, weighted_nll};
+use losses::{class_weights, logit_scale, paper_loss, RobustStep, RobustTerms};
 use recalibrate::recalibrate;
 
 use rand::seq::SliceRandom;
@@ -34,7 +34,6 @@ use super::frozen::FrozenInputs;
 use super::montage::{MontageBatch, MontageInputs};
 use super::recovery::{random_node_set, random_placements, Trigger};
 use crate::data::Graph;
-use crate::explain::gradcam::heat_maps;
 use crate::models::GnnModel;
 use crate::optim::FlatAdam;
 use crate::progress::{Progress, ProgressEvent};
@@ -258,13 +257,24 @@ pub fn unlearn(
     let mut opt = FlatAdam::over(trained, config.lr, 0.0)?;
     let anchor_norm = anchors.iter().map(|(_, a)| a.square().sum(Kind::Double).double_value(&[])).sum::<f64>().max(1e-12);
 
-    let class_w = class_weights(&train.labels, spec.num_classes);
     let adjacencies: Vec<Tensor> = triggers.iter().map(|t| t.adjacency(device)).collect();
     let slot_features: Vec<Option<Tensor>> = triggers.iter().map(|t| t.features(device)).collect();
     let mut rng = rng_for(seed, "unlearning-positions");
     // Its own stream, so the mixup weight does not move the placements.
-    let mut mixup_rng = rng_for(seed, "unlearning-mixup");
-    let mut augment_rng = rng_for(seed, "unlearning-augment");
+    let mut robust = RobustTerms {
+        config,
+        target,
+        scale,
+        class_w: class_weights(&train.labels, spec.num_classes),
+        teacher: &teacher,
+        teacher_scaled: &teacher_scaled,
+        teacher_probs: &teacher_probs,
+        graphs: &train.graphs,
+        anchors,
+        anchor_norm,
+        mixup_rng: rng_for(seed, "unlearning-mixup"),
+        augment_rng: rng_for(seed, "unlearning-augment"),
+    };
     let holdout_positions = holdout.placements(trigger.size, config.positions, seed, "holdout-positions");
 
     // The guard watches every clean graph it has, unlearning and held-out together: recall on
@@ -352,8 +362,6 @@ pub fn unlearn(
             let triggered_in = batch.assemble_fixed(&adjacency, slot_features[t].as_ref());
             let rows: Vec<i64> = chunk.iter().map(|(g, _)| *g as i64).collect();
             let rows = Tensor::from_slice(&rows).to_device(device);
-            let teacher_logits = teacher_logits_clean.index_select(0, &rows);
-            let teacher_log_probs = teacher_scaled.index_select(0, &rows);
             let outputs = match config.mode {
                 // A copy's clean graph is its sample graph, whatever the placement: the robust
                 // terms need only its logits, so the sample is forwarded once per step and each
@@ -375,56 +383,13 @@ pub fn unlearn(
             non_target_total += non_target.sum(Kind::Int64);
             flipped_total += (outputs.triggered_logits().argmax(-1, false).eq_tensor(&target_label) * &non_target).sum(Kind::Int64);
             let loss = match outputs {
-                StepOutputs::Robust { triggered_logits, sample_logits, sample_embedding } => {
-                    let clean_logits = sample_logits.index_select(0, &rows);
-                    let cw: Vec<f32> =
-                        labels.iter().map(|&l| if config.balance_clean_classes { class_w[l] as f32 } else { 1.0 }).collect();
-                    let tw: Vec<f32> = labels
-                        .iter()
-                        .map(|&l| (class_w[l] * (1.0 + config.non_target_weight * f64::from(u8::from(l != target)))) as f32)
-                        .collect();
-                    let cw = Tensor::from_slice(&cw).to_device(device);
-                    let tw = Tensor::from_slice(&tw).to_device(device);
-                    let clean_lp = (&clean_logits / scale).log_softmax(-1, Kind::Float);
-                    let trig_lp = (&triggered_logits / scale).log_softmax(-1, Kind::Float);
-                    let loss = teacher_divergence(&clean_lp, &teacher_log_probs)
-                        + weighted_nll(&trig_lp, &batch.labels, &tw) * config.ce_weight
-                        + weighted_nll(&clean_lp, &batch.labels, &cw) * config.ce_weight;
-                    let loss = if config.mixup_weight > 0.0 {
-                        let mixed = mixup_divergence(model, &sample_embedding, &rows, &teacher_probs, scale, &mut mixup_rng);
-                        loss + mixed * config.mixup_weight
-                    } else {
-                        loss
-                    };
-                    let loss = if config.augment_weight > 0.0 {
-                        let augmented = augmented_divergence(model, &teacher, &teacher_scaled, &train.graphs, config.augment_edge_drop, scale, &mut augment_rng)?;
-                        loss + augmented * config.augment_weight
-                    } else {
-                        loss
-                    };
-                    if anchor_weight > 0.0 {
-                        let drift = anchors
-                            .iter()
-                            .map(|(v, a)| (v - a).square().sum(Kind::Float))
-                            .fold(Tensor::zeros([], (Kind::Float, device)), |acc, d| acc + d);
-                        loss + drift * (anchor_weight / anchor_norm)
-                    } else {
-                        loss
-                    }
-                }
+                StepOutputs::Robust { triggered_logits, sample_logits, sample_embedding } => robust.step_loss(
+                    model,
+                    &RobustStep { triggered_logits, sample_logits, sample_embedding, rows, labels: &labels, label_tensor: &batch.labels },
+                    anchor_weight,
+                )?,
                 StepOutputs::Paper(trig_out) => {
-                    // The heat maps compare clean and triggered copies node by node.
-                    let clean_out = forward(model, &batch, &batch.assemble_clean());
-                    let clean_maps = heat_maps(&clean_out, &batch.labels, &batch.batch, batch.num_graphs);
-                    let trig_maps = heat_maps(&trig_out, &batch.labels, &batch.batch, batch.num_graphs);
-                    let heat: Tensor = clean_maps
-                        .iter()
-                        .zip(&trig_maps)
-                        .map(|(c, t)| t.mse_loss(c, tch::Reduction::Mean))
-                        .fold(Tensor::zeros([], (Kind::Float, device)), |acc, l| acc + l);
-                    trig_out.logits.mse_loss(&clean_out.logits, tch::Reduction::Mean)
-                        + clean_out.logits.mse_loss(&teacher_logits, tch::Reduction::Mean)
-                        + heat * config.lambda
+                    paper_loss(model, &batch, &trig_out, &teacher_logits_clean.index_select(0, &rows), config.lambda)
                 }
             };
             opt.backward_step(&loss);
