@@ -38,6 +38,11 @@ enum Command {
     /// Attack success rate and clean accuracy of a model on an attack's evaluation sets.
     Asr(asr::AsrArgs),
     /// Recover and unlearn a backdoor trigger: purified model, report.json, report.html.
+    ///
+    /// Prints the verdict, held-out accuracy and trigger flip rate before and after (with
+    /// --attack, the true ASR and accuracy too). What to check before using the purified model,
+    /// such as a held-out accuracy fall unlikely to be chance, follows on stderr as `warning:`
+    /// lines (also in report.json's `warnings`).
     Purify(Box<purify::PurifyArgs>),
     /// The paper's comparison table: attacks x defences x seeds on real datasets (resumable JSON).
     Reproduce(Box<reproduce::ReproduceArgs>),

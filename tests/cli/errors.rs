@@ -117,3 +117,26 @@ fn purify_set_overrides_config_fields_and_refuses_unknown_ones() {
     assert_eq!(report["config"]["recovery"]["census"], false);
     assert_eq!(report["candidates"][0]["census_patterns"], 0);
 }
+
+#[test]
+fn a_purification_that_wrecks_the_model_says_so_on_stderr_and_in_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, model_dir) = synth_and_train(dir.path(), "80", "5", "16");
+    let out_dir = dir.path().join("wrecked");
+    // The paper mode's loss holds no labels: at 1000 times its step size, with the collapse
+    // guard off, it wrecks the model.
+    let out = gcleaner(&[
+        "purify", "--model", model_dir.join("model.safetensors").to_str().unwrap(), "--data", data.to_str().unwrap(),
+        "--device", "cpu", "--force", "--trigger-nodes", "3", "--recovery-epochs", "3", "--restarts", "2",
+        "--mode", "paper", "--unlearn-epochs", "10", "--collapse-drop", "1", "--set", "unlearn.lr=1",
+        "--out", out_dir.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 1, "stderr: {stderr}");
+    assert!(warnings[0].contains("held-out accuracy fell"), "{}", warnings[0]);
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["holdout"]["change"]["accuracy_fell"], true);
+    assert_eq!(format!("warning: {}", report["warnings"][0].as_str().unwrap()), warnings[0]);
+}
