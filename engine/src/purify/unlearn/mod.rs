@@ -260,7 +260,6 @@ pub fn unlearn(
     let adjacencies: Vec<Tensor> = triggers.iter().map(|t| t.adjacency(device)).collect();
     let slot_features: Vec<Option<Tensor>> = triggers.iter().map(|t| t.features(device)).collect();
     let mut rng = rng_for(seed, "unlearning-positions");
-    // Its own stream, so the mixup weight does not move the placements.
     let mut robust = RobustTerms {
         config,
         target,
