@@ -14,7 +14,28 @@ th{background:#f3f4f8}.verdict{padding:12px 16px;border-radius:6px;font-weight:6
 .grid{display:flex;flex-wrap:wrap;gap:24px}.muted{color:#667}svg{background:#fafbfd;border:1px solid #e4e6ee}";
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// Writes `<name a="v" ...>` (or `<name a="v" .../>` when `empty`) with every value quoted
+/// and escaped, so an HTML parser reads the values and the self-closing slash as written (an
+/// unquoted `stroke-width=3/>` is the value `3/` and an element left open).
+fn element(h: &mut String, name: &str, attrs: &[(&str, &dyn std::fmt::Display)], empty: bool) {
+    h.push('<');
+    h.push_str(name);
+    for (key, value) in attrs {
+        let _ = write!(h, " {key}=\"{}\"", esc(&value.to_string()));
+    }
+    h.push_str(if empty { "/>" } else { ">" });
+}
+
+/// A coordinate with one decimal.
+struct C(f64);
+
+impl std::fmt::Display for C {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.1}", self.0)
+    }
 }
 
 fn pct(v: f64) -> String {
@@ -27,7 +48,7 @@ pub fn render(report: &PurifyReport) -> String {
     let v = &report.verdict;
     let _ = write!(
         h,
-        "<!doctype html><html lang=en><head><meta charset=utf-8><title>gcleaner report</title><style>{STYLE}</style></head><body>\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>gcleaner report</title><style>{STYLE}</style></head><body>\
          <h1>gcleaner purification report</h1><div class=\"verdict {}\">{}</div>",
         if v.backdoor_evidence { "bad" } else { "good" },
         esc(&v.summary)
@@ -37,7 +58,7 @@ pub fn render(report: &PurifyReport) -> String {
     }
     let _ = write!(
         h,
-        "<p class=muted>{} model, {} layers, {} classes &middot; clean sample {} graphs ({} for unlearning, {} held out) &middot; \
+        "<p class=\"muted\">{} model, {} layers, {} classes &middot; clean sample {} graphs ({} for unlearning, {} held out) &middot; \
          {:.1}s in all (explain {:.1}s, recovery {:.1}s, unlearning {:.1}s){}</p>",
         report.spec.arch.name().to_uppercase(),
         report.spec.num_layers,
@@ -53,11 +74,11 @@ pub fn render(report: &PurifyReport) -> String {
     );
     before_after(&mut h, report);
     candidates(&mut h, report);
-    h.push_str("<h2>Recovered trigger</h2><div class=grid>");
+    h.push_str("<h2>Recovered trigger</h2><div class=\"grid\">");
     trigger_svg(&mut h, report);
     h.push_str("</div>");
     if let Some(u) = &report.unlearning {
-        h.push_str("<h2>Unlearning, per epoch</h2><div class=grid>");
+        h.push_str("<h2>Unlearning, per epoch</h2><div class=\"grid\">");
         let epochs: Vec<f64> = u.history.iter().map(|e| e.epoch as f64).collect();
         line_chart(&mut h, "loss", &epochs, &u.history.iter().map(|e| e.loss).collect::<Vec<_>>());
         line_chart(&mut h, "held-out accuracy", &epochs, &u.history.iter().map(|e| e.holdout_accuracy).collect::<Vec<_>>());
@@ -67,17 +88,17 @@ pub fn render(report: &PurifyReport) -> String {
             let _ = write!(h, "<p>A class's recall collapsed; the weights of epoch {epoch} were restored.</p>");
         }
     }
-    h.push_str("<h2>Confusion matrices (held-out clean graphs)</h2><div class=grid>");
+    h.push_str("<h2>Confusion matrices (held-out clean graphs)</h2><div class=\"grid\">");
     confusion(&mut h, "before", &report.holdout.before.evaluation);
     confusion(&mut h, "after", &report.holdout.after.evaluation);
     h.push_str("</div>");
     if let Some(p) = &report.projection {
-        h.push_str("<h2>Graph embeddings (PCA), triggered graphs in red</h2><div class=grid>");
+        h.push_str("<h2>Graph embeddings (PCA), triggered graphs in red</h2><div class=\"grid\">");
         scatter(&mut h, "before", &p.before);
         scatter(&mut h, "after", &p.after);
         h.push_str("</div>");
     }
-    h.push_str("<p class=muted>Field-by-field meaning: docs/report.md. Every number is measured on graphs the purification did not train on.</p></body></html>\n");
+    h.push_str("<p class=\"muted\">Field-by-field meaning: docs/report.md. Every number is measured on graphs the purification did not train on.</p></body></html>\n");
     h
 }
 
@@ -116,7 +137,7 @@ fn candidates(h: &mut String, r: &PurifyReport) {
         let _ = write!(
             h,
             "<tr{}><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
-            if i == r.selected { " class=sel" } else { "" },
+            if i == r.selected { " class=\"sel\"" } else { "" },
             c.recovered.trigger.size,
             c.recovered.trigger.edges.len(),
             c.recovered.objective,
@@ -137,18 +158,27 @@ fn trigger_svg(h: &mut String, r: &PurifyReport) {
         let a = std::f64::consts::TAU * i as f64 / t.size.max(1) as f64 - std::f64::consts::FRAC_PI_2;
         (c + rad * a.cos(), c + rad * a.sin())
     };
-    let _ = write!(h, "<svg width={w} height={w} viewBox=\"0 0 {w} {w}\">");
+    let view_box = format!("0 0 {w} {w}");
+    element(h, "svg", &[("class", &"trigger"), ("width", &w), ("height", &w), ("viewBox", &view_box)], false);
     for &(i, j) in &t.edges {
         let ((x1, y1), (x2, y2)) = (pos(i), pos(j));
-        let _ = write!(h, "<line x1={x1:.1} y1={y1:.1} x2={x2:.1} y2={y2:.1} stroke=\"#b33\" stroke-width=3/>");
+        element(
+            h,
+            "line",
+            &[("x1", &C(x1)), ("y1", &C(y1)), ("x2", &C(x2)), ("y2", &C(y2)), ("stroke", &"#b33"), ("stroke-width", &3)],
+            true,
+        );
     }
     for i in 0..t.size {
         let (x, y) = pos(i);
-        let _ = write!(
+        element(
             h,
-            "<circle cx={x:.1} cy={y:.1} r=14 fill=\"#fff\" stroke=\"#333\" stroke-width=2/><text x={x:.1} y={:.1} text-anchor=middle font-size=12>{i}</text>",
-            y + 4.0
+            "circle",
+            &[("cx", &C(x)), ("cy", &C(y)), ("r", &14), ("fill", &"#fff"), ("stroke", &"#333"), ("stroke-width", &2)],
+            true,
         );
+        element(h, "text", &[("x", &C(x)), ("y", &C(y + 4.0)), ("text-anchor", &"middle"), ("font-size", &12)], false);
+        let _ = write!(h, "{i}</text>");
     }
     let _ = write!(h, "</svg><p>{} nodes, {} edges: {}</p>", t.size, t.edges.len(), esc(&format!("{:?}", t.edges)));
 }
@@ -165,17 +195,16 @@ fn line_chart(h: &mut String, title: &str, xs: &[f64], ys: &[f64]) {
         .filter(|(_, y)| y.is_finite())
         .map(|(x, y)| format!("{:.1},{:.1}", pad + (w - 2.0 * pad) * x / xmax, ht - pad - (ht - 2.0 * pad) * (y - lo) / (hi - lo)))
         .collect();
-    let _ = write!(
-        h,
-        "<figure><svg width={w} height={ht}><polyline fill=none stroke=\"#2957a4\" stroke-width=2 points=\"{}\"/>\
-         <text x={pad} y=16 font-size=11>{hi:.3}</text><text x={pad} y={:.0} font-size=11>{lo:.3}</text>\
-         <text x={:.0} y={:.0} font-size=11>epoch {xmax:.0}</text></svg><figcaption>{}</figcaption></figure>",
-        points.join(" "),
-        ht - 8.0,
-        w - 70.0,
-        ht - 8.0,
-        esc(title)
-    );
+    h.push_str("<figure>");
+    element(h, "svg", &[("class", &"chart"), ("width", &w), ("height", &ht)], false);
+    let points = points.join(" ");
+    element(h, "polyline", &[("fill", &"none"), ("stroke", &"#2957a4"), ("stroke-width", &2), ("points", &points)], true);
+    let labels = [(pad, 16.0, format!("{hi:.3}")), (pad, ht - 8.0, format!("{lo:.3}")), (w - 70.0, ht - 8.0, format!("epoch {xmax:.0}"))];
+    for (x, y, label) in labels {
+        element(h, "text", &[("x", &format!("{x:.0}")), ("y", &format!("{y:.0}")), ("font-size", &11)], false);
+        let _ = write!(h, "{}</text>", esc(&label));
+    }
+    let _ = write!(h, "</svg><figcaption>{}</figcaption></figure>", esc(title));
 }
 
 fn confusion(h: &mut String, title: &str, e: &Evaluation) {
@@ -207,11 +236,12 @@ fn scatter(h: &mut String, title: &str, points: &[ProjectedPoint]) {
     }
     let sx = if x1 > x0 { (w - 2.0 * pad) / (x1 - x0) } else { 1.0 };
     let sy = if y1 > y0 { (w - 2.0 * pad) / (y1 - y0) } else { 1.0 };
-    let _ = write!(h, "<figure><svg width={w} height={w}>");
+    h.push_str("<figure>");
+    element(h, "svg", &[("class", &"embedding"), ("width", &w), ("height", &w)], false);
     for p in points {
         let (cx, cy) = (pad + (p.x - x0) * sx, w - pad - (p.y - y0) * sy);
         let color = if p.triggered { "#c62828" } else { "#2957a4" };
-        let _ = write!(h, "<circle cx={cx:.1} cy={cy:.1} r=3.5 fill=\"{color}\" fill-opacity=.7/>");
+        element(h, "circle", &[("cx", &C(cx)), ("cy", &C(cy)), ("r", &3.5), ("fill", &color), ("fill-opacity", &0.7)], true);
     }
     let _ = write!(h, "</svg><figcaption>{}</figcaption></figure>", esc(title));
 }
