@@ -349,10 +349,26 @@ async fn delete_job(
     state.job_cache.invalidate(id);
     deleted?.ok_or(ApiError::NotFound)?;
     let store = state.store.clone();
-    tokio::task::spawn_blocking(move || store.delete_job(id))
+    tokio::task::spawn_blocking(move || remove_job_files(store.as_ref(), id))
         .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("storage task failed: {e}")))??;
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("storage task failed: {e}")))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes a deleted job's files. A worker finishing the job may still be moving its outputs in
+/// (removal then finds the directory "not empty"): try again briefly. The job itself is already
+/// gone, so files that still cannot be removed are logged, not answered as a failed deletion.
+fn remove_job_files(store: &dyn storage::ArtifactStore, id: Uuid) {
+    const ATTEMPTS: u32 = 5;
+    for attempt in 1..=ATTEMPTS {
+        match store.delete_job(id) {
+            Ok(()) => return,
+            Err(err) if attempt == ATTEMPTS => {
+                tracing::error!(job_id = %id, error = %err, "a deleted job's files remain");
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20 * u64::from(attempt))),
+        }
+    }
 }
 
 #[cfg(test)]
