@@ -15,7 +15,10 @@ export LIBTORCH_USE_PYTORCH := 1
 
 .PHONY: setup build test run demo sample bench bench-api postgres clean-venv
 
+# Headless Chromium (Debian's package) for the test that opens report.html in a browser.
 setup: $(TORCH_STAMP)
+	@test -x /usr/bin/chromium || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 $(TORCH_STAMP):
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
