@@ -7,6 +7,8 @@ VENV := $(CURDIR)/.venv
 TORCH_VERSION := 2.13.0
 TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION)
 PYG_STAMP := $(VENV)/.pyg
+SCHEMATHESIS_VERSION := 4.32.5
+SCHEMATHESIS_STAMP := $(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION)
 
 # torch-sys finds libtorch through the venv's python (LIBTORCH_USE_PYTORCH).
 export VIRTUAL_ENV := $(VENV)
@@ -16,13 +18,18 @@ export LIBTORCH_USE_PYTORCH := 1
 .PHONY: setup build test run demo sample bench bench-api postgres clean-venv
 
 # Headless Chromium (Debian's package) for the test that opens report.html in a browser.
-setup: $(TORCH_STAMP)
+setup: $(TORCH_STAMP) $(SCHEMATHESIS_STAMP)
 	@test -x /usr/bin/chromium || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 $(TORCH_STAMP):
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check "torch==$(TORCH_VERSION)"
+	@touch $@
+
+# The API fuzzer of the contract run (tests/contract/schemathesis.sh).
+$(SCHEMATHESIS_STAMP): $(TORCH_STAMP)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check "schemathesis==$(SCHEMATHESIS_VERSION)"
 	@touch $@
 
 # Python packages used only by the interop tests and the PyG benchmark.
@@ -42,6 +49,7 @@ postgres:
 test: setup $(PYG_STAMP) postgres
 	cargo build --release --locked
 	cargo test --release --locked --workspace
+	tests/contract/schemathesis.sh
 
 SAMPLE := $(CURDIR)/.run/sample
 
