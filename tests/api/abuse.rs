@@ -220,6 +220,54 @@ async fn bad_safetensors_are_refused() {
     assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
 }
 
+/// The model's bytes with `entry` (raw JSON text, `"name":{...}`) put first in the header.
+fn with_header_entry_first(model: &[u8], entry: &str) -> Vec<u8> {
+    let n = u64::from_le_bytes(model[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&model[8..8 + n]).unwrap();
+    let header = format!("{{{entry},{}", &header[1..]);
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&model[8 + n..]);
+    out
+}
+
+#[tokio::test]
+async fn a_header_naming_a_tensor_twice_is_refused() {
+    let app = abuse_app().await;
+    let good = model_bytes();
+    let (header, _) = split_safetensors(&good);
+    let name = first_f32_tensor(&header);
+    // The same entry twice (JSON parsers keep one silently), and a second entry of that name
+    // pointing at another tensor's bytes.
+    let other = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, v)| k.as_str() != "__metadata__" && **k != name && v["dtype"] == "F32")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let spec = header["__metadata__"][gcleaner_engine::models::SPEC_METADATA_KEY].clone();
+    let metadata = json!({ gcleaner_engine::models::SPEC_METADATA_KEY: spec });
+    let cases = [
+        (format!("{}:{}", json!(name), header[&name]), name.clone()),
+        (format!("{}:{other}", json!(name)), name.clone()),
+        (format!("\"__metadata__\":{metadata}"), "__metadata__".to_string()),
+    ];
+    for (entry, named) in cases {
+        let model = with_header_entry_first(&good, &entry);
+        let r = app.submit(form(model.clone(), good_data())).await;
+        assert_eq!(r.status(), 422);
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "invalid_model", "{body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("{named:?} more than once")), "{detail}");
+        assert_refused(&app, form(model, good_data()), 422, "invalid_model").await;
+    }
+    // The untouched model is still accepted.
+    assert_eq!(app.submit(form(good, good_data())).await.status(), 202);
+}
+
 #[tokio::test]
 async fn pickles_are_refused_by_content_whatever_their_name() {
     let app = abuse_app().await;

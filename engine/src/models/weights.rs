@@ -251,11 +251,86 @@ struct CheckedWeights {
     ignored: Vec<String>,
 }
 
+/// The first name that the safetensors header's JSON object gives twice, at the top level (a
+/// tensor) or in `__metadata__`. JSON parsers keep one of the two silently (serde_json and the
+/// safetensors crate the last, other readers the first), so such a file means different
+/// weights to different readers and is refused. A header that is not a JSON object gives
+/// `Ok(None)`: the safetensors parser reports it.
+pub fn duplicate_header_key(header: &[u8]) -> Option<String> {
+    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
+
+    /// Visits an object's keys; `metadata` also looks inside `__metadata__`.
+    struct Keys {
+        metadata: bool,
+    }
+
+    impl<'de> Visitor<'de> for Keys {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            let mut duplicate = None;
+            while let Some(key) = map.next_key::<String>()? {
+                if self.metadata && key == "__metadata__" {
+                    let inner = map.next_value_seed(KeysSeed)?;
+                    duplicate = duplicate.or(inner.map(|k| format!("__metadata__.{k}")));
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                if !seen.insert(key.clone()) {
+                    duplicate = duplicate.or(Some(key));
+                }
+            }
+            Ok(duplicate)
+        }
+
+        // `__metadata__` may be null; anything else that is not an object is left to the
+        // safetensors parser.
+        fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+
+    struct KeysSeed;
+
+    impl<'de> serde::de::DeserializeSeed<'de> for KeysSeed {
+        type Value = Option<String>;
+
+        fn deserialize<D: serde::Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> std::result::Result<Self::Value, D::Error> {
+            d.deserialize_any(Keys { metadata: false }).or(Ok(None))
+        }
+    }
+
+    let mut deserializer = serde_json::Deserializer::from_slice(header);
+    deserializer.deserialize_map(Keys { metadata: true }).ok().flatten()
+}
+
 fn check_weights(
     path: &Path,
     bytes: &[u8],
     spec_override: Option<ModelSpec>,
 ) -> Result<CheckedWeights> {
+    let header = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .and_then(|n| usize::try_from(n).ok())
+        .and_then(|n| bytes.get(8..8usize.checked_add(n)?));
+    if let Some(name) = header.and_then(duplicate_header_key) {
+        return Err(Error::weights(
+            path,
+            format!("not a valid safetensors file: the header names {name:?} more than once"),
+        ));
+    }
     let (_, metadata) = SafeTensors::read_metadata(bytes)
         .map_err(|e| Error::weights(path, format!("not a valid safetensors file: {e}")))?;
     let file = SafeTensors::deserialize(bytes)
@@ -347,4 +422,92 @@ fn check_tensor(
         return Err("has negative entries (a variance cannot be negative)".to_string());
     }
     Ok(values)
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+    use crate::models::test_support::spec;
+
+    #[test]
+    fn duplicate_names_in_the_header_are_found() {
+        let dup = |text: &str| duplicate_header_key(text.as_bytes());
+        let entry = r#"{"dtype":"F32","shape":[1],"data_offsets":[0,4]}"#;
+        assert_eq!(dup(&format!(r#"{{"w":{entry},"b":{entry}}}"#)), None);
+        assert_eq!(dup(&format!(r#"{{"w":{entry},"b":{entry},"w":{entry}}}"#)), Some("w".into()));
+        assert_eq!(
+            dup(&format!(r#"{{"__metadata__":{{"a":"1"}},"w":{entry},"__metadata__":{{}}}}"#)),
+            Some("__metadata__".into())
+        );
+        assert_eq!(
+            dup(r#"{"__metadata__":{"spec":"1","x":"2","spec":"3"}}"#),
+            Some("__metadata__.spec".into())
+        );
+        assert_eq!(
+            dup(r#"{"__metadata__":null,"w":{"w":1,"w":2}}"#),
+            None,
+            "only names of tensors and metadata entries"
+        );
+        // Malformed headers are the safetensors parser's to report.
+        assert_eq!(dup("[1,2]"), None);
+        assert_eq!(dup(r#"{"w":1,"w""#), None);
+        assert_eq!(dup(r#"{"__metadata__":"x"}"#), None);
+    }
+
+    /// A saved model's file with `header` edited, the length prefix recomputed.
+    fn with_header(bytes: &[u8], edit: impl FnOnce(&str) -> String) -> Vec<u8> {
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header = edit(std::str::from_utf8(&bytes[8..8 + n]).unwrap());
+        [(header.len() as u64).to_le_bytes().as_slice(), header.as_bytes(), &bytes[8 + n..]]
+            .concat()
+    }
+
+    #[test]
+    fn a_file_naming_a_tensor_twice_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _torch_seed = crate::rng::seed_torch(5);
+        let model = GnnModel::new(spec(Arch::Gin, 5, 8, 3), Device::Cpu).unwrap();
+        let good = dir.path().join("good.safetensors");
+        model.save(&good).unwrap();
+        let bytes = std::fs::read(&good).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let parsed: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        let entry = parsed["fc2.bias"].to_string();
+
+        // The same tensor twice, both entries alike: the safetensors crate alone accepts it.
+        let twice = with_header(&bytes, |h| format!("{{\"fc2.bias\":{entry},{}", &h[1..]));
+        assert!(SafeTensors::deserialize(&twice).is_ok(), "the crafted file is otherwise valid");
+        let path = dir.path().join("twice.safetensors");
+        std::fs::write(&path, &twice).unwrap();
+        for err in [
+            inspect(&path).map(|_| ()).unwrap_err().to_string(),
+            load(&path, None, Device::Cpu, &WeightLimits::default())
+                .map(|_| ())
+                .unwrap_err()
+                .to_string(),
+        ] {
+            assert!(
+                err.contains("\"fc2.bias\" more than once") && err.contains("twice.safetensors"),
+                "{err}"
+            );
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+
+        // The spec given twice: readers would disagree on the architecture.
+        let spec_twice = with_header(&bytes, |h| {
+            let spec = &parsed["__metadata__"][SPEC_METADATA_KEY];
+            h.replacen(
+                "\"__metadata__\":{",
+                &format!("\"__metadata__\":{{\"{SPEC_METADATA_KEY}\":{spec},"),
+                1,
+            )
+        });
+        let path = dir.path().join("spec-twice.safetensors");
+        std::fs::write(&path, &spec_twice).unwrap();
+        let err = inspect(&path).map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains(&format!("__metadata__.{SPEC_METADATA_KEY}")), "{err}");
+
+        // The untouched file still loads.
+        inspect(&good).unwrap();
+    }
 }
