@@ -72,6 +72,8 @@ export GCLEANER_CONTRACT_TOKEN
 "$BIN" train --data "$WORK/sample.json" --hidden 16 --layers 3 --epochs 1 --device cpu \
     --out "$WORK/model" >/dev/null
 export GCLEANER_CONTRACT_MODEL="$WORK/model/model.safetensors"
+# Hypothesis's own files (schemathesis generates with it) go with the run, not into the tree.
+export HYPOTHESIS_STORAGE_DIRECTORY="$WORK/hypothesis"
 export GCLEANER_CONTRACT_DATA="$WORK/sample.json"
 # Reports (JUnit) and the server log stay after the run, in the git-ignored .run/.
 export GCLEANER_CONTRACT_REPORTS="$ROOT/.run/contract-report"
