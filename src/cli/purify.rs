@@ -41,7 +41,8 @@ pub struct PurifyArgs {
     /// Unlearning loss: robust (default) or paper (the published loss, for reproduction).
     #[arg(long, default_value = "robust")]
     mode: UnlearnMode,
-    /// Fix the trigger size (nodes) instead of searching 2-5.
+    /// Fix the trigger size (nodes) instead of searching 2-5 nodes and 10%, 20% and 30% of the
+    /// sample's average graph.
     #[arg(long)]
     trigger_nodes: Option<usize>,
     /// Random trigger positions per graph, re-sampled every epoch, besides the explainer's.
@@ -57,8 +58,9 @@ pub struct PurifyArgs {
     #[arg(long)]
     no_census: bool,
     /// Unlearning epochs [default: 30; 15 with pseudo-labels, which also train the head alone].
-    /// Robust mode goes on past them, up to 90 in all, while the trigger still flips more than
-    /// 5% of the unlearning copies (unlearn.max_epochs, unlearn.converged_flip_rate)
+    /// Robust mode stops earlier, after 3 (unlearn.min_epochs), once the trigger moves no more of
+    /// the unlearning copies than natural patterns did, and goes on past them, up to 90 in all,
+    /// while it moves more (unlearn.max_epochs)
     #[arg(long)]
     unlearn_epochs: Option<usize>,
     /// Weight of the heat-map term (paper mode).
@@ -70,9 +72,10 @@ pub struct PurifyArgs {
     /// Share of the sample held out to measure before/after.
     #[arg(long, default_value_t = 0.25)]
     holdout: f64,
-    /// Evidence score at or above which the model is judged backdoored.
-    #[arg(long, default_value_t = 0.5)]
-    threshold: f64,
+    /// Evidence score at or above which the model is judged backdoored [default: 0.3]: the
+    /// pattern's excess over natural patterns, less two standard errors (docs/method.md).
+    #[arg(long)]
+    threshold: Option<f64>,
     /// Do not keep an unlearning epoch after which a class's recall on the clean sample has fallen
     /// by more than this; the run returns the last epoch that kept every class.
     #[arg(long, default_value_t = 0.3)]
@@ -128,7 +131,7 @@ pub fn run(args: PurifyArgs) -> Result<()> {
     let mut config = PurifyConfig {
         trigger_nodes: args.trigger_nodes,
         holdout_fraction: args.holdout,
-        evidence_threshold: args.threshold,
+        evidence_threshold: args.threshold.unwrap_or(PurifyConfig::default().evidence_threshold),
         force: args.force,
         seed: args.seed,
         ..PurifyConfig::defaults_for(pseudo_labels)

@@ -30,12 +30,14 @@ use super::common::{load_data, DeviceArg};
 
 #[derive(clap::Args)]
 pub struct ReproduceArgs {
-    /// Folder holding the datasets (AIDS/, MUTAG/, bitcoin/bitcoin.txt, Fingerprint/, IMDB-BINARY/).
+    /// Folder holding the datasets: TU folders (AIDS/, MUTAG/, Fingerprint/, IMDB-BINARY/), GIN
+    /// text files (bitcoin/bitcoin.txt, COLLAB/COLLAB.txt, ...), or any format `--data` takes.
     #[arg(long, default_value = "../shared/datasets")]
     datasets: PathBuf,
     /// Datasets to run (comma-separated): AIDS, MUTAG, bitcoin, Fingerprint (its four largest
-    /// classes, "Fingerprint-4"), IMDB-BINARY, or any folder/file name under --datasets.
-    #[arg(long, value_delimiter = ',', default_value = "AIDS,MUTAG,bitcoin,Fingerprint,IMDB-BINARY")]
+    /// classes, "Fingerprint-4"), IMDB-BINARY, COLLAB, PROTEINS, ENZYMES, DD, or any folder or
+    /// file name under --datasets (a folder NAME holding NAME.txt is read as that file).
+    #[arg(long, value_delimiter = ',', default_value = "AIDS,MUTAG,bitcoin,Fingerprint,IMDB-BINARY,COLLAB,PROTEINS,ENZYMES,DD")]
     dataset: Vec<String>,
     /// Attacks (comma-separated): subgraph, gta, exp, motif.
     #[arg(long, value_delimiter = ',', default_value = "subgraph,gta,exp,motif")]
@@ -130,11 +132,14 @@ pub struct Measured {
     /// Recall of the attack's target class on the clean evaluation graphs.
     pub target_recall: f64,
     pub seconds: f64,
-    /// G-Cleaner only: the verdict's evidence score and whether it found a backdoor.
+    /// G-Cleaner only: the verdict's evidence score, whether it found a backdoor, and the class
+    /// it names as the target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backdoor_found: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspected_target: Option<usize>,
 }
 
 impl Measured {
@@ -147,6 +152,7 @@ impl Measured {
             seconds,
             evidence: None,
             backdoor_found: None,
+            suspected_target: None,
         }
     }
 }
@@ -161,6 +167,9 @@ pub struct Cell {
     pub n_eval_clean: usize,
     pub n_eval_triggered: usize,
     pub trigger_nodes: usize,
+    /// The attack's target, as a class index of the model.
+    #[serde(default)]
+    pub target_class: usize,
     pub backdoored: Measured,
     /// The never-backdoored model on the same sets: the ASR a clean model already shows.
     pub clean_model: Measured,
@@ -174,9 +183,20 @@ pub struct CleanVerdict {
     pub seed: u64,
     pub evidence: f64,
     pub backdoor_found: bool,
+    #[serde(default)]
+    pub suspected_target: usize,
     /// Held-out accuracy on the clean sample before and after (unchanged when no backdoor).
     pub accuracy_before: f64,
     pub accuracy_after: f64,
+    /// Accuracy and balanced accuracy on the attack's clean evaluation graphs, before and after.
+    #[serde(default)]
+    pub eval_accuracy_before: f64,
+    #[serde(default)]
+    pub eval_accuracy_after: f64,
+    #[serde(default)]
+    pub eval_balanced_before: f64,
+    #[serde(default)]
+    pub eval_balanced_after: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -198,10 +218,14 @@ struct DatasetSource {
 
 fn dataset_source(root: &Path, name: &str) -> DatasetSource {
     let (path, keep, target) = match name {
-        "bitcoin" => (root.join("bitcoin").join("bitcoin.txt"), None, 1),
         // The paper's four classes (L, A, W, R); L is the largest class whose graphs have nodes.
         "Fingerprint" | "Fingerprint-4" => (root.join("Fingerprint"), Some(vec![0, 2, 4, 5]), 0),
-        other => (root.join(other), None, 1),
+        other => {
+            // A folder that holds one GIN text file of its own name (bitcoin/bitcoin.txt,
+            // COLLAB/COLLAB.txt) is that file.
+            let text = root.join(other).join(format!("{other}.txt"));
+            (if text.is_file() { text } else { root.join(other) }, None, 1)
+        }
     };
     let name = if keep.is_some() { "Fingerprint-4".to_string() } else { name.to_string() };
     DatasetSource { name, path, keep_classes: keep, target_label: target }
@@ -303,6 +327,7 @@ fn new_cell(dataset: &str, attack: AttackKind, seed: u64, outcome: &AttackOutcom
         n_eval_clean: outcome.eval_clean.len(),
         n_eval_triggered: outcome.eval_triggered.len(),
         trigger_nodes: m.trigger_nodes,
+        target_class: m.target_class,
         backdoored: Measured::from_metrics(&m.backdoored_model, m.timings.backdoor_training_s),
         clean_model: Measured::from_metrics(&m.clean_model, m.timings.clean_training_s),
         defenses: BTreeMap::new(),
@@ -345,6 +370,7 @@ fn defend(defense: Defense, outcome: &AttackOutcome, seed: u64) -> Result<Measur
     let mut measured = Measured::from_metrics(&metrics, started.elapsed().as_secs_f64());
     measured.evidence = verdict.as_ref().map(|v| v.evidence_score);
     measured.backdoor_found = verdict.as_ref().map(|v| v.backdoor_evidence);
+    measured.suspected_target = verdict.as_ref().map(|v| v.suspected_target);
     Ok(measured)
 }
 
@@ -352,6 +378,9 @@ fn defend(defense: Defense, outcome: &AttackOutcome, seed: u64) -> Result<Measur
 fn clean_verdict(dataset: &str, seed: u64, outcome: &AttackOutcome) -> Result<CleanVerdict> {
     let config = PurifyConfig { seed, ..PurifyConfig::default() };
     let purified = purify(&outcome.clean_model, &outcome.defender, &config, &mut NoProgress)?;
+    let target = outcome.metrics.target_class;
+    let before = evaluate_sets(&outcome.clean_model, &outcome.eval_clean, &outcome.eval_triggered, target)?;
+    let after = evaluate_sets(&purified.model, &outcome.eval_clean, &outcome.eval_triggered, target)?;
     let v = &purified.report.verdict;
     eprintln!(
         "{dataset} seed {seed} clean model: evidence {:.2} -> {}",
@@ -363,8 +392,13 @@ fn clean_verdict(dataset: &str, seed: u64, outcome: &AttackOutcome) -> Result<Cl
         seed,
         evidence: v.evidence_score,
         backdoor_found: v.backdoor_evidence,
+        suspected_target: v.suspected_target,
         accuracy_before: purified.report.holdout.before.evaluation.accuracy,
         accuracy_after: purified.report.holdout.after.evaluation.accuracy,
+        eval_accuracy_before: before.clean_accuracy,
+        eval_accuracy_after: after.clean_accuracy,
+        eval_balanced_before: before.balanced_accuracy,
+        eval_balanced_after: after.balanced_accuracy,
     })
 }
 
@@ -404,33 +438,41 @@ fn pct(values: &[f64]) -> String {
     format!("{:5.1}±{:4.1}", m * 100.0, s * 100.0)
 }
 
-/// One line per dataset x attack x model: mean ± std over seeds, in percent.
+/// One line per dataset x attack x model: mean ± std over seeds, in percent, with the excess ASR
+/// (ASR minus the never-backdoored model's on the same triggered graphs, at least 0) and the
+/// balanced-accuracy change against the backdoored model (mean, and the worst model); then the
+/// verdict's record over every model.
 fn print_table(results: &Results, defenses: &[Defense]) {
     let mut groups: BTreeMap<(String, String), Vec<&Cell>> = BTreeMap::new();
     for c in &results.cells {
         groups.entry((c.dataset.clone(), c.attack.to_string())).or_default().push(c);
     }
     println!(
-        "{:<14} {:<9} {:<15} {:>5} {:>11} {:>11} {:>11} {:>11}",
-        "dataset", "attack", "model", "seeds", "ASR %", "ACC %", "BAL ACC %", "TARGET REC %"
+        "{:<14} {:<9} {:<15} {:>5} {:>11} {:>11} {:>11} {:>11} {:>12} {:>15}",
+        "dataset", "attack", "model", "seeds", "ASR %", "EXCESS %", "ACC %", "BAL ACC %", "TARGET REC %", "BAL CHG (WORST)"
     );
     for ((dataset, attack), cells) in &groups {
         let row = |label: &str, pick: &dyn Fn(&Cell) -> Option<Measured>| {
-            let ms: Vec<Measured> = cells.iter().filter_map(|c| pick(c)).collect();
-            if ms.is_empty() {
+            let picked: Vec<(&Cell, Measured)> = cells.iter().filter_map(|c| pick(c).map(|m| (*c, m))).collect();
+            if picked.is_empty() {
                 return;
             }
-            let col = |f: fn(&Measured) -> f64| pct(&ms.iter().map(f).collect::<Vec<_>>());
+            let col = |f: &dyn Fn(&Cell, &Measured) -> f64| pct(&picked.iter().map(|(c, m)| f(c, m)).collect::<Vec<_>>());
+            let changes: Vec<f64> = picked.iter().map(|(c, m)| m.balanced_accuracy - c.backdoored.balanced_accuracy).collect();
+            let worst = changes.iter().copied().fold(f64::INFINITY, f64::min);
             println!(
-                "{:<14} {:<9} {:<15} {:>5} {:>11} {:>11} {:>11} {:>11}",
+                "{:<14} {:<9} {:<15} {:>5} {:>11} {:>11} {:>11} {:>11} {:>12} {:>+7.1} ({:>+5.1})",
                 dataset,
                 attack,
                 label,
-                ms.len(),
-                col(|m| m.asr),
-                col(|m| m.accuracy),
-                col(|m| m.balanced_accuracy),
-                col(|m| m.target_recall)
+                picked.len(),
+                col(&|_, m| m.asr),
+                col(&|c, m| excess_asr(c, m)),
+                col(&|_, m| m.accuracy),
+                col(&|_, m| m.balanced_accuracy),
+                col(&|_, m| m.target_recall),
+                mean_std(&changes).0 * 100.0,
+                worst * 100.0
             );
         };
         row("clean model", &|c| Some(c.clean_model.clone()));
@@ -439,18 +481,61 @@ fn print_table(results: &Results, defenses: &[Defense]) {
             row(d.name(), &|c| c.defenses.get(d.name()).cloned());
         }
     }
-    if !results.clean_verdicts.is_empty() {
-        let wrong = results.clean_verdicts.iter().filter(|v| v.backdoor_found).count();
-        let gcleaner: Vec<bool> = results
-            .cells
-            .iter()
-            .filter_map(|c| c.defenses.get("gcleaner").and_then(|m| m.backdoor_found))
-            .collect();
-        let missed = gcleaner.iter().filter(|&&found| !found).count();
-        println!(
-            "verdict: {wrong} of {} clean models called backdoored; {missed} of {} backdoored models called clean",
-            results.clean_verdicts.len(),
-            gcleaner.len()
-        );
+    if !results.clean_verdicts.is_empty() || results.cells.iter().any(|c| c.defenses.contains_key("gcleaner")) {
+        for line in verdict_summary(results) {
+            println!("{line}");
+        }
     }
+}
+
+/// A model's ASR beyond the never-backdoored model's on the same triggered graphs.
+pub fn excess_asr(cell: &Cell, measured: &Measured) -> f64 {
+    (measured.asr - cell.clean_model.asr).max(0.0)
+}
+
+/// Whether a cell's backdoor is real: it sends at least 30 points more of the triggered graphs to
+/// the target than the never-backdoored model does.
+pub fn real_backdoor(cell: &Cell) -> bool {
+    cell.backdoored.asr - cell.clean_model.asr >= 0.30
+}
+
+/// Probability that a random positive scores above a random negative (ties count half).
+pub fn auroc(positives: &[f64], negatives: &[f64]) -> Option<f64> {
+    if positives.is_empty() || negatives.is_empty() {
+        return None;
+    }
+    let wins: f64 = positives
+        .iter()
+        .flat_map(|p| negatives.iter().map(move |n| if p > n { 1.0 } else if p == n { 0.5 } else { 0.0 }))
+        .sum();
+    Some(wins / (positives.len() * negatives.len()) as f64)
+}
+
+/// The verdict over every model G-Cleaner judged: real backdoors found with the right target,
+/// never-backdoored models flagged (and what purifying them cost), the evidence AUROC.
+fn verdict_summary(results: &Results) -> Vec<String> {
+    let judged: Vec<(&Cell, &Measured)> =
+        results.cells.iter().filter_map(|c| c.defenses.get("gcleaner").map(|m| (c, m))).collect();
+    let real: Vec<&(&Cell, &Measured)> = judged.iter().filter(|(c, _)| real_backdoor(c)).collect();
+    let found = real
+        .iter()
+        .filter(|(c, m)| m.backdoor_found == Some(true) && m.suspected_target == Some(c.target_class))
+        .count();
+    let flagged: Vec<&CleanVerdict> = results.clean_verdicts.iter().filter(|v| v.backdoor_found).collect();
+    let worst_cost = flagged.iter().map(|v| v.eval_accuracy_after - v.eval_accuracy_before).fold(f64::INFINITY, f64::min);
+    let scores_real: Vec<f64> = real.iter().filter_map(|(_, m)| m.evidence).collect();
+    let scores_clean: Vec<f64> = results.clean_verdicts.iter().map(|v| v.evidence).collect();
+    let mut lines = vec![
+        format!("verdict: {found} of {} real backdoors (ASR at least 30 points above the never-backdoored model's) found with the right target", real.len()),
+        format!(
+            "verdict: {} of {} never-backdoored models flagged{}",
+            flagged.len(),
+            results.clean_verdicts.len(),
+            if flagged.is_empty() { String::new() } else { format!(" (worst accuracy change of a flagged one {:+.1} points)", worst_cost * 100.0) }
+        ),
+    ];
+    if let Some(a) = auroc(&scores_real, &scores_clean) {
+        lines.push(format!("verdict: evidence AUROC, real backdoors against never-backdoored models, {a:.3}"));
+    }
+    lines
 }

@@ -34,6 +34,80 @@ pub struct TriggerEvidence {
     /// Predicted share of every class, clean and triggered.
     pub clean_shares: Vec<f64>,
     pub triggered_shares: Vec<f64>,
+    /// The same copies' flip rate to `target` when their node set is rewritten with natural
+    /// patches instead (see [`super::null`]); `None` until measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null: Option<NullComparison>,
+}
+
+/// The candidate against the per-model null, on the same placed copies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NullComparison {
+    /// Flip rate to the target with natural patches at the candidate's positions.
+    pub flip_rate: f64,
+    /// The candidate's flip rate minus the null's.
+    pub excess: f64,
+    /// Standard error of `excess` over the sample graphs (copies of one graph are not
+    /// independent, so graphs are the unit).
+    pub excess_se: f64,
+    /// Sample graphs whose copies were counted.
+    pub n_graphs: usize,
+    /// Natural patches drawn per copy.
+    pub draws: usize,
+    /// The score without the null: the flip rate beyond the target's share of the model's
+    /// clean predictions, `max(0, (flip_rate - base_share) / (1 - base_share))`.
+    pub share_score: f64,
+    /// How strongly the sample ties denser pieces of this size to the target (Welch's t, see
+    /// [`super::null::density_association`]), and whether the natural pieces were therefore
+    /// filled (or thinned) to the candidate's edge count.
+    #[serde(default)]
+    pub density_association: f64,
+    #[serde(default)]
+    pub edge_matched: bool,
+}
+
+/// Welch's t from which the sample is taken to tie density to a class (about a two-sided 5%
+/// level).
+pub const ASSOCIATION_T: f64 = 2.0;
+
+impl NullComparison {
+    /// Per-copy candidate flips (0/1) and null hit shares of the non-target copies, grouped by
+    /// their sample graph.
+    pub fn from_copies(copy_graph: &[usize], candidate: &[f64], null: &[f64], draws: usize) -> NullComparison {
+        let n = candidate.len().max(1) as f64;
+        let flip = candidate.iter().sum::<f64>() / n;
+        let null_rate = null.iter().sum::<f64>() / n;
+        let mut per_graph: std::collections::BTreeMap<usize, (f64, usize)> = std::collections::BTreeMap::new();
+        for ((&g, &c), &z) in copy_graph.iter().zip(candidate).zip(null) {
+            let e = per_graph.entry(g).or_insert((0.0, 0));
+            e.0 += c - z;
+            e.1 += 1;
+        }
+        let d: Vec<f64> = per_graph.values().map(|(s, k)| s / *k as f64).collect();
+        let g = d.len();
+        let se = if g > 1 {
+            let mean = d.iter().sum::<f64>() / g as f64;
+            (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (g - 1) as f64 / g as f64).sqrt()
+        } else {
+            1.0
+        };
+        NullComparison {
+            flip_rate: null_rate,
+            excess: flip - null_rate,
+            excess_se: se,
+            n_graphs: g,
+            draws,
+            share_score: 0.0,
+            density_association: 0.0,
+            edge_matched: false,
+        }
+    }
+
+    /// The excess less two standard errors, at least 0: an excess the sample can vouch for. A
+    /// sample with few graphs of the other classes (six on AIDS) leaves a wide margin.
+    pub fn score(&self) -> f64 {
+        (self.excess - 2.0 * self.excess_se).clamp(0.0, 1.0)
+    }
 }
 
 /// Model predictions for a montaged batch with `trigger` written in (or the clean graphs).
@@ -155,6 +229,57 @@ impl EvidenceProbe {
         Ok(self.evidence_for(&triggered, fixed_target))
     }
 
+    /// The trigger size the copies were placed for.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The sample graph each placed copy came from.
+    pub fn copy_graphs(&self) -> &[usize] {
+        &self.copy_graph
+    }
+
+    /// [`EvidenceProbe::measure`], then the same copies against the per-model null
+    /// ([`super::null`]): `draws` natural patches per copy cut from the graphs of the target class
+    /// among `graphs` (the probe's sample, labelled by `labels`), and [`TriggerEvidence::score`]
+    /// becomes the excess over them.
+    pub fn measure_against_null(
+        &self,
+        model: &GnnModel,
+        trigger: &Trigger,
+        graphs: &[&Graph],
+        labels: &[usize],
+        draws: usize,
+        rng: &mut crate::rng::Rng,
+    ) -> Result<TriggerEvidence> {
+        let triggered = match &self.batch {
+            Some(batch) => montage_predictions(model, batch, Some(trigger))?,
+            None => Vec::new(),
+        };
+        let mut e = self.evidence_for(&triggered, None);
+        let edges = trigger.edges.len();
+        let (association, target_mean) = super::null::density_association(graphs, labels, e.target, self.size, 4, rng);
+        let denser = (edges as f64) > target_mean && association >= ASSOCIATION_T;
+        let sparser = (edges as f64) < target_mean && association <= -ASSOCIATION_T;
+        let match_edges = (denser || sparser).then_some(edges);
+        let hits = super::null::null_hits(model, self, graphs, labels, e.target, draws, match_edges, rng)?;
+        let (mut groups, mut candidate, mut null) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..triggered.len() {
+            if self.copy_clean_pred[i] != e.target {
+                groups.push(self.copy_graph[i]);
+                candidate.push(f64::from(u8::from(triggered[i] == e.target)));
+                null.push(hits[i]);
+            }
+        }
+        let mut comparison = NullComparison::from_copies(&groups, &candidate, &null, draws);
+        comparison.share_score = e.score;
+        comparison.density_association = association;
+        comparison.edge_matched = match_edges.is_some();
+        e.score = comparison.score();
+        e.null = Some(comparison);
+        Ok(e)
+    }
+
     /// The placed copies, batched (`None` when no sample graph can carry the trigger).
     pub fn copies(&self) -> Option<&MontageBatch> {
         self.batch.as_ref()
@@ -212,6 +337,7 @@ pub fn evidence_from_predictions(
         n_flip_candidates: candidates,
         clean_shares,
         triggered_shares,
+        null: None,
     }
 }
 

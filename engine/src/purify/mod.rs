@@ -10,6 +10,7 @@ pub mod frozen;
 pub mod generator;
 pub mod html;
 pub mod montage;
+pub mod null;
 pub mod pseudo_labels;
 pub mod recovery;
 pub mod report;
@@ -45,11 +46,18 @@ pub struct PurifyConfig {
     pub evidence_threshold: f64,
     /// Unlearn even when the evidence says there is no backdoor.
     pub force: bool,
+    /// Natural patches drawn per placed copy for the per-model null ([`null`]).
+    #[serde(default = "default_null_draws")]
+    pub null_draws: usize,
     /// Label every sample graph with the model's own prediction (auxiliary data from another
     /// dataset, whose labels mean nothing to the model).
     #[serde(default)]
     pub pseudo_labels: bool,
     pub seed: u64,
+}
+
+fn default_null_draws() -> usize {
+    4
 }
 
 impl Default for PurifyConfig {
@@ -60,8 +68,9 @@ impl Default for PurifyConfig {
             explainer: ExplainerKind::Saliency,
             trigger_nodes: None,
             holdout_fraction: 0.25,
-            evidence_threshold: 0.5,
+            evidence_threshold: 0.3,
             force: false,
+            null_draws: default_null_draws(),
             pseudo_labels: false,
             seed: 10,
         }
@@ -106,25 +115,61 @@ pub struct PurifyOutcome {
     pub report: PurifyReport,
 }
 
-/// The candidate to judge and unlearn: the smallest size whose evidence reaches `threshold`.
-/// A larger pattern rewrites more of a graph and flips more of them whether or not anything
-/// was planted (on never-backdoored AIDS models 5-node patterns scored 1.0; on Fingerprint-4,
-/// whose graphs have 8 nodes, 4-node patterns sent graphs to classes no attacker chose with
-/// scores up to 1.0 while the planted triangle scored 0.6-0.9), so the strongest score names
-/// the largest size, not the trigger. When no size reaches the threshold, the strongest
-/// evidence (among equals, the denser embedding cluster), for the report.
-fn select_candidate(candidates: &[Candidate], threshold: f64) -> usize {
-    let smallest_passing = (0..candidates.len())
-        .filter(|&i| candidates[i].evidence.score >= threshold)
-        .min_by_key(|&i| candidates[i].recovered.trigger.size);
-    smallest_passing.unwrap_or_else(|| {
-        (0..candidates.len())
-            .max_by(|&a, &b| {
-                let (ca, cb) = (&candidates[a], &candidates[b]);
-                ca.evidence.score.total_cmp(&cb.evidence.score).then(cb.recovered.objective.total_cmp(&ca.recovered.objective))
-            })
-            .unwrap_or(0)
-    })
+/// The candidate to judge and unlearn. The suspected target is the class with the most
+/// evidence summed over the searched sizes: a planted trigger sets the backdoor off at several
+/// sizes (its sub- and super-patterns), while a pattern that happens to move graphs to another
+/// class, such as the majority class of small graphs, shows at one. Of that class's candidates,
+/// the strongest evidence; among equals the smaller pattern, then the denser embedding cluster.
+fn select_candidate(candidates: &[Candidate]) -> usize {
+    let mut per_target: std::collections::BTreeMap<usize, f64> = std::collections::BTreeMap::new();
+    for c in candidates {
+        *per_target.entry(c.evidence.target).or_default() += c.evidence.score;
+    }
+    let target = per_target.iter().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(a.0))).map(|(&t, _)| t);
+    (0..candidates.len())
+        .filter(|&i| Some(candidates[i].evidence.target) == target)
+        .max_by(|&a, &b| {
+            let (ca, cb) = (&candidates[a], &candidates[b]);
+            ca.evidence
+                .score
+                .total_cmp(&cb.evidence.score)
+                .then(cb.recovered.trigger.size.cmp(&ca.recovered.trigger.size))
+                .then(cb.recovered.objective.total_cmp(&ca.recovered.objective))
+        })
+        .unwrap_or(0)
+}
+
+/// The judged pattern's densest cores at the smaller searched sizes, down to half its size (at
+/// least 3 nodes), where no unlearned candidate has that size already. An attacker's trigger
+/// smaller than the recovered pattern sits inside it (a 12-node trigger in an 18-node pattern of
+/// generated graphs), and a model taught to ignore only the whole pattern still answers to the
+/// part.
+fn dense_cores(trigger: &recovery::Trigger, candidates: &[Candidate], unlearned: &[usize]) -> Vec<recovery::Trigger> {
+    let n = trigger.size;
+    let mut degree = vec![0usize; n];
+    for &(a, b) in &trigger.edges {
+        degree[a] += 1;
+        degree[b] += 1;
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| degree[b].cmp(&degree[a]).then(a.cmp(&b)));
+    let mut sizes: Vec<usize> = candidates.iter().map(|c| c.recovered.trigger.size).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
+        .into_iter()
+        .filter(|&s| s < n && s >= 3 && 2 * s >= n && !unlearned.iter().any(|&i| candidates[i].recovered.trigger.size == s))
+        .filter_map(|s| {
+            let slot: std::collections::HashMap<usize, usize> = order[..s].iter().enumerate().map(|(i, &v)| (v, i)).collect();
+            let edges: Vec<(usize, usize)> = trigger
+                .edges
+                .iter()
+                .filter_map(|&(a, b)| Some((slot.get(&a).copied()?, slot.get(&b).copied()?)))
+                .map(|(a, b)| (a.min(b), a.max(b)))
+                .collect();
+            (!edges.is_empty() && trigger.slot_features.is_none()).then_some(recovery::Trigger { size: s, edges, slot_features: None })
+        })
+        .collect()
 }
 
 /// The largest searched trigger size is never below this (the largest motif an attack plants).
@@ -140,8 +185,12 @@ pub fn candidate_sizes(config: &PurifyConfig, sample: &Dataset) -> Vec<usize> {
     if let Some(n) = config.trigger_nodes {
         return vec![n];
     }
-    let cap = ((sample.avg_nodes() * 0.3).round() as usize).max(MIN_SIZE_CAP);
-    let mut sizes: Vec<usize> = config.recovery.sizes.iter().copied().filter(|&s| s >= 2 && s <= cap).collect();
+    let avg = sample.avg_nodes();
+    let cap = ((avg * 0.3).round() as usize).max(MIN_SIZE_CAP);
+    let scaled = config.recovery.size_fractions.iter().map(|f| (f * avg).round() as usize);
+    let mut sizes: Vec<usize> = config.recovery.sizes.iter().copied().chain(scaled).filter(|&s| s >= 2 && s <= cap).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
     if sizes.is_empty() {
         sizes.push(2);
     }
@@ -303,6 +352,7 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
     let t = Instant::now();
     let mut candidates = Vec::new();
     let mut rng = rng_for(config.seed, "evidence-positions");
+    let mut null_rng = rng_for(config.seed, "null-patches");
     for size in candidate_sizes(config, sample) {
         let positions = least_important_nodes(&train_importance, size);
         let recovered: RecoveredTrigger =
@@ -329,11 +379,20 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
         if config.recovery.census {
             census_pick(model, &probe, &mut candidate, &train_graphs, &train_labels, &positions, config)?;
         }
+        candidate.evidence =
+            probe.measure_against_null(
+                model,
+                &candidate.recovered.trigger,
+                &train_graphs,
+                &train_labels,
+                config.null_draws,
+                &mut null_rng,
+            )?;
         candidates.push(candidate);
     }
     let recovery_s = t.elapsed().as_secs_f64();
 
-    let selected = select_candidate(&candidates, config.evidence_threshold);
+    let selected = select_candidate(&candidates);
     let chosen = &candidates[selected];
     let backdoor = chosen.evidence.score >= config.evidence_threshold;
     let trigger = chosen.recovered.trigger.clone();
@@ -366,8 +425,17 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
                 i != selected && e.target == target && e.score >= config.evidence_threshold
             }));
         }
-        let triggers: Vec<_> = unlearned_candidates.iter().map(|&i| candidates[i].recovered.trigger.clone()).collect();
-        Some(unlearn(&mut purified, &train_set, &holdout_set, &triggers, target, &config.unlearn, config.seed, progress)?)
+        let mut triggers: Vec<_> = unlearned_candidates.iter().map(|&i| candidates[i].recovered.trigger.clone()).collect();
+        if config.unlearn.mode == UnlearnMode::Robust {
+            triggers.extend(dense_cores(&trigger, &candidates, &unlearned_candidates));
+        }
+        // Only the excess goes: unlearning has converged once the trigger flips no more of the
+        // copies than natural patches did.
+        let mut unlearn_config = config.unlearn.clone();
+        if let Some(null) = &chosen.evidence.null {
+            unlearn_config.converged_flip_rate = unlearn_config.converged_flip_rate.max(null.flip_rate);
+        }
+        Some(unlearn(&mut purified, &train_set, &holdout_set, &triggers, target, &unlearn_config, config.seed, progress)?)
     } else {
         None
     };
@@ -391,7 +459,7 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
     };
     let evaluation_s = t.elapsed().as_secs_f64();
 
-    let verdict = Verdict::new(backdoor, chosen.evidence.score, config.evidence_threshold, target, outcome.is_some());
+    let verdict = Verdict::new(chosen, config.evidence_threshold, outcome.is_some());
     let report = PurifyReport {
         format: report::REPORT_FORMAT.to_string(),
         input_sha256: None,
@@ -461,6 +529,7 @@ mod tests {
                 n_flip_candidates: 10,
                 clean_shares: vec![0.5, 0.5],
                 triggered_shares: vec![0.5, 0.5],
+                null: None,
             },
             source: TriggerSource::Generator,
             generator_score: None,
@@ -470,16 +539,40 @@ mod tests {
     }
 
     #[test]
-    fn the_smallest_size_with_evidence_is_judged_not_the_strongest() {
-        // Sizes 2..5: the planted 3-node trigger passes, the 5-node pattern flips everything.
-        let sizes = [candidate(2, 0.1, 0.5), candidate(3, 0.6, 0.4), candidate(4, 0.9, 0.3), candidate(5, 1.0, 0.2)];
-        assert_eq!(select_candidate(&sizes, 0.5), 1);
-        // In any order of sizes.
-        let shuffled = [candidate(5, 1.0, 0.2), candidate(4, 0.9, 0.3), candidate(3, 0.6, 0.4)];
-        assert_eq!(select_candidate(&shuffled, 0.5), 2);
-        // No size passes: the strongest is reported; among equal scores, the lower objective.
-        let weak = [candidate(2, 0.1, 0.5), candidate(3, 0.3, 0.4), candidate(4, 0.3, 0.1)];
-        assert_eq!(select_candidate(&weak, 0.5), 2);
+    fn the_strongest_excess_is_judged_and_ties_go_to_the_smaller_pattern() {
+        let sizes = [candidate(2, 0.1, 0.5), candidate(3, 0.6, 0.4), candidate(4, 0.9, 0.3), candidate(5, 0.9, 0.2)];
+        assert_eq!(select_candidate(&sizes), 2);
+        let shuffled = [candidate(5, 0.9, 0.2), candidate(4, 0.9, 0.3), candidate(3, 0.6, 0.4)];
+        assert_eq!(select_candidate(&shuffled), 1);
+        // Equal sizes and scores: the lower objective.
+        let tied = [candidate(4, 0.3, 0.5), candidate(4, 0.3, 0.1)];
+        assert_eq!(select_candidate(&tied), 1);
+    }
+
+    #[test]
+    fn the_densest_cores_of_the_judged_pattern_are_unlearned_too() {
+        // A 4-clique on slots 0-3 with two pendant slots.
+        let mut edges: Vec<(usize, usize)> = vec![(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3), (0, 4), (1, 5)];
+        edges.sort_unstable();
+        let pattern = Trigger { size: 6, edges, slot_features: None };
+        let candidates = [candidate(2, 0.0, 0.0), candidate(3, 0.0, 0.0), candidate(4, 0.0, 0.0), candidate(6, 0.5, 0.0)];
+        let cores = dense_cores(&pattern, &candidates, &[3]);
+        let shapes: Vec<(usize, usize)> = cores.iter().map(|t| (t.size, t.edges.len())).collect();
+        // Sizes 3 and 4 (not 2: below half the pattern): a triangle and the 4-clique.
+        assert_eq!(shapes, [(3, 3), (4, 6)]);
+        // A size already unlearned as a candidate of its own is not added again.
+        assert_eq!(dense_cores(&pattern, &candidates, &[3, 2]).len(), 1);
+    }
+
+    #[test]
+    fn the_target_is_the_class_with_evidence_over_the_most_sizes() {
+        // One size sends graphs to class 0 strongly; two sizes send them to class 1.
+        let mut sizes = [candidate(3, 0.45, 0.4), candidate(4, 0.5, 0.3), candidate(5, 0.65, 0.2)];
+        sizes[2].evidence.target = 0;
+        assert_eq!(select_candidate(&sizes), 1);
+        // Alone, the class-0 pattern would have been chosen.
+        sizes[0].evidence.target = 0;
+        assert_eq!(select_candidate(&sizes), 2);
     }
 
     #[test]
@@ -489,7 +582,9 @@ mod tests {
         let sample = dataset(8);
         assert_eq!(candidate_sizes(&PurifyConfig::default(), &sample), vec![2, 3, 4]);
         let large = dataset(20);
-        assert_eq!(candidate_sizes(&PurifyConfig::default(), &large), vec![2, 3, 4, 5]);
+        assert_eq!(candidate_sizes(&PurifyConfig::default(), &large), vec![2, 3, 4, 5, 6]);
+        // Graphs of 60 nodes: 10%, 20% and 30% of them besides the small sizes.
+        assert_eq!(candidate_sizes(&PurifyConfig::default(), &dataset(60)), vec![2, 3, 4, 5, 6, 12, 18]);
         let fixed = PurifyConfig { trigger_nodes: Some(7), ..PurifyConfig::default() };
         assert_eq!(candidate_sizes(&fixed, &sample), vec![7]);
     }

@@ -19,6 +19,10 @@ use crate::{Error, Result};
 pub struct RecoveryConfig {
     /// Trigger sizes (node counts) to try.
     pub sizes: Vec<usize>,
+    /// Further sizes as shares of the sample's average graph: attacks scale their trigger with
+    /// the graphs (Sub-BA plants 20% of the average graph, 15 nodes on COLLAB).
+    #[serde(default = "default_size_fractions")]
+    pub size_fractions: Vec<f64>,
     pub epochs: usize,
     pub restarts: usize,
     /// Hinge threshold T on pairwise cosine similarity.
@@ -35,10 +39,15 @@ fn census_default() -> bool {
     true
 }
 
+fn default_size_fractions() -> Vec<f64> {
+    vec![0.1, 0.2, 0.3]
+}
+
 impl Default for RecoveryConfig {
     fn default() -> Self {
         RecoveryConfig {
             sizes: vec![2, 3, 4, 5],
+            size_fractions: default_size_fractions(),
             epochs: 20,
             restarts: 5,
             threshold: 0.9,
@@ -58,6 +67,11 @@ impl RecoveryConfig {
         }
         for &size in &self.sizes {
             at_least("recovery.sizes", size, 2)?;
+        }
+        for &f in &self.size_fractions {
+            if !(f > 0.0 && f <= 0.5) {
+                return Err(Error::setting("recovery.size_fractions", format!("each must be in (0, 0.5], got {f}")));
+            }
         }
         at_least("recovery.epochs", self.epochs, 1)?;
         at_least("recovery.restarts", self.restarts, 1)?;

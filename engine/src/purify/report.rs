@@ -114,28 +114,70 @@ pub enum TriggerSource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     pub backdoor_evidence: bool,
+    /// The excess of the chosen pattern's flip rate over natural patterns', less two standard
+    /// errors (see [`TriggerEvidence::score`]).
     pub evidence_score: f64,
     pub threshold: f64,
     pub suspected_target: usize,
     pub model_changed: bool,
+    /// The pattern judged: its node and edge count.
+    #[serde(default)]
+    pub trigger_nodes: usize,
+    #[serde(default)]
+    pub trigger_edges: usize,
+    /// Share of the sample's graphs of other classes that the pattern sends to the target, and
+    /// that natural patterns of the same size (pieces of the target class's own graphs) send
+    /// there from the same positions; the difference and its standard error.
+    #[serde(default)]
+    pub flip_rate: f64,
+    #[serde(default)]
+    pub natural_flip_rate: f64,
+    #[serde(default)]
+    pub excess: f64,
+    #[serde(default)]
+    pub excess_se: f64,
     /// One sentence for people.
     pub summary: String,
 }
 
 impl Verdict {
-    pub fn new(backdoor: bool, score: f64, threshold: f64, target: usize, changed: bool) -> Self {
+    /// The verdict on the judged candidate: a backdoor when its score reaches `threshold`.
+    pub fn new(candidate: &Candidate, threshold: f64, changed: bool) -> Self {
+        let e = &candidate.evidence;
+        let backdoor = e.score >= threshold;
+        let (natural, excess, se) = e.null.as_ref().map_or((0.0, e.flip_rate, 0.0), |n| (n.flip_rate, n.excess, n.excess_se));
+        let trigger = &candidate.recovered.trigger;
+        let (nodes, edges) = (trigger.size, trigger.edges.len());
+        let found = format!(
+            "a {nodes}-node, {edges}-edge pattern sends {:.0}% of the other classes' sample graphs to class {}, natural patterns of \
+             its size {:.0}% (excess {:.2} +/- {:.2}, evidence {:.2} {} {threshold:.2})",
+            e.flip_rate * 100.0,
+            e.target,
+            natural * 100.0,
+            excess,
+            se,
+            e.score,
+            if backdoor { ">=" } else { "<" }
+        );
         let summary = match (backdoor, changed) {
-            (true, _) => format!(
-                "backdoor evidence: a recovered trigger sends graphs to class {target} (evidence {score:.2} >= {threshold:.2}); it was unlearned"
-            ),
-            (false, true) => format!(
-                "no backdoor evidence (evidence {score:.2} < {threshold:.2}); unlearning was forced"
-            ),
-            (false, false) => format!(
-                "no backdoor evidence (evidence {score:.2} < {threshold:.2}); the model is returned unchanged"
-            ),
+            (true, _) => format!("backdoor evidence: {found}; it was unlearned until it moves no more graphs than natural patterns do"),
+            (false, true) => format!("no backdoor evidence: {found}; unlearning was forced"),
+            (false, false) => format!("no backdoor evidence: {found}; the model is returned unchanged"),
         };
-        Verdict { backdoor_evidence: backdoor, evidence_score: score, threshold, suspected_target: target, model_changed: changed, summary }
+        Verdict {
+            backdoor_evidence: backdoor,
+            evidence_score: e.score,
+            threshold,
+            suspected_target: e.target,
+            model_changed: changed,
+            trigger_nodes: nodes,
+            trigger_edges: edges,
+            flip_rate: e.flip_rate,
+            natural_flip_rate: natural,
+            excess,
+            excess_se: se,
+            summary,
+        }
     }
 }
 

@@ -27,6 +27,15 @@ impl std::str::FromStr for UnlearnMode {
 pub struct UnlearnConfig {
     pub mode: UnlearnMode,
     pub epochs: usize,
+    /// Robust mode: unlearning stops after this many epochs once the trigger flips no more than
+    /// `converged_flip_rate` of the copies (the purifier raises that to the per-model null's
+    /// rate, so a pattern keeps the effect natural patterns have).
+    #[serde(default = "default_min_epochs")]
+    pub min_epochs: usize,
+    /// Robust mode: ask triggered copies for the input model's answer on their clean graph
+    /// instead of their label, and drop the clean graphs' cross-entropy.
+    #[serde(default)]
+    pub consistency: bool,
     pub lr: f64,
     pub batch_size: usize,
     /// Random node sets per graph, re-sampled every epoch, besides the explainer's positions.
@@ -119,6 +128,10 @@ pub enum BiasRecalibration {
     Balanced,
 }
 
+fn default_min_epochs() -> usize {
+    3
+}
+
 fn default_max_epochs() -> usize {
     90
 }
@@ -152,6 +165,8 @@ impl Default for UnlearnConfig {
         UnlearnConfig {
             mode: UnlearnMode::Robust,
             epochs: 30,
+            min_epochs: default_min_epochs(),
+            consistency: false,
             lr: 0.001,
             batch_size: 64,
             positions: 10,
@@ -219,6 +234,6 @@ impl UnlearnConfig {
     /// more of the backdoor (BENCHMARKS.md, session 6).
     pub fn auxiliary() -> Self {
         let default = UnlearnConfig::default();
-        UnlearnConfig { epochs: default.epochs / 2, train_last_conv: false, ..default }
+        UnlearnConfig { epochs: default.epochs / 2, min_epochs: default.min_epochs / 2, train_last_conv: false, ..default }
     }
 }

@@ -169,9 +169,19 @@ impl RobustTerms<'_> {
         let tw = Tensor::from_slice(&tw).to_device(device);
         let clean_lp = (&clean_logits / scale).log_softmax(-1, Kind::Float);
         let trig_lp = (&step.triggered_logits / scale).log_softmax(-1, Kind::Float);
-        let mut loss = teacher_divergence(&clean_lp, &teacher_log_probs)
-            + weighted_nll(&trig_lp, step.label_tensor, &tw) * config.ce_weight
-            + weighted_nll(&clean_lp, step.label_tensor, &cw) * config.ce_weight;
+        let mut loss = if config.consistency {
+            // A triggered copy is asked for the input model's answer on its clean graph, and the
+            // clean graphs for the input model's answers: nothing pulls towards the labels, so
+            // what unlearning changes is the trigger's effect alone.
+            let teacher_probs = self.teacher_probs.index_select(0, &step.rows);
+            let soft_nll = -(teacher_probs * &trig_lp).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+            teacher_divergence(&clean_lp, &teacher_log_probs)
+                + (soft_nll * &tw).sum(Kind::Float) / tw.sum(Kind::Float).clamp_min(1e-8) * config.ce_weight
+        } else {
+            teacher_divergence(&clean_lp, &teacher_log_probs)
+                + weighted_nll(&trig_lp, step.label_tensor, &tw) * config.ce_weight
+                + weighted_nll(&clean_lp, step.label_tensor, &cw) * config.ce_weight
+        };
         if config.mixup_weight > 0.0 {
             let mixed = mixup_divergence(model, &step.sample_embedding, &step.rows, self.teacher_probs, scale, &mut self.mixup_rng);
             loss = loss + mixed * config.mixup_weight;

@@ -312,7 +312,8 @@ pub fn unlearn(
     let target_label = Tensor::from(target as i64).to_device(device);
 
     for epoch in 0..max_epochs {
-        if epoch >= config.epochs && history.last().is_none_or(|h| h.train_flip_rate <= config.converged_flip_rate) {
+        let converged = history.last().is_some_and(|h| h.train_flip_rate <= config.converged_flip_rate);
+        if (epoch >= config.epochs && (converged || history.is_empty())) || (epoch >= config.min_epochs && converged) {
             break;
         }
         // Every graph at its explainer positions plus fresh random node sets, each copy with
