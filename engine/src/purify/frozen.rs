@@ -148,10 +148,13 @@ mod tests {
                 let theirs = tch::no_grad(|| model.forward_t(&input, false));
                 assert_eq!(joined.logits.size(), [5, 3]);
                 let expected = Tensor::cat(&[&own.logits, &theirs.logits], 0);
+                // A batch of another shape may sum in another order: float32 rounding, relative
+                // to the values' size.
+                let tolerance = |t: &Tensor| 1e-5 * t.abs().max().double_value(&[]).max(1.0);
                 let diff = (&joined.logits - &expected).abs().max().double_value(&[]);
-                assert!(diff < 1e-5, "{arch:?}, {blocks} frozen blocks: joined logits differ by {diff}");
+                assert!(diff < tolerance(&expected), "{arch:?}, {blocks} frozen blocks: joined logits differ by {diff}");
                 let diff = (joined.embedding.narrow(0, 0, 2) - &own.embedding).abs().max().double_value(&[]);
-                assert!(diff < 1e-5, "{arch:?}, {blocks} frozen blocks: joined embeddings differ by {diff}");
+                assert!(diff < tolerance(&own.embedding), "{arch:?}, {blocks} frozen blocks: joined embeddings differ by {diff}");
             }
         }
     }
