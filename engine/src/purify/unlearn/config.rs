@@ -32,10 +32,6 @@ pub struct UnlearnConfig {
     /// rate, so a pattern keeps the effect natural patterns have).
     #[serde(default = "default_min_epochs")]
     pub min_epochs: usize,
-    /// Robust mode: ask triggered copies for the input model's answer on their clean graph
-    /// instead of their label, and drop the clean graphs' cross-entropy.
-    #[serde(default)]
-    pub consistency: bool,
     pub lr: f64,
     pub batch_size: usize,
     /// Random node sets per graph, re-sampled every epoch, besides the explainer's positions.
@@ -83,19 +79,6 @@ pub struct UnlearnConfig {
     /// the target (measured during the epoch) for unlearning to count as converged.
     #[serde(default = "default_converged_flip_rate")]
     pub converged_flip_rate: f64,
-    /// Robust mode: after unlearning, shift the output bias so that the model's mean logits on
-    /// the clean unlearning graphs are those it started with (see [`BiasRecalibration`]).
-    #[serde(default)]
-    pub recalibrate_bias: BiasRecalibration,
-    /// Robust mode: weight of a penalty on how far the trained weights move from the input
-    /// model's: the sum of squared changes over the sum of squared starting values (0: none).
-    /// Thirty-odd clean graphs are few to train on: on AIDS the trigger stopped flipping within
-    /// 5-8 epochs, but the last conv block and the head kept drifting on the sample and lost
-    /// 5.5-7 points of balanced accuracy on unseen graphs; anchored, they lost 1-2
-    /// (BENCHMARKS.md, session 7). Applies during `epochs` only: the epochs the convergence
-    /// rule adds train without it.
-    #[serde(default)]
-    pub anchor_weight: f64,
     /// Robust mode: weight of a mixup term that holds the head to the teacher between the
     /// clean graphs: each step mixes every clean graph's pooled embedding with a random other
     /// one's (weight drawn uniformly from 0..1) and asks the head for the teacher's
@@ -105,27 +88,6 @@ pub struct UnlearnConfig {
     /// 13-15, at the same ASR (BENCHMARKS.md, session 8).
     #[serde(default = "default_mixup_weight")]
     pub mixup_weight: f64,
-    /// Robust mode: weight of a distillation term on perturbed clean graphs: every step each
-    /// clean unlearning graph loses each of its edges with probability `augment_edge_drop`,
-    /// and the student is asked for the teacher's probabilities on the result (0: none). It
-    /// pins the trained block and the head on graphs near the sample, not only on the sample.
-    #[serde(default)]
-    pub augment_weight: f64,
-    /// Robust mode: the edge-drop probability of the distillation term's perturbed graphs.
-    #[serde(default = "default_augment_edge_drop")]
-    pub augment_edge_drop: f64,
-}
-
-/// How robust mode restores the class prior after unlearning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BiasRecalibration {
-    #[default]
-    Off,
-    /// Mean over the unlearning graphs.
-    Mean,
-    /// Mean over each class's unlearning graphs, averaged over classes.
-    Balanced,
 }
 
 fn default_min_epochs() -> usize {
@@ -140,10 +102,6 @@ fn default_converged_flip_rate() -> f64 {
     0.05
 }
 
-pub(super) fn one() -> f64 {
-    1.0
-}
-
 fn default_true() -> bool {
     true
 }
@@ -156,17 +114,12 @@ fn default_mixup_weight() -> f64 {
     5.0
 }
 
-fn default_augment_edge_drop() -> f64 {
-    0.1
-}
-
 impl Default for UnlearnConfig {
     fn default() -> Self {
         UnlearnConfig {
             mode: UnlearnMode::Robust,
             epochs: 30,
             min_epochs: default_min_epochs(),
-            consistency: false,
             lr: 0.001,
             batch_size: 64,
             positions: 10,
@@ -181,11 +134,7 @@ impl Default for UnlearnConfig {
             train_last_conv: true,
             max_epochs: default_max_epochs(),
             converged_flip_rate: default_converged_flip_rate(),
-            recalibrate_bias: BiasRecalibration::default(),
-            anchor_weight: 0.0,
             mixup_weight: default_mixup_weight(),
-            augment_weight: 0.0,
-            augment_edge_drop: default_augment_edge_drop(),
         }
     }
 }
@@ -216,10 +165,7 @@ impl UnlearnConfig {
         non_negative("unlearn.non_target_weight", self.non_target_weight)?;
         fraction("unlearn.collapse_drop", self.collapse_drop, true)?;
         fraction("unlearn.converged_flip_rate", self.converged_flip_rate, true)?;
-        non_negative("unlearn.anchor_weight", self.anchor_weight)?;
         non_negative("unlearn.mixup_weight", self.mixup_weight)?;
-        non_negative("unlearn.augment_weight", self.augment_weight)?;
-        fraction("unlearn.augment_edge_drop", self.augment_edge_drop, false)?;
         fraction("unlearn.pattern_dropout", self.pattern_dropout, false)?;
         Ok(())
     }

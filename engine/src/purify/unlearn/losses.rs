@@ -3,12 +3,10 @@
 use tch::{Kind, Tensor};
 
 use super::{forward, UnlearnConfig};
-use crate::data::Graph;
 use crate::explain::gradcam::heat_maps;
 use crate::models::GnnModel;
 use crate::purify::montage::MontageBatch;
 use crate::rng::Rng;
-use crate::Result;
 
 /// Class weights inversely proportional to class frequency in `labels` (classes absent get 0).
 pub(super) fn class_weights(labels: &[usize], num_classes: usize) -> Vec<f64> {
@@ -27,12 +25,9 @@ pub(super) fn class_weights(labels: &[usize], num_classes: usize) -> Vec<f64> {
 /// collapsed to the majority class); the divergence between the two predictive distributions
 /// asks the same thing, stay with the teacher on clean graphs, at one scale for every model.
 pub(super) fn teacher_divergence(student_log_probs: &Tensor, teacher_log_probs: &Tensor) -> Tensor {
-    divergence_per_graph(student_log_probs, teacher_log_probs).mean(Kind::Float)
-}
-
-/// KL(teacher || student) of every row, from log-probabilities `[B, C]`.
-pub(super) fn divergence_per_graph(student_log_probs: &Tensor, teacher_log_probs: &Tensor) -> Tensor {
-    (teacher_log_probs.exp() * (teacher_log_probs - student_log_probs)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
+    (teacher_log_probs.exp() * (teacher_log_probs - student_log_probs))
+        .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
+        .mean(Kind::Float)
 }
 
 /// The mixup term: every row of `rows` (clean unlearning graphs of the batch) is mixed with a
@@ -84,36 +79,6 @@ pub(super) fn weighted_nll(log_probs: &Tensor, labels: &Tensor, weights: &Tensor
     (nll * weights).sum(Kind::Float) / weights.sum(Kind::Float).clamp_min(1e-8)
 }
 
-/// The augmentation term: `graphs` with each edge dropped with probability `drop`, and the
-/// divergence of the student's scaled prediction on them from the teacher's, over the graphs
-/// whose perturbation leaves the teacher's answer as it is on the graph itself
-/// (`teacher_clean`, scaled log-probabilities, one row per graph): the teacher still carries
-/// the backdoor, and an edge dropped from a small graph can leave a pattern that sets it off
-/// (on Fingerprint-4 the trigger is a single edge between two nodes).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn augmented_divergence(
-    model: &GnnModel,
-    teacher: &GnnModel,
-    teacher_clean: &Tensor,
-    graphs: &[&Graph],
-    drop: f64,
-    scale: f64,
-    rng: &mut impl rand::Rng,
-) -> Result<Tensor> {
-    let perturbed: Vec<Graph> = graphs
-        .iter()
-        .map(|g| Graph { edges: g.edges.iter().copied().filter(|_| rng.gen::<f64>() >= drop).collect(), ..(*g).clone() })
-        .collect();
-    let refs: Vec<&Graph> = perturbed.iter().collect();
-    let labels = vec![0usize; refs.len()];
-    let batch = MontageBatch::clean(&refs, &labels, &model.spec().features, model.device())?;
-    let inputs = batch.assemble_clean();
-    let teacher_lp = tch::no_grad(|| (forward(teacher, &batch, &inputs).logits / scale).log_softmax(-1, Kind::Float));
-    let kept = teacher_lp.argmax(-1, false).eq_tensor(&teacher_clean.argmax(-1, false)).to_kind(Kind::Float);
-    let student_lp = (forward(model, &batch, &inputs).logits / scale).log_softmax(-1, Kind::Float);
-    Ok((divergence_per_graph(&student_lp, &teacher_lp) * &kept).sum(Kind::Float) / kept.sum(Kind::Float).clamp_min(1.0))
-}
-
 /// What the robust loss holds fixed for a whole run.
 pub(super) struct RobustTerms<'a> {
     pub config: &'a UnlearnConfig,
@@ -122,20 +87,12 @@ pub(super) struct RobustTerms<'a> {
     pub scale: f64,
     /// Per class, inverse frequency in the unlearning sample ([`class_weights`]).
     pub class_w: Vec<f64>,
-    /// The frozen teacher, and its scaled log-probabilities and probabilities on the clean
+    /// The frozen teacher's scaled log-probabilities and probabilities on the clean
     /// unlearning graphs, one row per graph.
-    pub teacher: &'a GnnModel,
     pub teacher_scaled: &'a Tensor,
     pub teacher_probs: &'a Tensor,
-    /// The clean unlearning graphs (the augmentation term perturbs them).
-    pub graphs: &'a [&'a Graph],
-    /// Each trained weight and its starting value, for the anchor penalty (empty when off), and
-    /// the starting values' squared norm.
-    pub anchors: Vec<(Tensor, Tensor)>,
-    pub anchor_norm: f64,
-    /// Their own streams, so the mixup and augmentation weights do not move the placements.
+    /// Its own stream, so the mixup weight does not move the placements.
     pub mixup_rng: Rng,
-    pub augment_rng: Rng,
 }
 
 /// One robust step's outputs: the triggered copies' logits, and the whole clean unlearning
@@ -153,8 +110,8 @@ pub(super) struct RobustStep<'a> {
 impl RobustTerms<'_> {
     /// The robust loss of one step: the teacher's KL on the copies' clean graphs, cross-entropy
     /// of the triggered copies (non-target graphs weighted up) and of their clean graphs, then
-    /// the mixup, augmentation and anchor terms where their weights are positive.
-    pub fn step_loss(&mut self, model: &GnnModel, step: &RobustStep, anchor_weight: f64) -> Result<Tensor> {
+    /// the mixup term where its weight is positive.
+    pub fn step_loss(&mut self, model: &GnnModel, step: &RobustStep) -> Tensor {
         let (config, scale, device) = (self.config, self.scale, step.triggered_logits.device());
         let clean_logits = step.sample_logits.index_select(0, &step.rows);
         let teacher_log_probs = self.teacher_scaled.index_select(0, &step.rows);
@@ -169,44 +126,14 @@ impl RobustTerms<'_> {
         let tw = Tensor::from_slice(&tw).to_device(device);
         let clean_lp = (&clean_logits / scale).log_softmax(-1, Kind::Float);
         let trig_lp = (&step.triggered_logits / scale).log_softmax(-1, Kind::Float);
-        let mut loss = if config.consistency {
-            // A triggered copy is asked for the input model's answer on its clean graph, and the
-            // clean graphs for the input model's answers: nothing pulls towards the labels, so
-            // what unlearning changes is the trigger's effect alone.
-            let teacher_probs = self.teacher_probs.index_select(0, &step.rows);
-            let soft_nll = -(teacher_probs * &trig_lp).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
-            teacher_divergence(&clean_lp, &teacher_log_probs)
-                + (soft_nll * &tw).sum(Kind::Float) / tw.sum(Kind::Float).clamp_min(1e-8) * config.ce_weight
-        } else {
-            teacher_divergence(&clean_lp, &teacher_log_probs)
-                + weighted_nll(&trig_lp, step.label_tensor, &tw) * config.ce_weight
-                + weighted_nll(&clean_lp, step.label_tensor, &cw) * config.ce_weight
-        };
+        let mut loss = teacher_divergence(&clean_lp, &teacher_log_probs)
+            + weighted_nll(&trig_lp, step.label_tensor, &tw) * config.ce_weight
+            + weighted_nll(&clean_lp, step.label_tensor, &cw) * config.ce_weight;
         if config.mixup_weight > 0.0 {
             let mixed = mixup_divergence(model, &step.sample_embedding, &step.rows, self.teacher_probs, scale, &mut self.mixup_rng);
             loss = loss + mixed * config.mixup_weight;
         }
-        if config.augment_weight > 0.0 {
-            let augmented = augmented_divergence(
-                model,
-                self.teacher,
-                self.teacher_scaled,
-                self.graphs,
-                config.augment_edge_drop,
-                scale,
-                &mut self.augment_rng,
-            )?;
-            loss = loss + augmented * config.augment_weight;
-        }
-        if anchor_weight > 0.0 {
-            let drift = self
-                .anchors
-                .iter()
-                .map(|(v, a)| (v - a).square().sum(Kind::Float))
-                .fold(Tensor::zeros([], (Kind::Float, device)), |acc, d| acc + d);
-            loss = loss + drift * (anchor_weight / self.anchor_norm);
-        }
-        Ok(loss)
+        loss
     }
 }
 
@@ -232,40 +159,4 @@ pub(super) fn paper_loss(
     triggered.logits.mse_loss(&clean_out.logits, tch::Reduction::Mean)
         + clean_out.logits.mse_loss(teacher_logits, tch::Reduction::Mean)
         + heat * lambda
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::purify::montage::MontageBatch;
-    use crate::purify::unlearn::{small_gin, UnlearnConfig};
-    use crate::rng::rng_for;
-
-    #[test]
-    fn the_augmentation_term_measures_the_student_against_the_teacher_on_graphs_it_agrees_with() {
-        let (ds, features, spec, _torch_seed) = small_gin(4);
-        let teacher = GnnModel::new(spec.clone(), tch::Device::Cpu).unwrap();
-        let other = GnnModel::new(spec, tch::Device::Cpu).unwrap();
-        let graphs: Vec<&Graph> = ds.graphs.iter().collect();
-        let labels = vec![0usize; graphs.len()];
-        let batch = MontageBatch::clean(&graphs, &labels, &features, tch::Device::Cpu).unwrap();
-        let teacher_clean = tch::no_grad(|| (forward(&teacher, &batch, &batch.assemble_clean()).logits / 2.0).log_softmax(-1, Kind::Float));
-        let term = |student: &GnnModel, drop: f64| {
-            let mut rng = rng_for(1, "test");
-            tch::no_grad(|| augmented_divergence(student, &teacher, &teacher_clean, &graphs, drop, 2.0, &mut rng).unwrap().double_value(&[]))
-        };
-        // The teacher against itself: nothing to learn, perturbed or not.
-        assert!(term(&teacher, 0.0).abs() < 1e-6);
-        assert!(term(&teacher, 0.3).abs() < 1e-6);
-        // Unperturbed, every graph is kept and the term is the plain divergence.
-        let clean_other = tch::no_grad(|| (forward(&other, &batch, &batch.assemble_clean()).logits / 2.0).log_softmax(-1, Kind::Float));
-        let plain = tch::no_grad(|| teacher_divergence(&clean_other, &teacher_clean).double_value(&[]));
-        assert!(plain > 1e-4, "two random models should disagree");
-        assert!((term(&other, 0.0) - plain).abs() < 1e-5, "{} vs {plain}", term(&other, 0.0));
-        // Meaningless settings are refused.
-        for (weight, drop) in [(-1.0, 0.1), (f64::NAN, 0.1), (1.0, 1.0), (1.0, -0.1)] {
-            let config = UnlearnConfig { augment_weight: weight, augment_edge_drop: drop, ..UnlearnConfig::default() };
-            assert!(config.validate().is_err(), "weight {weight}, drop {drop} accepted");
-        }
-    }
 }

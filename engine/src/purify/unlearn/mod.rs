@@ -10,18 +10,16 @@
 //! explainer's positions plus fresh random node sets every epoch, keep BatchNorm in evaluation
 //! mode, and roll back when a class's recall collapses.
 //!
-//! The loop is here; its configuration (`config`), loss terms (`losses`), collapse guard
-//! (`guard`) and the optional bias recalibration afterwards (`recalibrate`) each have a file.
+//! The loop is here; its configuration (`config`), loss terms (`losses`) and collapse guard
+//! (`guard`) each have a file.
 
 mod config;
 mod guard;
 mod losses;
-mod recalibrate;
 
-pub use config::{BiasRecalibration, UnlearnConfig, UnlearnMode};
+pub use config::{UnlearnConfig, UnlearnMode};
 use guard::{collapsed, worst_drop, WatchedGraphs};
 use losses::{class_weights, logit_scale, paper_loss, RobustStep, RobustTerms};
-use recalibrate::recalibrate;
 
 use rand::seq::SliceRandom;
 use rand::Rng as _;
@@ -98,11 +96,12 @@ pub struct UnlearnOutcome {
     /// Set when the collapse guard restored an earlier epoch's weights.
     pub rolled_back_to_epoch: Option<usize>,
     /// The logit scale the robust losses divided by (1 when scaling was off).
-    #[serde(default = "config::one")]
+    #[serde(default = "one")]
     pub logit_scale: f64,
-    /// What recalibration added to the output bias, per class (empty when it was off).
-    #[serde(default)]
-    pub bias_shift: Vec<f64>,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// How many conv blocks robust unlearning leaves untrained: all but the last, or all of them
@@ -153,13 +152,13 @@ fn forward(model: &GnnModel, batch: &MontageBatch, inputs: &MontageInputs) -> cr
 
 /// Fine-tunes a copy of `model` on the clean graphs of `batch` (assembled as `clean`) with
 /// cross-entropy for [`UnlearnConfig::teacher_epochs_for_mode`] epochs (none: the copy is the
-/// input model): the teacher, frozen, and its logits on those graphs, one row per graph.
+/// input model): the teacher's logits on those graphs, one row per graph.
 fn fine_tuned_teacher(
     model: &GnnModel,
     batch: &MontageBatch,
     clean: &MontageInputs,
     config: &UnlearnConfig,
-) -> Result<(GnnModel, Tensor)> {
+) -> Result<Tensor> {
     let teacher = model.try_clone()?;
     let epochs = config.teacher_epochs_for_mode();
     if epochs > 0 {
@@ -172,8 +171,7 @@ fn fine_tuned_teacher(
     for var in teacher.var_store().variables().values() {
         let _ = var.shallow_clone().set_requires_grad(false);
     }
-    let logits = tch::no_grad(|| forward(&teacher, batch, clean).logits);
-    Ok((teacher, logits))
+    Ok(tch::no_grad(|| forward(&teacher, batch, clean).logits))
 }
 
 /// Unlearns `triggers` from `model` in place, using `train` for the loss and `holdout` only to
@@ -220,7 +218,7 @@ pub fn unlearn(
     };
     let train_clean_frozen = FrozenInputs::new(model, &train_clean, train_clean.assemble_clean(), frozen_blocks);
     let train_clean_in = train_clean_frozen.inputs();
-    let (teacher, teacher_logits_clean) = fine_tuned_teacher(model, &train_clean, train_clean_in, config)?;
+    let teacher_logits_clean = fine_tuned_teacher(model, &train_clean, train_clean_in, config)?;
     let start_logits = tch::no_grad(|| train_clean_frozen.forward(model).logits);
     let scale = if config.mode == UnlearnMode::Robust && config.logit_scaling {
         logit_scale(&start_logits)
@@ -248,14 +246,7 @@ pub fn unlearn(
         .filter(|v| v.requires_grad())
         .map(Tensor::shallow_clone)
         .collect();
-    // The trained weights' starting values, for the anchor penalty.
-    let anchors: Vec<(Tensor, Tensor)> = if config.mode == UnlearnMode::Robust && config.anchor_weight > 0.0 {
-        trained.iter().map(|v| (v.shallow_clone(), v.detach().copy())).collect()
-    } else {
-        Vec::new()
-    };
     let mut opt = FlatAdam::over(trained, config.lr, 0.0)?;
-    let anchor_norm = anchors.iter().map(|(_, a)| a.square().sum(Kind::Double).double_value(&[])).sum::<f64>().max(1e-12);
 
     let adjacencies: Vec<Tensor> = triggers.iter().map(|t| t.adjacency(device)).collect();
     let slot_features: Vec<Option<Tensor>> = triggers.iter().map(|t| t.features(device)).collect();
@@ -265,14 +256,9 @@ pub fn unlearn(
         target,
         scale,
         class_w: class_weights(&train.labels, spec.num_classes),
-        teacher: &teacher,
         teacher_scaled: &teacher_scaled,
         teacher_probs: &teacher_probs,
-        graphs: &train.graphs,
-        anchors,
-        anchor_norm,
         mixup_rng: rng_for(seed, "unlearning-mixup"),
-        augment_rng: rng_for(seed, "unlearning-augment"),
     };
     let holdout_positions = holdout.placements(trigger.size, config.positions, seed, "holdout-positions");
 
@@ -333,10 +319,6 @@ pub fn unlearn(
             batches.extend(group.chunks(config.batch_size.max(1)).map(|chunk| (t, chunk)));
         }
         batches.shuffle(&mut rng);
-        // The anchor holds the weights near the input model's for the configured epochs; a
-        // model that still answers to the trigger after them (GCN and GAT models need 30-63
-        // epochs) goes on without it, or the anchor would keep its backdoor.
-        let anchor_weight = if epoch < config.epochs { config.anchor_weight } else { 0.0 };
         // The epoch's tallies stay on the model's device and are read once after the epoch, so
         // a CUDA step never waits on a copy back to the host.
         let mut loss_total = Tensor::zeros([], (Kind::Double, device));
@@ -386,8 +368,7 @@ pub fn unlearn(
                 StepOutputs::Robust { triggered_logits, sample_logits, sample_embedding } => robust.step_loss(
                     model,
                     &RobustStep { triggered_logits, sample_logits, sample_embedding, rows, labels: &labels, label_tensor: &batch.labels },
-                    anchor_weight,
-                )?,
+                ),
                 StepOutputs::Paper(trig_out) => {
                     paper_loss(model, &batch, &trig_out, &teacher_logits_clean.index_select(0, &rows), config.lambda)
                 }
@@ -446,22 +427,7 @@ pub fn unlearn(
     for var in model.var_store().variables().values() {
         let _ = var.shallow_clone().set_requires_grad(false);
     }
-    let bias_shift = match config.mode {
-        UnlearnMode::Robust => recalibrate(model, train, &train_clean, train_clean_in, &start_logits, triggers, target, config, seed)?,
-        UnlearnMode::Paper => Vec::new(),
-    };
-    Ok(UnlearnOutcome { history, rolled_back_to_epoch, logit_scale: scale, bias_shift })
-}
-
-/// Twelve small synthetic graphs, their one-hot-degree features, and the spec of a two-block
-/// GIN over them; torch's generator is seeded for the models the test makes.
-#[cfg(test)]
-fn small_gin(seed: u64) -> (crate::data::Dataset, crate::data::FeatureSpec, crate::models::ModelSpec, crate::rng::TorchSeedGuard) {
-    use crate::models::{Arch, ModelSpec};
-    let features = crate::data::FeatureSpec::OneHotDegree { max_degree: 8 };
-    let guard = crate::rng::seed_torch(seed);
-    let spec = ModelSpec::published(Arch::Gin, features.dim(), 16, 2, features.clone());
-    (crate::data::synthetic::generate(12, seed), features, spec, guard)
+    Ok(UnlearnOutcome { history, rolled_back_to_epoch, logit_scale: scale })
 }
 
 #[cfg(test)]
