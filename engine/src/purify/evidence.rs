@@ -58,16 +58,18 @@ pub struct NullComparison {
     /// clean predictions, `max(0, (flip_rate - base_share) / (1 - base_share))`.
     pub share_score: f64,
     /// How strongly the sample ties denser pieces of this size to the target (Welch's t, see
-    /// [`super::null::density_association`]), and whether the natural pieces were therefore
-    /// filled (or thinned) to the candidate's edge count.
+    /// [`super::null::density_association`]), and the weight that natural pieces filled (or
+    /// thinned) to the candidate's edge count took in the null: the tie in the candidate's
+    /// direction over [`ASSOCIATION_T`], between 0 and 1.
     #[serde(default)]
     pub density_association: f64,
     #[serde(default)]
-    pub edge_matched: bool,
+    pub density_weight: f64,
 }
 
-/// Welch's t from which the sample is taken to tie density to a class (about a two-sided 5%
-/// level).
+/// Welch's t at which the null is made of edge-matched pieces alone (about a two-sided 5%
+/// level); below it they are mixed in in proportion, so that a weak tie does not switch the
+/// verdict on or off.
 pub const ASSOCIATION_T: f64 = 2.0;
 
 impl NullComparison {
@@ -99,7 +101,7 @@ impl NullComparison {
             draws,
             share_score: 0.0,
             density_association: 0.0,
-            edge_matched: false,
+            density_weight: 0.0,
         }
     }
 
@@ -258,11 +260,22 @@ impl EvidenceProbe {
         };
         let mut e = self.evidence_for(&triggered, None);
         let edges = trigger.edges.len();
-        let (association, target_mean) = super::null::density_association(graphs, labels, e.target, self.size, 4, rng);
-        let denser = (edges as f64) > target_mean && association >= ASSOCIATION_T;
-        let sparser = (edges as f64) < target_mean && association <= -ASSOCIATION_T;
-        let match_edges = (denser || sparser).then_some(edges);
-        let hits = super::null::null_hits(model, self, graphs, labels, e.target, draws, match_edges, rng)?;
+        let (association, target_mean) = super::null::density_association(graphs, labels, e.target, self.size, 8, rng);
+        // The tie counts in the candidate's direction only: denser than the target's pieces
+        // where the target's graphs are the denser ones, or sparser where they are sparser.
+        let toward = match (edges as f64).total_cmp(&target_mean) {
+            std::cmp::Ordering::Greater => association,
+            std::cmp::Ordering::Less => -association,
+            std::cmp::Ordering::Equal => 0.0,
+        };
+        let density_weight = (toward / ASSOCIATION_T).clamp(0.0, 1.0);
+        let mut hits = super::null::null_hits(model, self, graphs, labels, e.target, draws, None, rng)?;
+        if density_weight > 0.0 {
+            let matched = super::null::null_hits(model, self, graphs, labels, e.target, draws, Some(edges), rng)?;
+            for (h, m) in hits.iter_mut().zip(matched) {
+                *h = (1.0 - density_weight) * *h + density_weight * m;
+            }
+        }
         let (mut groups, mut candidate, mut null) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..triggered.len() {
             if self.copy_clean_pred[i] != e.target {
@@ -274,7 +287,7 @@ impl EvidenceProbe {
         let mut comparison = NullComparison::from_copies(&groups, &candidate, &null, draws);
         comparison.share_score = e.score;
         comparison.density_association = association;
-        comparison.edge_matched = match_edges.is_some();
+        comparison.density_weight = density_weight;
         e.score = comparison.score();
         e.null = Some(comparison);
         Ok(e)
