@@ -15,7 +15,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 
-.PHONY: setup build test run demo sample bench bench-api postgres clean-venv
+.PHONY: setup build test run demo sample bench bench-api zoo postgres clean-venv
 
 # Headless Chromium (Debian's package) for the test that opens report.html in a browser.
 setup: $(TORCH_STAMP) $(SCHEMATHESIS_STAMP)
@@ -76,6 +76,11 @@ demo: sample
 bench: build $(PYG_STAMP)
 	bench/gin_epoch.sh
 	bench/unlearn_epoch.sh
+
+# The model zoo (hours on 2 cores; resumable): every shared dataset's backdoored and
+# never-backdoored GIN models purified with the defaults, and the zoo and verdict tables.
+zoo: build
+	bench/zoo.sh $(DATASETS)
 
 bench-api: build
 	cargo build --release --locked --tests
