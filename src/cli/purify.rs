@@ -7,8 +7,10 @@ use anyhow::{Context, Result};
 use gcleaner_engine::attacks;
 use gcleaner_engine::explain::ExplainerKind;
 use gcleaner_engine::purify::report::AttackEvaluation;
+use gcleaner_engine::purify::settings::{OverrideError, Overrides};
 use gcleaner_engine::purify::unlearn::UnlearnMode;
 use gcleaner_engine::purify::{html, purify, PurifyConfig};
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::common::{align_to_model, load_data, load_model, write_json, BarProgress, DeviceArg};
@@ -38,21 +40,23 @@ pub struct PurifyArgs {
     /// auxiliary clean data from another dataset. Automatic when the labels don't fit the model.
     #[arg(long)]
     pseudo_labels: bool,
-    /// Unlearning loss: robust (default) or paper (the published loss, for reproduction).
-    #[arg(long, default_value = "robust")]
-    mode: UnlearnMode,
+    /// Unlearning loss: robust or paper (the published loss, for reproduction) [default: robust].
+    #[arg(long)]
+    mode: Option<UnlearnMode>,
     /// Fix the trigger size (nodes) instead of searching 2-5 nodes and 10%, 20% and 30% of the
     /// sample's average graph.
     #[arg(long)]
     trigger_nodes: Option<usize>,
-    /// Random trigger positions per graph, re-sampled every epoch, besides the explainer's.
-    #[arg(long, default_value_t = 10)]
-    positions: usize,
-    #[arg(long, default_value_t = 20)]
-    recovery_epochs: usize,
-    /// Generator restarts per trigger size (the best is kept).
-    #[arg(long, default_value_t = 5)]
-    restarts: usize,
+    /// Random trigger positions per graph, re-sampled every epoch, besides the explainer's
+    /// [default: 10].
+    #[arg(long)]
+    positions: Option<usize>,
+    /// Generator training epochs per restart [default: 20].
+    #[arg(long)]
+    recovery_epochs: Option<usize>,
+    /// Generator restarts per trigger size (the best is kept) [default: 5].
+    #[arg(long)]
+    restarts: Option<usize>,
     /// Skip the pattern census (every connected pattern of up to 5 nodes, judged by the same
     /// evidence as the generator's): recovery then rests on the generator alone, as published.
     #[arg(long)]
@@ -63,30 +67,31 @@ pub struct PurifyArgs {
     /// while it moves more (unlearn.max_epochs)
     #[arg(long)]
     unlearn_epochs: Option<usize>,
-    /// Weight of the heat-map term (paper mode).
-    #[arg(long, default_value_t = 0.5)]
-    lambda: f64,
-    /// Node importance for trigger placement.
-    #[arg(long, value_enum, default_value = "saliency")]
-    explainer: ExplainerArg,
-    /// Share of the sample held out to measure before/after.
-    #[arg(long, default_value_t = 0.25)]
-    holdout: f64,
+    /// Weight of the heat-map term (paper mode) [default: 0.5].
+    #[arg(long)]
+    lambda: Option<f64>,
+    /// Node importance for trigger placement [default: saliency].
+    #[arg(long, value_enum)]
+    explainer: Option<ExplainerArg>,
+    /// Share of the sample held out to measure before/after [default: 0.25].
+    #[arg(long)]
+    holdout: Option<f64>,
     /// Evidence score at or above which the model is judged backdoored [default: 0.3]: the
     /// pattern's excess over natural patterns, less two standard errors (docs/method.md).
     #[arg(long)]
     threshold: Option<f64>,
     /// Do not keep an unlearning epoch after which a class's recall on the clean sample has fallen
-    /// by more than this; the run returns the last epoch that kept every class.
-    #[arg(long, default_value_t = 0.3)]
-    collapse_drop: f64,
+    /// by more than this; the run returns the last epoch that kept every class [default: 0.3].
+    #[arg(long)]
+    collapse_drop: Option<f64>,
     /// Unlearn even without backdoor evidence.
     #[arg(long)]
     force: bool,
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
-    #[arg(long, default_value_t = 10)]
-    seed: u64,
+    /// Seeds every random choice, and the draw of --sample-size [default: 10].
+    #[arg(long)]
+    seed: Option<u64>,
     /// Set any purification parameter by its path in report.json's `config`, e.g.
     /// `--set unlearn.ce_weight=2` or `--set recovery.sizes=[3,4]` (value in JSON; repeatable;
     /// applied after the other options).
@@ -104,6 +109,7 @@ enum ExplainerArg {
 }
 
 pub fn run(args: PurifyArgs) -> Result<()> {
+    let overrides = overrides(&args)?;
     let device = args.device.resolve()?;
     let model = load_model(&args.model, args.spec.as_ref(), device)?;
     let mut data = load_data(&args.data, args.keep_classes.as_deref())?;
@@ -111,9 +117,9 @@ pub fn run(args: PurifyArgs) -> Result<()> {
         if n < 2 {
             anyhow::bail!("--sample-size must be at least 2, got {n}");
         }
-        data = data.random_subset(n, args.seed);
+        data = data.random_subset(n, args.seed.unwrap_or(PurifyConfig::default().seed));
     }
-    let mut pseudo_labels = args.pseudo_labels;
+    let mut pseudo_labels = overrides.pseudo_labels();
     let sample = if pseudo_labels {
         data
     } else {
@@ -126,33 +132,10 @@ pub fn run(args: PurifyArgs) -> Result<()> {
             }
         }
     };
-    // Auxiliary data gets its own unlearning defaults (UnlearnConfig::auxiliary); the flags
-    // and --set below still override them.
-    let mut config = PurifyConfig {
-        trigger_nodes: args.trigger_nodes,
-        holdout_fraction: args.holdout,
-        evidence_threshold: args.threshold.unwrap_or(PurifyConfig::default().evidence_threshold),
-        force: args.force,
-        seed: args.seed,
-        ..PurifyConfig::defaults_for(pseudo_labels)
-    };
-    config.explainer = match args.explainer {
-        ExplainerArg::Saliency => ExplainerKind::Saliency,
-        ExplainerArg::Gnnexplainer => ExplainerKind::GnnExplainer,
-    };
-    config.recovery.epochs = args.recovery_epochs;
-    config.recovery.restarts = args.restarts;
-    config.recovery.census = !args.no_census;
-    config.unlearn.mode = args.mode;
-    config.unlearn.positions = args.positions;
-    if let Some(epochs) = args.unlearn_epochs {
-        config.unlearn.epochs = epochs;
-    }
-    config.unlearn.lambda = args.lambda;
-    config.unlearn.collapse_drop = args.collapse_drop;
-    let config = apply_overrides(config, &args.set)?;
+    // Auxiliary data gets its own unlearning defaults (UnlearnConfig::auxiliary); the options
+    // and --set still override them.
+    let config = overrides.apply(pseudo_labels).map_err(naming_the_flag)?;
 
-    // purify() checks the settings before any work.
     let outcome = purify(&model, &sample, &config, &mut BarProgress::new()).map_err(naming_the_flag)?;
     let mut report = outcome.report;
     if let Some(path) = &args.attack {
@@ -197,26 +180,57 @@ pub fn run(args: PurifyArgs) -> Result<()> {
     Ok(())
 }
 
-/// Applies `--set PATH=VALUE` overrides to the config through its JSON form, so every field the
-/// report documents can be set, and a path or value that does not fit is refused by name.
-fn apply_overrides(config: PurifyConfig, overrides: &[String]) -> Result<PurifyConfig> {
-    if overrides.is_empty() {
-        return Ok(config);
+/// The settings the options and `--set PATH=VALUE` change, in that order (a `--set` wins over an
+/// option), so every field the report documents can be set and a path or value that does not
+/// fit is refused by name.
+fn overrides(args: &PurifyArgs) -> Result<Overrides> {
+    let mut overrides = Overrides::new();
+    let explainer = args.explainer.map(|e| match e {
+        ExplainerArg::Saliency => ExplainerKind::Saliency,
+        ExplainerArg::Gnnexplainer => ExplainerKind::GnnExplainer,
+    });
+    let options: [(&str, Option<Value>); 15] = [
+        ("pseudo_labels", args.pseudo_labels.then_some(json!(true))),
+        ("trigger_nodes", args.trigger_nodes.map(|n| json!(n))),
+        ("holdout_fraction", args.holdout.map(|h| json!(h))),
+        ("evidence_threshold", args.threshold.map(|t| json!(t))),
+        ("force", args.force.then_some(json!(true))),
+        ("seed", args.seed.map(|s| json!(s))),
+        ("explainer", explainer.map(|e| json!(e))),
+        ("recovery.epochs", args.recovery_epochs.map(|n| json!(n))),
+        ("recovery.restarts", args.restarts.map(|n| json!(n))),
+        ("recovery.census", args.no_census.then_some(json!(false))),
+        ("unlearn.mode", args.mode.map(|m| json!(m))),
+        ("unlearn.positions", args.positions.map(|n| json!(n))),
+        ("unlearn.epochs", args.unlearn_epochs.map(|n| json!(n))),
+        ("unlearn.lambda", args.lambda.map(|l| json!(l))),
+        ("unlearn.collapse_drop", args.collapse_drop.map(|d| json!(d))),
+    ];
+    for (path, value) in options {
+        if let Some(value) = value {
+            overrides.set(path, value).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
     }
-    let mut value = serde_json::to_value(&config)?;
-    for item in overrides {
+    for item in &args.set {
         let (path, raw) = item
             .split_once('=')
             .with_context(|| format!("--set {item:?}: expected PATH=VALUE, e.g. unlearn.ce_weight=2"))?;
-        let pointer = format!("/{}", path.trim().replace('.', "/"));
-        let slot = value
-            .pointer_mut(&pointer)
-            .with_context(|| format!("--set {item:?}: no parameter {path:?} (see docs/report.md, config)"))?;
+        let path = path.trim();
         // A bare word that is not JSON (robust, paper) is taken as a string.
-        let parsed = serde_json::from_str(raw.trim()).unwrap_or_else(|_| serde_json::Value::String(raw.trim().to_string()));
-        *slot = parsed;
+        let value = serde_json::from_str(raw.trim()).unwrap_or_else(|_| Value::String(raw.trim().to_string()));
+        overrides.set(path, value).map_err(|e| match e {
+            OverrideError::Unknown { .. } => {
+                anyhow::anyhow!("--set {item:?}: no parameter {path:?} (see docs/report.md, config)")
+            }
+            OverrideError::Value { message, .. } => {
+                anyhow::anyhow!("--set {}: a value does not fit its parameter: {message}", args.set.join(" "))
+            }
+            other @ OverrideError::NotAnObject { .. } => {
+                anyhow::anyhow!("--set {}: a value does not fit its parameter: {other}", args.set.join(" "))
+            }
+        })?;
     }
-    serde_json::from_value(value).with_context(|| format!("--set {}: a value does not fit its parameter", overrides.join(" ")))
+    Ok(overrides)
 }
 
 /// The flag that sets a configuration path, where there is one.

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use gcleaner_engine::attacks::AttackSource;
 use gcleaner_engine::purify::report::AttackEvaluation;
+use gcleaner_engine::purify::settings::Overrides;
 use gcleaner_engine::purify::{html, purify, PurifyConfig};
 
 use super::runner::{JobContext, JobError, JobInput, JobOutput, JobRunner, Phase};
@@ -62,41 +63,23 @@ fn without_paths(err: JobError, job: &JobInput) -> JobError {
     }
 }
 
-/// Overlays `patch` on `base`, refusing keys `base` does not have (typos would otherwise be
-/// silently ignored).
-fn merge(base: &mut Value, patch: &Value, path: &str) -> Result<(), String> {
-    match (base, patch) {
-        (Value::Object(base), Value::Object(patch)) => {
-            for (key, value) in patch {
-                let at = format!("{path}/{key}");
-                match base.get_mut(key) {
-                    Some(slot) if slot.is_object() => merge(slot, value, &at)?,
-                    Some(slot) => *slot = value.clone(),
-                    None => {
-                        return Err(format!(
-                            "unknown purification parameter {:?}",
-                            at.trim_start_matches('/')
-                        ))
-                    }
-                }
-            }
-            Ok(())
-        }
-        (_, _) => Err(format!("{:?} must be an object", path.trim_start_matches('/'))),
-    }
-}
-
-/// The purification parameters of a job config: defaults overlaid with the submitted values.
-pub fn purify_config(config: &Value) -> Result<PurifyConfig, String> {
+/// The purification settings a job config changes (everything but [`SERVICE_KEYS`]); a field the
+/// config does not have is refused by name (typos would otherwise be silently ignored).
+pub fn job_overrides(config: &Value) -> Result<Overrides, String> {
     let mut params: Map<String, Value> = config.as_object().cloned().unwrap_or_default();
     for key in SERVICE_KEYS {
         params.remove(key);
     }
-    // Auxiliary data ("pseudo_labels": true) starts from its own unlearning defaults; the
-    // submitted values still override them.
-    let pseudo_labels = params.get("pseudo_labels").and_then(Value::as_bool).unwrap_or(false);
-    let mut merged = serde_json::to_value(PurifyConfig::defaults_for(pseudo_labels)).map_err(|e| e.to_string())?;
-    merge(&mut merged, &Value::Object(params), "")?;
+    Overrides::from_object(&Value::Object(params)).map_err(|e| e.to_string())
+}
+
+/// The purification parameters of a job config: the defaults (auxiliary data's own with
+/// `"pseudo_labels": true`) with the submitted values laid over them, validated and within
+/// [`BOUNDS`].
+pub fn purify_config(config: &Value) -> Result<PurifyConfig, String> {
+    let overrides = job_overrides(config)?;
+    let parsed = overrides.apply(overrides.pseudo_labels()).map_err(|e| e.to_string())?;
+    let merged = serde_json::to_value(&parsed).map_err(|e| e.to_string())?;
     for (pointer, max) in BOUNDS {
         if let Some(v) = merged.pointer(pointer).and_then(Value::as_f64) {
             if v > max {
@@ -107,9 +90,6 @@ pub fn purify_config(config: &Value) -> Result<PurifyConfig, String> {
             }
         }
     }
-    let parsed: PurifyConfig = serde_json::from_value(merged)
-        .map_err(|e| format!("invalid purification parameters: {e}"))?;
-    parsed.validate().map_err(|e| e.to_string())?;
     Ok(parsed)
 }
 
@@ -228,6 +208,9 @@ mod tests {
         assert_eq!(c.recovery, PurifyConfig::default().recovery);
         assert!(purify_config(&json!({ "sead": 3 })).unwrap_err().contains("sead"));
         assert!(purify_config(&json!({ "unlearn": { "epoch": 3 } })).is_err());
+        // Removed settings are unknown ones: a job naming one is refused by name.
+        let err = purify_config(&json!({ "unlearn": { "anchor_weight": 0.0 } })).unwrap_err();
+        assert_eq!(err, "unknown purification parameter \"unlearn.anchor_weight\"");
         assert!(purify_config(&json!({ "unlearn": { "epochs": 1_000_000 } }))
             .unwrap_err()
             .contains("limit"));

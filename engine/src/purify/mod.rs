@@ -14,6 +14,7 @@ pub mod null;
 pub mod pseudo_labels;
 pub mod recovery;
 pub mod report;
+pub mod settings;
 pub mod unlearn;
 
 use std::time::Instant;
@@ -33,7 +34,11 @@ use recovery::{least_important_nodes, random_placements, recover_size, Recovered
 use report::{Candidate, HoldoutReport, PurifyReport, Timings, TriggerSource, Verdict};
 use unlearn::{unlearn, UnlearnConfig, UnlearnMode, UnlearnSet};
 
+/// Every purification setting. Its defaults are the `Default` impls of this and of
+/// [`RecoveryConfig`] and [`UnlearnConfig`]: a field missing from a stored config takes its
+/// default, and front ends change settings through [`settings::Overrides`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PurifyConfig {
     pub recovery: RecoveryConfig,
     pub unlearn: UnlearnConfig,
@@ -47,17 +52,11 @@ pub struct PurifyConfig {
     /// Unlearn even when the evidence says there is no backdoor.
     pub force: bool,
     /// Natural patches drawn per placed copy for the per-model null ([`null`]).
-    #[serde(default = "default_null_draws")]
     pub null_draws: usize,
     /// Label every sample graph with the model's own prediction (auxiliary data from another
     /// dataset, whose labels mean nothing to the model).
-    #[serde(default)]
     pub pseudo_labels: bool,
     pub seed: u64,
-}
-
-fn default_null_draws() -> usize {
-    4
 }
 
 impl Default for PurifyConfig {
@@ -70,7 +69,7 @@ impl Default for PurifyConfig {
             holdout_fraction: 0.25,
             evidence_threshold: 0.3,
             force: false,
-            null_draws: default_null_draws(),
+            null_draws: 4,
             pseudo_labels: false,
             seed: 10,
         }

@@ -16,12 +16,12 @@ use crate::rng::Rng;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RecoveryConfig {
     /// Trigger sizes (node counts) to try.
     pub sizes: Vec<usize>,
     /// Further sizes as shares of the sample's average graph: attacks scale their trigger with
     /// the graphs (Sub-BA plants 20% of the average graph, 15 nodes on COLLAB).
-    #[serde(default = "default_size_fractions")]
     pub size_fractions: Vec<f64>,
     pub epochs: usize,
     pub restarts: usize,
@@ -31,23 +31,14 @@ pub struct RecoveryConfig {
     pub generator_hidden: usize,
     /// Also try every connected pattern of each size up to [`super::census::MAX_CENSUS_NODES`]
     /// nodes, judged by the same evidence as the generator's.
-    #[serde(default = "census_default")]
     pub census: bool,
-}
-
-fn census_default() -> bool {
-    true
-}
-
-fn default_size_fractions() -> Vec<f64> {
-    vec![0.1, 0.2, 0.3]
 }
 
 impl Default for RecoveryConfig {
     fn default() -> Self {
         RecoveryConfig {
             sizes: vec![2, 3, 4, 5],
-            size_fractions: default_size_fractions(),
+            size_fractions: vec![0.1, 0.2, 0.3],
             epochs: 20,
             restarts: 5,
             threshold: 0.9,

@@ -24,13 +24,13 @@ impl std::str::FromStr for UnlearnMode {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct UnlearnConfig {
     pub mode: UnlearnMode,
     pub epochs: usize,
     /// Robust mode: unlearning stops after this many epochs once the trigger flips no more than
     /// `converged_flip_rate` of the copies (the purifier raises that to the per-model null's
     /// rate, so a pattern keeps the effect natural patterns have).
-    #[serde(default = "default_min_epochs")]
     pub min_epochs: usize,
     pub lr: f64,
     pub batch_size: usize,
@@ -40,7 +40,6 @@ pub struct UnlearnConfig {
     pub lambda: f64,
     /// Fine-tuning epochs of the teacher on the clean sample; `None`: the mode's default
     /// ([`UnlearnConfig::teacher_epochs_for_mode`]).
-    #[serde(default)]
     pub teacher_epochs: Option<usize>,
     /// Weight of the cross-entropy terms (robust mode).
     pub ce_weight: f64,
@@ -54,30 +53,24 @@ pub struct UnlearnConfig {
     /// Recovery returns the densest pattern that works (a 4-clique where the attacker planted a
     /// 4-clique minus one edge), and a model taught to ignore only that pattern can still
     /// answer to its sub-patterns.
-    #[serde(default = "default_pattern_dropout")]
     pub pattern_dropout: f64,
     /// Robust mode: divide logits by the model's own logit scale (the median margin between
     /// its top two classes on the clean unlearning graphs, at least 1) before every loss term.
-    #[serde(default = "default_true")]
     pub logit_scaling: bool,
     /// Robust mode: weight the clean graphs' cross-entropy by inverse class frequency (the
     /// triggered copies' term always is).
-    #[serde(default = "default_true")]
     pub balance_clean_classes: bool,
     /// Robust mode: train the last conv block (and its BatchNorm) besides the head (fc1, fc2);
     /// false trains the head alone.
-    #[serde(default = "default_true")]
     pub train_last_conv: bool,
     /// Robust mode: when the recovered trigger still flips more than `converged_flip_rate` of
     /// the unlearning copies after `epochs`, training goes on, an epoch at a time, up to this
     /// many epochs in all. A GIN unlearns a backdoor within 5-10 epochs, but on GCN and GAT
     /// models (normalised aggregation, lower logit margins) the flip rate was still 0.25-0.7
     /// after 30 epochs and the backdoor survived; at 60 it was gone, at no cost in accuracy.
-    #[serde(default = "default_max_epochs")]
     pub max_epochs: usize,
     /// Robust mode: the share of non-target unlearning copies the trigger may still send to
     /// the target (measured during the epoch) for unlearning to count as converged.
-    #[serde(default = "default_converged_flip_rate")]
     pub converged_flip_rate: f64,
     /// Robust mode: weight of a mixup term that holds the head to the teacher between the
     /// clean graphs: each step mixes every clean graph's pooled embedding with a random other
@@ -86,32 +79,7 @@ pub struct UnlearnConfig {
     /// otherwise bends wherever no clean graph pins it, and unseen target-class graphs fell
     /// across it: on AIDS GIN at weight 5 the target class's recall fell 7-9 points instead of
     /// 13-15, at the same ASR (BENCHMARKS.md, session 8).
-    #[serde(default = "default_mixup_weight")]
     pub mixup_weight: f64,
-}
-
-fn default_min_epochs() -> usize {
-    3
-}
-
-fn default_max_epochs() -> usize {
-    90
-}
-
-fn default_converged_flip_rate() -> f64 {
-    0.05
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_pattern_dropout() -> f64 {
-    0.2
-}
-
-fn default_mixup_weight() -> f64 {
-    5.0
 }
 
 impl Default for UnlearnConfig {
@@ -119,7 +87,7 @@ impl Default for UnlearnConfig {
         UnlearnConfig {
             mode: UnlearnMode::Robust,
             epochs: 30,
-            min_epochs: default_min_epochs(),
+            min_epochs: 3,
             lr: 0.001,
             batch_size: 64,
             positions: 10,
@@ -128,13 +96,13 @@ impl Default for UnlearnConfig {
             ce_weight: 3.0,
             non_target_weight: 6.0,
             collapse_drop: 0.3,
-            pattern_dropout: default_pattern_dropout(),
+            pattern_dropout: 0.2,
             logit_scaling: true,
             balance_clean_classes: true,
             train_last_conv: true,
-            max_epochs: default_max_epochs(),
-            converged_flip_rate: default_converged_flip_rate(),
-            mixup_weight: default_mixup_weight(),
+            max_epochs: 90,
+            converged_flip_rate: 0.05,
+            mixup_weight: 5.0,
         }
     }
 }
