@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use gcleaner_engine::data::{self, Dataset};
 use gcleaner_engine::models::{GnnModel, ModelSpec};
+use gcleaner_engine::purify::pipeline::{align_labels, parse_device, DeviceError, LabelMismatch};
 use gcleaner_engine::progress::{Progress, ProgressEvent};
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::Device;
@@ -21,12 +22,15 @@ pub enum DeviceArg {
 
 impl DeviceArg {
     pub fn resolve(self) -> Result<Device> {
-        match self {
-            DeviceArg::Cpu => Ok(Device::Cpu),
-            DeviceArg::Auto => Ok(Device::cuda_if_available()),
-            DeviceArg::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
-            DeviceArg::Cuda => bail!("--device cuda: no CUDA device is visible to libtorch"),
-        }
+        let name = match self {
+            DeviceArg::Auto => "auto",
+            DeviceArg::Cpu => "cpu",
+            DeviceArg::Cuda => "cuda",
+        };
+        parse_device(name).map_err(|e| match e {
+            DeviceError::NoCuda(_) => anyhow::anyhow!("--device cuda: no CUDA device is visible to libtorch"),
+            DeviceError::Unknown(name) => anyhow::anyhow!("--device {name}: unknown device"),
+        })
     }
 }
 
@@ -41,31 +45,32 @@ pub fn load_data(path: &Path, keep_classes: Option<&[i64]>) -> Result<Dataset> {
 
 /// Maps a dataset's classes onto the model's class order (the labels recorded in its spec).
 pub fn align_to_model(ds: Dataset, spec: &ModelSpec, data_path: &Path) -> Result<Dataset> {
-    let ds = match &spec.class_labels {
-        Some(labels) => ds
-            .with_class_labels(labels)
-            .with_context(|| format!("{}: labels do not match the model", data_path.display()))?,
-        None => ds,
-    };
-    if ds.num_classes() > spec.num_classes {
-        bail!(
-            "{}: {} classes, but the model predicts {}",
-            data_path.display(),
-            ds.num_classes(),
-            spec.num_classes
-        );
+    align_labels(ds, spec).map_err(|why| anyhow::anyhow!(label_mismatch(data_path, &why)))
+}
+
+/// Why the labels of the data at `data_path` do not fit a model, as the CLI says it.
+pub fn label_mismatch(data_path: &Path, why: &LabelMismatch) -> String {
+    match why {
+        LabelMismatch::Labels(e) => format!("{}: labels do not match the model: {e}", data_path.display()),
+        LabelMismatch::TooManyClasses { data, model } => {
+            format!("{}: {data} classes, but the model predicts {model}", data_path.display())
+        }
     }
-    Ok(ds)
+}
+
+/// The model spec in a JSON file, for weights saved without one.
+pub fn read_spec(spec_file: Option<&PathBuf>) -> Result<Option<ModelSpec>> {
+    match spec_file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+            Ok(Some(serde_json::from_str::<ModelSpec>(&text).with_context(|| format!("{}: invalid model spec", p.display()))?))
+        }
+        None => Ok(None),
+    }
 }
 
 pub fn load_model(path: &Path, spec_file: Option<&PathBuf>, device: Device) -> Result<GnnModel> {
-    let spec = match spec_file {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
-            Some(serde_json::from_str::<ModelSpec>(&text).with_context(|| format!("{}: invalid model spec", p.display()))?)
-        }
-        None => None,
-    };
+    let spec = read_spec(spec_file)?;
     let loaded = GnnModel::load(path, spec, device)?;
     if !loaded.ignored_tensors.is_empty() {
         eprintln!(

@@ -1,19 +1,19 @@
 //! `gcleaner purify`: recover and unlearn a backdoor trigger, write the purified model and the
 //! report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use gcleaner_engine::attacks;
 use gcleaner_engine::explain::ExplainerKind;
-use gcleaner_engine::purify::report::AttackEvaluation;
+use gcleaner_engine::models::weights::WeightLimits;
+use gcleaner_engine::progress::{Progress, ProgressEvent};
+use gcleaner_engine::purify::pipeline::{run_purification, LabelMismatch, PipelineEvents, PurificationJob};
 use gcleaner_engine::purify::settings::{OverrideError, Overrides};
 use gcleaner_engine::purify::unlearn::UnlearnMode;
-use gcleaner_engine::purify::{html, purify, PurifyConfig};
+use gcleaner_engine::purify::PurifyConfig;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
-use super::common::{align_to_model, load_data, load_model, write_json, BarProgress, DeviceArg};
+use super::common::{label_mismatch, load_data, read_spec, BarProgress, DeviceArg};
 
 #[derive(clap::Args)]
 pub struct PurifyArgs {
@@ -111,50 +111,28 @@ enum ExplainerArg {
 pub fn run(args: PurifyArgs) -> Result<()> {
     let overrides = overrides(&args)?;
     let device = args.device.resolve()?;
-    let model = load_model(&args.model, args.spec.as_ref(), device)?;
-    let mut data = load_data(&args.data, args.keep_classes.as_deref())?;
+    let spec = read_spec(args.spec.as_ref())?;
+    let mut sample = load_data(&args.data, args.keep_classes.as_deref())?;
     if let Some(n) = args.sample_size {
         if n < 2 {
             anyhow::bail!("--sample-size must be at least 2, got {n}");
         }
-        data = data.random_subset(n, args.seed.unwrap_or(PurifyConfig::default().seed));
+        sample = sample.random_subset(n, args.seed.unwrap_or(PurifyConfig::default().seed));
     }
-    let mut pseudo_labels = overrides.pseudo_labels();
-    let sample = if pseudo_labels {
-        data
-    } else {
-        match align_to_model(data.clone(), model.spec(), &args.data) {
-            Ok(aligned) => aligned,
-            Err(e) => {
-                eprintln!("note: {e:#}; labelling the sample with the model's own predictions (--pseudo-labels)");
-                pseudo_labels = true;
-                data
-            }
-        }
+    let job = PurificationJob {
+        model: &args.model,
+        spec,
+        weight_limits: WeightLimits::default(),
+        sample,
+        attack: args.attack.as_deref(),
+        device,
+        overrides: &overrides,
+        out_dir: &args.out,
     };
-    // Auxiliary data gets its own unlearning defaults (UnlearnConfig::auxiliary); the options
-    // and --set still override them.
-    let config = overrides.apply(pseudo_labels).map_err(naming_the_flag)?;
-
-    let outcome = purify(&model, &sample, &config, &mut BarProgress::new()).map_err(naming_the_flag)?;
-    let mut report = outcome.report;
-    if let Some(path) = &args.attack {
-        let source = attacks::AttackSource::open(path)?;
-        let clean_model = match source.clean_model_path() {
-            Some(p) => Some(load_model(&p, None, device)?),
-            None => None,
-        };
-        report.attack =
-            Some(AttackEvaluation::measure(&source, &model, &outcome.model, clean_model.as_ref())?);
-    }
-    let bytes = std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
-    report.input_sha256 = Some(format!("{:x}", Sha256::digest(&bytes)));
-
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    outcome.model.save(&args.out.join("model.safetensors"))?;
-    write_json(&args.out.join("report.json"), &report)?;
-    std::fs::write(args.out.join("report.html"), html::render(&report))
-        .with_context(|| format!("writing {}", args.out.join("report.html").display()))?;
+    let mut events = PurifyEvents { bar: BarProgress::new(), data: &args.data };
+    let output = run_purification(job, &mut events).map_err(naming_the_flag)?;
+    drop(events);
+    let report = output.report;
     println!("{}", report.verdict.summary);
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
@@ -178,6 +156,33 @@ pub fn run(args: PurifyArgs) -> Result<()> {
     }
     println!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// The CLI's side of a purification: progress bars, notes on stderr, and pseudo-labels when the
+/// sample's labels do not fit the model.
+struct PurifyEvents<'a> {
+    bar: BarProgress,
+    data: &'a Path,
+}
+
+impl Progress for PurifyEvents<'_> {
+    fn step(&mut self, event: ProgressEvent<'_>) -> bool {
+        self.bar.step(event)
+    }
+}
+
+impl PipelineEvents for PurifyEvents<'_> {
+    fn note(&mut self, text: &str) {
+        eprintln!("note: {text}");
+    }
+
+    fn labels_do_not_fit(&mut self, why: &LabelMismatch) -> gcleaner_engine::Result<()> {
+        eprintln!(
+            "note: {}; labelling the sample with the model's own predictions (--pseudo-labels)",
+            label_mismatch(self.data, why)
+        );
+        Ok(())
+    }
 }
 
 /// The settings the options and `--set PATH=VALUE` change, in that order (a `--set` wins over an

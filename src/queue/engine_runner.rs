@@ -1,14 +1,17 @@
-//! The production runner: loads the model and the clean sample, runs G-Cleaner purification
-//! (`gcleaner_engine::purify::purify`) with the job's parameters, and returns the purified model
-//! with the report. Progress and cancellation flow through the [`JobContext`], which the engine
-//! checks between epochs.
+//! The production runner: runs the engine's purification pipeline
+//! (`gcleaner_engine::purify::pipeline`, the one `gcleaner purify` runs) on the job's files with
+//! its parameters, and returns the purified model with the report. Progress and cancellation
+//! flow through the [`JobContext`], which the engine checks between epochs.
 
 use serde_json::{Map, Value};
 
-use gcleaner_engine::attacks::AttackSource;
-use gcleaner_engine::purify::report::AttackEvaluation;
+use gcleaner_engine::models::weights::WeightLimits;
+use gcleaner_engine::purify::pipeline::{
+    parse_device, run_purification as run_engine_pipeline, DeviceError, LabelMismatch,
+    PipelineEvents, PurificationJob,
+};
 use gcleaner_engine::purify::settings::Overrides;
-use gcleaner_engine::purify::{html, purify, PurifyConfig};
+use gcleaner_engine::purify::PurifyConfig;
 
 use super::runner::{JobContext, JobError, JobInput, JobOutput, JobRunner, Phase};
 use crate::upload::engine_checks;
@@ -93,22 +96,6 @@ pub fn purify_config(config: &Value) -> Result<PurifyConfig, String> {
     Ok(parsed)
 }
 
-/// `cpu`, `cuda`, `cuda:N`, or `auto` (CUDA when available).
-pub fn parse_device(name: &str) -> Result<tch::Device, String> {
-    match name {
-        "cpu" => Ok(tch::Device::Cpu),
-        "auto" => Ok(tch::Device::cuda_if_available()),
-        "cuda" => Ok(tch::Device::Cuda(0)),
-        other => other
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(tch::Device::Cuda)
-            .ok_or_else(|| {
-                format!("unknown device {other:?} (expected cpu, auto, cuda or cuda:N)")
-            }),
-    }
-}
-
 impl JobRunner for EngineRunner {
     fn check_config(&self, config: &Value) -> Result<(), String> {
         purify_config(config).map(|_| ())
@@ -120,75 +107,63 @@ impl JobRunner for EngineRunner {
 }
 
 fn run_purification(job: &JobInput, ctx: &mut JobContext) -> Result<JobOutput, JobError> {
-    {
-        ctx.phase(Phase::Validating, 3);
-        let device = parse_device(&job.device).map_err(JobError::Permanent)?;
-        if let tch::Device::Cuda(i) = device {
-            if !tch::Cuda::is_available() || i >= tch::Cuda::device_count() as usize {
-                return Err(JobError::Permanent(format!("this worker has no CUDA device {i}")));
+    ctx.phase(Phase::Validating, 3);
+    let device = parse_device(&job.device).map_err(|e| {
+        JobError::Permanent(match e {
+            DeviceError::Unknown(other) => {
+                format!("unknown device {other:?} (expected cpu, auto, cuda or cuda:N)")
             }
+            DeviceError::NoCuda(i) => format!("this worker has no CUDA device {i}"),
+        })
+    })?;
+    // Checked at submission too; the limits may have changed since.
+    purify_config(&job.config).map_err(JobError::Invalid)?;
+    let overrides = job_overrides(&job.config).map_err(JobError::Invalid)?;
+    let spec = match &job.spec {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| JobError::Transient(format!("reading the spec: {e}")))?;
+            Some(
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| JobError::Invalid(format!("invalid spec: {e}")))?,
+            )
         }
-        let config = purify_config(&job.config).map_err(JobError::Invalid)?;
-        let spec_override = match &job.spec {
-            Some(path) => {
-                let bytes = std::fs::read(path)
-                    .map_err(|e| JobError::Transient(format!("reading the spec: {e}")))?;
-                Some(
-                    serde_json::from_slice(&bytes)
-                        .map_err(|e| JobError::Invalid(format!("invalid spec: {e}")))?,
-                )
-            }
-            None => None,
-        };
-        let model =
-            engine_checks::load_model(&job.model, spec_override, device, UNBOUNDED_MODEL_BYTES)?;
-        ctx.progress(1, 3);
-        ctx.checkpoint()?;
-        let sample = engine_checks::load_dataset(&job.data)?;
-        let sample = engine_checks::prepare_sample(sample, model.spec(), config.pseudo_labels)
-            .map_err(JobError::Invalid)?;
-        ctx.progress(2, 3);
-        ctx.checkpoint()?;
-        tracing::info!(
-            graphs = sample.graphs.len(),
-            arch = model.spec().arch.name(),
-            ?device,
-            "purifying"
-        );
+        None => None,
+    };
+    let sample = engine_checks::load_dataset(&job.data)?;
+    tracing::info!(graphs = sample.graphs.len(), ?device, "purifying");
+    let output = run_engine_pipeline(
+        PurificationJob {
+            model: &job.model,
+            spec,
+            weight_limits: WeightLimits { max_file_bytes: UNBOUNDED_MODEL_BYTES },
+            sample,
+            attack: job.eval.as_deref(),
+            device,
+            overrides: &overrides,
+            out_dir: &job.work_dir,
+        },
+        ctx,
+    )?;
+    let report = serde_json::to_value(&output.report)
+        .map_err(|e| JobError::Permanent(format!("report: {e}")))?;
+    tracing::info!(verdict = %report["verdict"]["summary"], "purification finished");
+    for warning in report["warnings"].as_array().into_iter().flatten() {
+        tracing::warn!(%warning, "purification result to check");
+    }
+    Ok(JobOutput { model: output.model, report, report_html: output.report_html })
+}
 
-        let _torch_seed = gcleaner_engine::rng::seed_torch(config.seed);
-        let outcome = purify(&model, &sample, &config, ctx)?;
-        ctx.phase(Phase::Evaluating, 1);
-        let mut report = outcome.report;
-        if let Some(eval) = &job.eval {
-            let source = AttackSource::open(eval)?;
-            let reference = match source.clean_model_path() {
-                Some(path) => {
-                    Some(engine_checks::load_model(&path, None, device, UNBOUNDED_MODEL_BYTES)?)
-                }
-                None => None,
-            };
-            report.attack = Some(AttackEvaluation::measure(
-                &source,
-                &model,
-                &outcome.model,
-                reference.as_ref(),
-            )?);
-        }
-        let (input_sha256, _) = crate::storage::hash_file(&job.model)
-            .map_err(|e| JobError::Transient(format!("hashing the input model: {e}")))?;
-        report.input_sha256 = Some(input_sha256);
-        let model_path = job.work_dir.join("purified.safetensors");
-        outcome.model.save(&model_path)?;
-        let report_html = html::render(&report);
-        let report = serde_json::to_value(&report)
-            .map_err(|e| JobError::Permanent(format!("report: {e}")))?;
-        ctx.progress(1, 1);
-        tracing::info!(verdict = %report["verdict"]["summary"], "purification finished");
-        for warning in report["warnings"].as_array().into_iter().flatten() {
-            tracing::warn!(%warning, "purification result to check");
-        }
-        Ok(JobOutput { model: model_path, report, report_html })
+/// The worker's side of a purification: progress and cancellation through the context, notes
+/// to the log, and a refusal when the sample's labels do not fit the model (the service never
+/// falls back to pseudo-labels by itself, see [`engine_checks::prepare_sample`]).
+impl PipelineEvents for JobContext {
+    fn note(&mut self, text: &str) {
+        tracing::info!(note = text, "purification note");
+    }
+
+    fn labels_do_not_fit(&mut self, why: &LabelMismatch) -> gcleaner_engine::Result<()> {
+        Err(gcleaner_engine::Error::invalid(engine_checks::unfit_labels(why)))
     }
 }
 
@@ -238,12 +213,5 @@ mod tests {
         let c = purify_config(&json!({ "pseudo_labels": true, "unlearn": { "epochs": 30 } })).unwrap();
         assert_eq!((c.unlearn.epochs, c.unlearn.train_last_conv), (30, false));
         assert_eq!(purify_config(&json!({})).unwrap().unlearn, UnlearnConfig::default());
-    }
-
-    #[test]
-    fn devices_parse() {
-        assert_eq!(parse_device("cpu"), Ok(tch::Device::Cpu));
-        assert_eq!(parse_device("cuda:1"), Ok(tch::Device::Cuda(1)));
-        assert!(parse_device("tpu").is_err());
     }
 }

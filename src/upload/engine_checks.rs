@@ -10,6 +10,7 @@ use gcleaner_engine::attacks::evaluate::{
 use gcleaner_engine::data::Dataset;
 use gcleaner_engine::models::weights::{self, WeightLimits};
 use gcleaner_engine::models::{GnnModel, ModelSpec, SPEC_METADATA_KEY};
+use gcleaner_engine::purify::pipeline::{align_labels, LabelMismatch};
 use gcleaner_engine::{Error, Result};
 
 /// Largest safetensors JSON header read when looking for the embedded spec.
@@ -77,20 +78,12 @@ fn check_features(ds: &Dataset, spec: &ModelSpec) -> std::result::Result<(), Str
     Ok(())
 }
 
-/// The dataset with its classes in the model's order; errors name the mismatch.
-fn align_labels(ds: Dataset, spec: &ModelSpec) -> std::result::Result<Dataset, String> {
-    let ds = match &spec.class_labels {
-        Some(labels) => ds.with_class_labels(labels).map_err(|e| e.to_string())?,
-        None => ds,
-    };
-    if ds.num_classes() > spec.num_classes {
-        return Err(format!(
-            "the data has {} classes but the model has {}",
-            ds.num_classes(),
-            spec.num_classes
-        ));
-    }
-    Ok(ds)
+/// Why a sample's labels do not fit the model, as the service says it: with the way out for
+/// graphs of another dataset.
+pub fn unfit_labels(why: &LabelMismatch) -> String {
+    format!(
+        "{why}; for graphs without labels in the model's label space, set \"pseudo_labels\": true in the config"
+    )
 }
 
 /// A clean sample ready for purification: its node features fit the model, and either its
@@ -108,11 +101,7 @@ pub fn prepare_sample(
     if pseudo_labels {
         return Ok(ds);
     }
-    align_labels(ds, spec).map_err(|why| {
-        format!(
-            "{why}; for graphs without labels in the model's label space, set \"pseudo_labels\": true in the config"
-        )
-    })
+    align_labels(ds, spec).map_err(|why| unfit_labels(&why))
 }
 
 /// Loads a model for purification.

@@ -11,6 +11,7 @@ pub mod generator;
 pub mod html;
 pub mod montage;
 pub mod null;
+pub mod pipeline;
 pub mod pseudo_labels;
 pub mod recovery;
 pub mod report;

@@ -165,6 +165,15 @@ mod tests {
         assert!(!Overrides::new().pseudo_labels());
     }
 
+    #[test]
+    fn a_stored_config_takes_defaults_for_missing_fields_and_ignores_removed_ones() {
+        let stored = json!({ "seed": 3, "unlearn": { "epochs": 5, "anchor_weight": 1000.0, "recalibrate_bias": "mean" } });
+        let c: PurifyConfig = serde_json::from_value(stored).unwrap();
+        assert_eq!((c.seed, c.unlearn.epochs), (3, 5));
+        assert_eq!(c.unlearn.mixup_weight, UnlearnConfig::default().mixup_weight);
+        assert_eq!(c.recovery, PurifyConfig::default().recovery);
+    }
+
     /// Every leaf of a config's JSON form, by dotted path.
     fn leaves(value: &Value, prefix: &str, out: &mut Vec<(String, Value)>) {
         match value.as_object() {
