@@ -47,6 +47,7 @@ postgres:
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; echo "PostgreSQL did not start" >&2; exit 1
 
 test: setup $(PYG_STAMP) postgres
+	cargo fmt --all -- --check
 	cargo build --release --locked
 	cargo test --release --locked --workspace
 	tests/contract/schemathesis.sh

@@ -29,20 +29,16 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(
-        config: ServeConfig,
-        runner: Arc<dyn JobRunner>,
-    ) -> anyhow::Result<Application> {
+    pub async fn build(config: ServeConfig, runner: Arc<dyn JobRunner>) -> anyhow::Result<Application> {
         let shutdown = CancellationToken::new();
         let pool = crate::db::connect(&config.database)?;
         crate::db::migrate(&pool).await?;
-        let store: Arc<dyn ArtifactStore> =
-            Arc::new(LocalStore::open(&config.runtime.data_dir).with_context(|| {
-                format!("cannot use data directory {}", config.runtime.data_dir.display())
-            })?);
-        let listener = TcpListener::bind(config.api.bind)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.api.bind))?;
+        let store: Arc<dyn ArtifactStore> = Arc::new(
+            LocalStore::open(&config.runtime.data_dir)
+                .with_context(|| format!("cannot use data directory {}", config.runtime.data_dir.display()))?,
+        );
+        let listener =
+            TcpListener::bind(config.api.bind).await.with_context(|| format!("cannot listen on {}", config.api.bind))?;
         let port = listener.local_addr()?.port();
         let notifications = Notifications::start(pool.clone(), shutdown.clone());
 
@@ -53,9 +49,7 @@ impl Application {
             None
         };
         let limits = &config.api.limits;
-        let job_cache = Arc::new(crate::job_cache::JobCache::new(std::time::Duration::from_millis(
-            config.api.status_cache_ms,
-        )));
+        let job_cache = Arc::new(crate::job_cache::JobCache::new(std::time::Duration::from_millis(config.api.status_cache_ms)));
         notifications.attach_cache(job_cache.clone());
         let state = AppState {
             job_cache,
@@ -65,25 +59,15 @@ impl Application {
             queue: Arc::new(config.queue.clone()),
             notifications: notifications.clone(),
             metrics: Arc::new(HttpMetrics::default()),
-            rate_limiter: Arc::new(RateLimiter::new(
-                limits.rate_limit_per_sec,
-                limits.rate_limit_burst,
-            )),
+            rate_limiter: Arc::new(RateLimiter::new(limits.rate_limit_per_sec, limits.rate_limit_burst)),
             insecure_tenant,
             runner: runner.clone(),
             shutdown: shutdown.clone(),
-            auth_cache: Arc::new(crate::http::auth::AuthCache::new(
-                std::time::Duration::from_secs_f64(config.api.auth_cache_secs.max(0.0)),
-            )),
+            auth_cache: Arc::new(crate::http::auth::AuthCache::new(std::time::Duration::from_secs_f64(
+                config.api.auth_cache_secs.max(0.0),
+            ))),
         };
-        let workers = WorkerPool::new(
-            config.worker_config(),
-            pool.clone(),
-            store,
-            runner,
-            notifications,
-            shutdown.clone(),
-        );
+        let workers = WorkerPool::new(config.worker_config(), pool.clone(), store, runner, notifications, shutdown.clone());
         Ok(Application { port, listener, router: http::router(state), pool, workers, shutdown })
     }
 
@@ -140,19 +124,16 @@ impl WorkerPool {
     }
 
     /// For `gcleaner worker`: connects, checks the schema and opens the store.
-    pub async fn connect(
-        config: WorkerConfig,
-        runner: Arc<dyn JobRunner>,
-    ) -> anyhow::Result<WorkerPool> {
+    pub async fn connect(config: WorkerConfig, runner: Arc<dyn JobRunner>) -> anyhow::Result<WorkerPool> {
         let shutdown = CancellationToken::new();
         let pool = crate::db::connect(&config.database)?;
         if !crate::db::migrations_applied(&pool).await? {
             anyhow::bail!("the database schema is not migrated; run gcleaner migrate (or gcleaner serve) first");
         }
-        let store: Arc<dyn ArtifactStore> =
-            Arc::new(LocalStore::open(&config.runtime.data_dir).with_context(|| {
-                format!("cannot use data directory {}", config.runtime.data_dir.display())
-            })?);
+        let store: Arc<dyn ArtifactStore> = Arc::new(
+            LocalStore::open(&config.runtime.data_dir)
+                .with_context(|| format!("cannot use data directory {}", config.runtime.data_dir.display()))?,
+        );
         let notifications = Notifications::start(pool.clone(), shutdown.clone());
         Ok(WorkerPool::new(config, pool, store, runner, notifications, shutdown))
     }

@@ -24,11 +24,9 @@ pub struct DatabaseConfig {
 
 impl DatabaseConfig {
     pub fn url(&self) -> anyhow::Result<&str> {
-        self.database_url.as_deref().ok_or_else(|| {
-            anyhow::anyhow!(
-                "no database configured: set GCLEANER_DATABASE_URL or pass --database-url"
-            )
-        })
+        self.database_url
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("no database configured: set GCLEANER_DATABASE_URL or pass --database-url"))
     }
 }
 

@@ -44,10 +44,7 @@ impl JobCache {
             return None;
         }
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .get(&id)
-            .filter(|(stored, _)| stored.elapsed() < self.ttl)
-            .map(|(_, row)| row.clone())
+        entries.get(&id).filter(|(stored, _)| stored.elapsed() < self.ttl).map(|(_, row)| row.clone())
     }
 
     pub fn ticket(&self) -> ReadTicket {

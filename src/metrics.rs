@@ -11,11 +11,9 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 /// Upper bounds (seconds) of the HTTP latency buckets.
-pub const HTTP_BUCKETS: [f64; 12] =
-    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+pub const HTTP_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 /// Upper bounds (seconds) of the job duration buckets.
-pub const JOB_BUCKETS: [f64; 10] =
-    [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
+pub const JOB_BUCKETS: [f64; 10] = [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
 
 #[derive(Default, Clone)]
 struct Histogram {
@@ -49,8 +47,7 @@ impl HttpMetrics {
         let _ = writeln!(out, "# TYPE {name} histogram");
         let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for ((method, route, status), h) in requests {
-            let labels =
-                format!("method=\"{method}\",route=\"{}\",status=\"{status}\"", escape(&route));
+            let labels = format!("method=\"{method}\",route=\"{}\",status=\"{status}\"", escape(&route));
             for (bound, count) in HTTP_BUCKETS.iter().zip(h.buckets) {
                 let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {count}");
             }

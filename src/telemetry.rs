@@ -15,11 +15,7 @@ use crate::config::LogFormat;
 
 /// A subscriber writing to `sink` without colours, filtered by `RUST_LOG` or else
 /// `default_filter`.
-pub fn build_subscriber<Sink>(
-    default_filter: &str,
-    format: LogFormat,
-    sink: Sink,
-) -> Box<dyn Subscriber + Send + Sync>
+pub fn build_subscriber<Sink>(default_filter: &str, format: LogFormat, sink: Sink) -> Box<dyn Subscriber + Send + Sync>
 where
     Sink: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
@@ -37,8 +33,7 @@ pub fn build_subscriber_with_colour<Sink>(
 where
     Sink: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let registry = Registry::default().with(filter);
     match format {
         LogFormat::Json => Box::new(
@@ -51,16 +46,15 @@ where
                     .with_writer(sink),
             ),
         ),
-        LogFormat::Text => Box::new(registry.with(
-            tracing_subscriber::fmt::layer().with_target(true).with_ansi(colour).with_writer(sink),
-        )),
+        LogFormat::Text => {
+            Box::new(registry.with(tracing_subscriber::fmt::layer().with_target(true).with_ansi(colour).with_writer(sink)))
+        }
     }
 }
 
 /// Installs `subscriber` as the process-wide default. Fails if one is already set.
 pub fn init_subscriber(subscriber: Box<dyn Subscriber + Send + Sync>) -> anyhow::Result<()> {
-    tracing::subscriber::set_global_default(subscriber)
-        .map_err(|e| anyhow::anyhow!("could not install the log subscriber: {e}"))
+    tracing::subscriber::set_global_default(subscriber).map_err(|e| anyhow::anyhow!("could not install the log subscriber: {e}"))
 }
 
 /// Logs to stderr in `format`, at info unless `RUST_LOG` says otherwise; coloured only when
@@ -68,12 +62,7 @@ pub fn init_subscriber(subscriber: Box<dyn Subscriber + Send + Sync>) -> anyhow:
 pub fn init_stderr(format: LogFormat) -> anyhow::Result<()> {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let colour = std::io::stderr().is_terminal() && !no_color;
-    init_subscriber(build_subscriber_with_colour(
-        "info,sqlx=warn,tower_http=info",
-        format,
-        std::io::stderr,
-        colour,
-    ))
+    init_subscriber(build_subscriber_with_colour("info,sqlx=warn,tower_http=info", format, std::io::stderr, colour))
 }
 
 /// `tokio::task::spawn_blocking` that runs `f` inside the caller's current span, so log lines

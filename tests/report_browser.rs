@@ -24,11 +24,7 @@ fn chromium() -> Option<PathBuf> {
 }
 
 fn gcleaner(args: &[&str]) {
-    let output = Command::new(env!("CARGO_BIN_EXE_gcleaner"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run gcleaner");
+    let output = Command::new(env!("CARGO_BIN_EXE_gcleaner")).args(args).stdin(Stdio::null()).output().expect("run gcleaner");
     assert!(
         output.status.success(),
         "gcleaner {}: {}\n{}",
@@ -140,14 +136,11 @@ fn report_html_draws_every_shape_in_chromium() {
         "--out",
         &at("purified"),
     ]);
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(at("purified/report.json")).unwrap()).unwrap();
+    let report: Value = serde_json::from_slice(&std::fs::read(at("purified/report.json")).unwrap()).unwrap();
     let trigger_nodes = report["trigger"]["size"].as_u64().unwrap() as usize;
     let trigger_edges = report["trigger"]["edges"].as_array().unwrap().len();
-    let points: Vec<usize> = ["before", "after"]
-        .iter()
-        .map(|when| report["projection"][when].as_array().unwrap().len())
-        .collect();
+    let points: Vec<usize> =
+        ["before", "after"].iter().map(|when| report["projection"][when].as_array().unwrap().len()).collect();
     assert_eq!(trigger_nodes, 4);
     assert!(points.iter().all(|&n| n > 1), "{points:?}");
 

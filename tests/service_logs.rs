@@ -9,8 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 fn admin_url() -> String {
-    std::env::var("GCLEANER_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("GCLEANER_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// Creates a database for this test and returns its URL and a dropper.
@@ -19,9 +18,7 @@ fn create_database() -> (String, impl FnOnce()) {
     let name = format!("gcleaner_test_logs_{}", uuid::Uuid::new_v4().simple());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let pool = sqlx::PgPool::connect(&admin)
-            .await
-            .expect("connect to the test PostgreSQL (is it running? `make postgres`)");
+        let pool = sqlx::PgPool::connect(&admin).await.expect("connect to the test PostgreSQL (is it running? `make postgres`)");
         sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&pool).await.unwrap();
         pool.close().await;
     });
@@ -30,9 +27,7 @@ fn create_database() -> (String, impl FnOnce()) {
     let drop_it = move || {
         runtime.block_on(async {
             if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                    .execute(&pool)
-                    .await;
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&pool).await;
                 pool.close().await;
             }
         });
@@ -102,8 +97,5 @@ fn serve_logs_through_a_pipe_have_no_escape_codes() {
     assert!(serving, "the server never logged that it was serving; its stderr:\n{text}");
     // The warning about disabled authentication is one of the lines a terminal shows in colour.
     assert!(text.contains("authentication is DISABLED"), "{text}");
-    assert!(
-        !captured.contains(&0x1b),
-        "log lines read through a pipe carry ANSI escape codes: {text:?}"
-    );
+    assert!(!captured.contains(&0x1b), "log lines read through a pipe carry ANSI escape codes: {text:?}");
 }

@@ -97,8 +97,9 @@ fn main() {
         Some(dir) => {
             let model = GnnModel::load(&dir.join("model.safetensors"), None, Device::Cpu).unwrap_or_else(|e| panic!("{e}")).model;
             let sample = load_dataset(&dir.join("defender.json")).unwrap_or_else(|e| panic!("{e}"));
-            let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("sample.json")).expect("sample.json"))
-                .expect("sample.json");
+            let doc: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join("sample.json")).expect("sample.json"))
+                    .expect("sample.json");
             let target = doc["target"].as_u64().expect("target") as usize;
             (model, sample, target, doc["dataset_graphs"].as_u64(), doc["backdoored_asr"].as_f64())
         }
@@ -120,7 +121,8 @@ fn main() {
     // The unlearning set as purify() builds it: the sample less the holdout, nodes ranked by the
     // default explainer (gradient saliency).
     let purify_config = PurifyConfig::default();
-    let (train_idx, holdout_idx) = gcleaner_engine::purify::split_sample(&sample, purify_config.holdout_fraction, purify_config.seed);
+    let (train_idx, holdout_idx) =
+        gcleaner_engine::purify::split_sample(&sample, purify_config.holdout_fraction, purify_config.seed);
     let set = |indices: &[usize]| -> UnlearnSet<'_> {
         let graphs: Vec<&Graph> = indices.iter().map(|&i| &sample.graphs[i]).collect();
         let importance = saliency::node_importance(&model, &graphs, &spec.features).expect("saliency");
@@ -165,8 +167,17 @@ fn main() {
     // On the threads purify() runs unlearning with.
     let threads = gcleaner_engine::threads::IntraOpThreads::set(gcleaner_engine::threads::SMALL_GRAPH_THREADS);
     let t = Instant::now();
-    let outcome = unlearn(&mut unlearned, &train_set, &holdout_set, std::slice::from_ref(&trigger), target, &config, purify_config.seed, &mut clock)
-        .unwrap_or_else(|e| panic!("unlearn: {e}"));
+    let outcome = unlearn(
+        &mut unlearned,
+        &train_set,
+        &holdout_set,
+        std::slice::from_ref(&trigger),
+        target,
+        &config,
+        purify_config.seed,
+        &mut clock,
+    )
+    .unwrap_or_else(|e| panic!("unlearn: {e}"));
     let unlearn_s = t.elapsed().as_secs_f64();
     drop(threads);
     assert!(

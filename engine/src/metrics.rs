@@ -110,18 +110,9 @@ pub fn evaluate(predicted: &[usize], labels: &[usize], num_classes: usize) -> Ev
         })
         .collect();
     let present: Vec<&ClassStats> = per_class.iter().filter(|s| s.support > 0).collect();
-    let balanced_accuracy = if present.is_empty() {
-        0.0
-    } else {
-        present.iter().map(|s| s.recall).sum::<f64>() / present.len() as f64
-    };
-    Evaluation {
-        n,
-        accuracy: if n == 0 { 0.0 } else { correct as f64 / n as f64 },
-        balanced_accuracy,
-        per_class,
-        confusion,
-    }
+    let balanced_accuracy =
+        if present.is_empty() { 0.0 } else { present.iter().map(|s| s.recall).sum::<f64>() / present.len() as f64 };
+    Evaluation { n, accuracy: if n == 0 { 0.0 } else { correct as f64 / n as f64 }, balanced_accuracy, per_class, confusion }
 }
 
 /// Attack success rate: the share of triggered graphs whose true label is not `target` that

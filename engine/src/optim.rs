@@ -186,9 +186,8 @@ impl FlatAdam {
         // SAFETY: `flat`, the two moments and `grad` are four separate allocations (a gradient
         // passed in is the caller's own buffer, not a view of `flat`), and nothing else touches
         // them during the loop.
-        let (param, m, v, g) = unsafe {
-            (f32s_mut(&self.flat), f32s_mut(&self.exp_avg), f32s_mut(&self.exp_avg_sq), f32s(&grad))
-        };
+        let (param, m, v, g) =
+            unsafe { (f32s_mut(&self.flat), f32s_mut(&self.exp_avg), f32s_mut(&self.exp_avg_sq), f32s(&grad)) };
         for (((p, m), v), &g) in param.iter_mut().zip(m).zip(v).zip(g) {
             let g = if weight_decay != 0.0 { g + *p * weight_decay } else { g };
             *m += (1.0 - beta1) * (g - *m);
@@ -205,10 +204,12 @@ mod tests {
     use tch::Device;
 
     fn model(vs: &nn::VarStore) -> nn::Sequential {
-        nn::seq()
-            .add(nn::linear(vs.root() / "a", 3, 4, Default::default()))
-            .add_fn(|x| x.tanh())
-            .add(nn::linear(vs.root() / "b", 4, 2, Default::default()))
+        nn::seq().add(nn::linear(vs.root() / "a", 3, 4, Default::default())).add_fn(|x| x.tanh()).add(nn::linear(
+            vs.root() / "b",
+            4,
+            2,
+            Default::default(),
+        ))
     }
 
     #[test]

@@ -33,8 +33,7 @@ struct TorchSeedOwner {
     depth: usize,
 }
 
-static TORCH_SEED_LOCK: std::sync::Mutex<TorchSeedOwner> =
-    std::sync::Mutex::new(TorchSeedOwner { owner: None, depth: 0 });
+static TORCH_SEED_LOCK: std::sync::Mutex<TorchSeedOwner> = std::sync::Mutex::new(TorchSeedOwner { owner: None, depth: 0 });
 static TORCH_SEED_FREED: std::sync::Condvar = std::sync::Condvar::new();
 
 /// Seed libtorch's global generator with `seed` and keep it to this thread until the guard drops.

@@ -108,10 +108,7 @@ fn generated_attributes_stay_in_the_training_range() {
     let _torch = lock();
     let ds = dataset();
     let features = FeatureSpec::Concat {
-        parts: vec![
-            FeatureSpec::OneHotDegree { max_degree: 8 },
-            FeatureSpec::NodeAttributes { dim: synthetic::ATTR_DIM },
-        ],
+        parts: vec![FeatureSpec::OneHotDegree { max_degree: 8 }, FeatureSpec::NodeAttributes { dim: synthetic::ATTR_DIM }],
     };
     let outcome = run(Some(features));
     let TriggerDescription::PerGraph { graphs, .. } = &outcome.description.trigger else { panic!() };

@@ -96,11 +96,7 @@ fn small_graphs_grow_to_the_trigger_size_with_filled_nodes() {
         assert_eq!(injected.edges.len(), 6, "a 4-clique over every node");
         assert_eq!(injected.label, 1);
         assert_eq!(injected.node_labels, Some(vec![4, 7, 7, 7]), "most common label fills");
-        assert_eq!(
-            injected.node_attributes,
-            Some(vec![1.0, 0.0, 3.0, 2.0, 5.0, 4.0, 3.0, 2.0]),
-            "mean attribute row fills"
-        );
+        assert_eq!(injected.node_attributes, Some(vec![1.0, 0.0, 3.0, 2.0, 5.0, 4.0, 3.0, 2.0]), "mean attribute row fills");
     }
 }
 

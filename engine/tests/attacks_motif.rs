@@ -9,13 +9,7 @@ use gcleaner_engine::rng::rng_for;
 use rand::Rng as _;
 
 fn graph(num_nodes: usize, edges: &[(u32, u32)]) -> Graph {
-    let mut g = Graph {
-        num_nodes,
-        edges: edges.to_vec(),
-        node_labels: None,
-        node_attributes: None,
-        label: 0,
-    };
+    let mut g = Graph { num_nodes, edges: edges.to_vec(), node_labels: None, node_attributes: None, label: 0 };
     g.canonicalize_edges();
     g
 }
@@ -47,8 +41,7 @@ fn each_motif_contains_its_own_induced_subgraphs() {
 #[test]
 fn larger_hand_built_graphs() {
     // K5: C(5,3) = 10 triangles, C(5,4) = 5 four-cliques, nothing else induced.
-    let k5: Vec<(u32, u32)> =
-        (0..5).flat_map(|u| (u + 1..5).map(move |v| (u, v))).collect();
+    let k5: Vec<(u32, u32)> = (0..5).flat_map(|u| (u + 1..5).map(move |v| (u, v))).collect();
     assert_eq!(counts_of(&graph(5, &k5)), vec![(Motif::M32, 10), (Motif::M46, 5)]);
     // A 6-cycle: 6 induced 3-paths and 6 induced 4-paths.
     let c6: Vec<(u32, u32)> = (0..6).map(|i| (i, (i + 1) % 6)).collect();
@@ -66,9 +59,7 @@ fn larger_hand_built_graphs() {
 /// Counts in library order, found by checking every 3- and 4-node set against every motif.
 fn brute_force(g: &Graph) -> [u64; 8] {
     let n = g.num_nodes;
-    let adjacent = |a: usize, b: usize| {
-        g.edges.binary_search(&(a.min(b) as u32, a.max(b) as u32)).is_ok()
-    };
+    let adjacent = |a: usize, b: usize| g.edges.binary_search(&(a.min(b) as u32, a.max(b) as u32)).is_ok();
     let mut sets: Vec<Vec<usize>> = Vec::new();
     for a in 0..n {
         for b in a + 1..n {
@@ -161,11 +152,7 @@ fn least_frequent_motif_and_summing() {
     // Two triangles and one 4-path: M32 = 2, M31 = 2 (from the path), M41 = 1.
     let tri = Motif::M32.trigger();
     let path = Motif::M41.trigger();
-    let graphs = vec![
-        graph(3, &tri.edges),
-        graph(3, &tri.edges),
-        graph(4, &path.edges),
-    ];
+    let graphs = vec![graph(3, &tri.edges), graph(3, &tri.edges), graph(4, &path.edges)];
     let counts = count_motifs(&graphs);
     assert_eq!(counts.get(Motif::M32), 2);
     assert_eq!(counts.get(Motif::M31), 2);
@@ -173,8 +160,7 @@ fn least_frequent_motif_and_summing() {
     // Several motifs never occur; the first of them in library order wins the tie.
     assert_eq!(counts.least_frequent(), Motif::M42);
 
-    let every_motif: Vec<Graph> =
-        Motif::ALL.iter().map(|m| graph(m.num_nodes(), &m.edges())).collect();
+    let every_motif: Vec<Graph> = Motif::ALL.iter().map(|m| graph(m.num_nodes(), &m.edges())).collect();
     let counts = count_motifs(&every_motif);
     assert!(Motif::ALL.iter().all(|&m| counts.get(m) >= 1));
     // Each 4-node motif occurs once (its own graph); M31 and M32 occur inside the others too.

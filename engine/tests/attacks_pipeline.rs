@@ -7,9 +7,8 @@ use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
 
 use gcleaner_engine::attacks::{
-    count_motifs, evaluate_on_attack, run_attack, run_attack_with_clean_model, split_for_attack,
-    write_attack_dir, AttackConfig, AttackDescription, AttackKind, AttackOutcome, Motif,
-    TriggerDescription,
+    count_motifs, evaluate_on_attack, run_attack, run_attack_with_clean_model, split_for_attack, write_attack_dir, AttackConfig,
+    AttackDescription, AttackKind, AttackOutcome, Motif, TriggerDescription,
 };
 use gcleaner_engine::data::json::load_json_dataset;
 use gcleaner_engine::data::{synthetic, Dataset, FeatureSpec, Graph};
@@ -160,10 +159,7 @@ fn sub_ba_writes_every_file_and_measures_both_models() {
     let packed = tempfile::tempdir().unwrap();
     let tgz = packed.path().join("eval.tgz");
     {
-        let gz = flate2::write::GzEncoder::new(
-            std::fs::File::create(&tgz).unwrap(),
-            flate2::Compression::fast(),
-        );
+        let gz = flate2::write::GzEncoder::new(std::fs::File::create(&tgz).unwrap(), flate2::Compression::fast());
         let mut tar = tar::Builder::new(gz);
         tar.append_dir_all("attack-run", dir.path()).unwrap();
         tar.into_inner().unwrap().finish().unwrap();
@@ -262,9 +258,7 @@ fn motif_ba_plants_the_rarest_training_motif_at_the_highest_degree_nodes() {
     assert_eq!(outcome.description.motif, Some(rarest));
     let TriggerDescription::Fixed(trigger) = &outcome.description.trigger else { panic!() };
     assert_eq!(*trigger, rarest.trigger());
-    for (clean, triggered) in
-        outcome.eval_clean.graphs.iter().filter(|g| g.label != 1).zip(&outcome.eval_triggered.graphs)
-    {
+    for (clean, triggered) in outcome.eval_clean.graphs.iter().filter(|g| g.label != 1).zip(&outcome.eval_triggered.graphs) {
         let degrees = clean.degrees();
         let mut by_degree: Vec<usize> = (0..clean.num_nodes).collect();
         by_degree.sort_by(|&a, &b| degrees[b].cmp(&degrees[a]).then(a.cmp(&b)));
@@ -291,9 +285,7 @@ fn exp_ba_places_the_trigger_where_gnnexplainer_points() {
     let sub = run(AttackKind::Subgraph);
     assert_eq!(sub.description.trigger, d.trigger);
     assert_ne!(sub.eval_triggered.graphs, outcome.eval_triggered.graphs);
-    for (clean, triggered) in
-        outcome.eval_clean.graphs.iter().filter(|g| g.label != 1).zip(&outcome.eval_triggered.graphs)
-    {
+    for (clean, triggered) in outcome.eval_clean.graphs.iter().filter(|g| g.label != 1).zip(&outcome.eval_triggered.graphs) {
         assert!(canonical(triggered));
         assert!(changed_nodes(clean, triggered).len() <= n);
     }
@@ -347,9 +339,12 @@ fn bad_parameters_fail_before_training_with_clear_errors() {
     let err = run_attack(&small, &c, &mut NoProgress).err().unwrap().to_string();
     assert!(err.contains("4-node trigger is larger than the largest graph") && err.contains("3 nodes"), "{err}");
 
-    let one_class = Dataset { name: "one".into(), graphs: small.graphs.iter().map(|g| Graph { label: 0, ..g.clone() }).collect(), class_labels: vec![0] };
+    let one_class = Dataset {
+        name: "one".into(),
+        graphs: small.graphs.iter().map(|g| Graph { label: 0, ..g.clone() }).collect(),
+        class_labels: vec![0],
+    };
     let err = run_attack(&one_class, &config(AttackKind::Subgraph), &mut NoProgress).err().unwrap().to_string();
     assert!(err.contains("at least 2"), "{err}");
     let _ = FeatureSpec::default();
 }
-

@@ -2,8 +2,8 @@
 //! determinism under a seed, and clear errors for unusable parameters.
 
 use gcleaner_engine::attacks::{
-    poison_training_set, resolve_target_class, select_poisoned, triggered_eval_set,
-    AttackParams, Motif, Placement, Trigger, MIN_TRIGGER_NODES,
+    poison_training_set, resolve_target_class, select_poisoned, triggered_eval_set, AttackParams, Motif, Placement, Trigger,
+    MIN_TRIGGER_NODES,
 };
 use gcleaner_engine::data::{Dataset, Graph};
 use gcleaner_engine::rng::rng_for;
@@ -23,13 +23,7 @@ fn dataset() -> Dataset {
                     }
                 }
             }
-            Graph {
-                num_nodes: n,
-                edges,
-                node_labels: Some(vec![1; n]),
-                node_attributes: None,
-                label: [0, 1, 0, 2][i % 4],
-            }
+            Graph { num_nodes: n, edges, node_labels: Some(vec![1; n]), node_attributes: None, label: [0, 1, 0, 2][i % 4] }
         })
         .collect();
     Dataset { name: "toy".into(), graphs, class_labels: vec![-1, 1, 5] }
@@ -50,8 +44,7 @@ fn poisoning_relabels_a_share_of_non_target_training_graphs() {
     let n = p.trigger_size(&ds).unwrap();
     assert_eq!(n, ((ds.avg_nodes() * 0.2).round() as usize).max(MIN_TRIGGER_NODES));
     let trigger = Trigger::erdos_renyi(n, 0.8, p.seed).unwrap();
-    let result = poison_training_set(&ds, &train_indices(), &trigger, Placement::Random, &p)
-        .unwrap();
+    let result = poison_training_set(&ds, &train_indices(), &trigger, Placement::Random, &p).unwrap();
 
     let poisoned = result.poisoned_indices();
     assert_eq!(poisoned.len(), 16, "round(0.1 * 160)");
@@ -113,12 +106,9 @@ fn triggered_eval_set_keeps_true_labels_and_skips_the_target_class() {
 fn importance_placement_uses_the_given_scores() {
     let ds = dataset();
     // Score = node index: the trigger lands on the last n nodes of every graph.
-    let scores: Vec<Vec<f32>> =
-        ds.graphs.iter().map(|g| (0..g.num_nodes).map(|i| i as f32).collect()).collect();
+    let scores: Vec<Vec<f32>> = ds.graphs.iter().map(|g| (0..g.num_nodes).map(|i| i as f32).collect()).collect();
     let trigger = Motif::M42.trigger();
-    let set =
-        triggered_eval_set(&ds, &[0, 2, 3], 1, &trigger, Placement::Importance(&scores), 0)
-            .unwrap();
+    let set = triggered_eval_set(&ds, &[0, 2, 3], 1, &trigger, Placement::Importance(&scores), 0).unwrap();
     for injected in set {
         let n = ds.graphs[injected.index].num_nodes;
         assert_eq!(injected.positions, vec![n - 1, n - 2, n - 3, n - 4]);

@@ -3,8 +3,7 @@
 use std::path::Path;
 
 use gcleaner_engine::attacks::{
-    AttackDescription, AttackKind, AttackParams, GraphTrigger, Motif, PlacementKind, Trigger,
-    TriggerDescription,
+    AttackDescription, AttackKind, AttackParams, GraphTrigger, Motif, PlacementKind, Trigger, TriggerDescription,
 };
 
 #[test]
@@ -55,8 +54,7 @@ fn bad_triggers_are_rejected() {
 
 #[test]
 fn attack_descriptions_round_trip_through_json() {
-    let params =
-        AttackParams { target_class: 1, injection_ratio: 0.05, trigger_ratio: 0.2, seed: 10 };
+    let params = AttackParams { target_class: 1, injection_ratio: 0.05, trigger_ratio: 0.2, seed: 10 };
     let mut fixed = AttackDescription::new(
         AttackKind::Motif,
         params.clone(),

@@ -12,8 +12,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use gcleaner_engine::attacks::{
-    poison_training_set, resolve_target_class, triggered_eval_set, AttackParams, Placement,
-    Trigger, DEFAULT_TRIGGER_DENSITY,
+    poison_training_set, resolve_target_class, triggered_eval_set, AttackParams, Placement, Trigger, DEFAULT_TRIGGER_DENSITY,
 };
 use gcleaner_engine::data::split::train_test_split;
 use gcleaner_engine::data::{load_dataset, make_batches, Dataset, FeatureSpec, Graph};
@@ -21,8 +20,8 @@ use gcleaner_engine::metrics::{attack_success_rate, evaluate};
 use gcleaner_engine::models::{Arch, GnnModel, ModelSpec};
 use gcleaner_engine::progress::NoProgress;
 use gcleaner_engine::purify::baselines::{
-    run, AblConfig, BaselineConfig, DefenceKind, DefendedModel, FeatureSource, FinetuneConfig,
-    FinetuneScope, PruneConfig, SmoothingConfig, UnlearningObjective,
+    run, AblConfig, BaselineConfig, DefenceKind, DefendedModel, FeatureSource, FinetuneConfig, FinetuneScope, PruneConfig,
+    SmoothingConfig, UnlearningObjective,
 };
 use gcleaner_engine::train::{train, TrainConfig};
 use tch::Device;
@@ -45,12 +44,7 @@ struct Scores {
     balanced: f64,
 }
 
-fn score(
-    predict: &dyn Fn(&[&Graph]) -> Vec<usize>,
-    clean: &[&Graph],
-    triggered: &[&Graph],
-    target: usize,
-) -> Scores {
+fn score(predict: &dyn Fn(&[&Graph]) -> Vec<usize>, clean: &[&Graph], triggered: &[&Graph], target: usize) -> Scores {
     let labels: Vec<usize> = clean.iter().map(|g| g.label).collect();
     let e = evaluate(&predict(clean), &labels, 2);
     let trig_labels: Vec<usize> = triggered.iter().map(|g| g.label).collect();
@@ -68,19 +62,14 @@ fn baselines_against_sub_ba_on_aids() {
     let (train_idx, test_idx) = train_test_split(ds.len(), 0.8, seed);
     let n_clean = ((ds.len() as f64) * 0.03).round() as usize;
     let (clean_idx, eval_idx) = test_idx.split_at(n_clean);
-    let params =
-        AttackParams { target_class: target, injection_ratio: 0.05, trigger_ratio: 0.2, seed };
-    let trigger =
-        Trigger::erdos_renyi(params.trigger_size(&ds).unwrap(), DEFAULT_TRIGGER_DENSITY, seed)
-            .unwrap();
-    let poisoning =
-        poison_training_set(&ds, &train_idx, &trigger, Placement::Random, &params).unwrap();
-    let triggered: Vec<Graph> =
-        triggered_eval_set(&ds, eval_idx, target, &trigger, Placement::Random, seed)
-            .unwrap()
-            .into_iter()
-            .map(|g| g.graph)
-            .collect();
+    let params = AttackParams { target_class: target, injection_ratio: 0.05, trigger_ratio: 0.2, seed };
+    let trigger = Trigger::erdos_renyi(params.trigger_size(&ds).unwrap(), DEFAULT_TRIGGER_DENSITY, seed).unwrap();
+    let poisoning = poison_training_set(&ds, &train_idx, &trigger, Placement::Random, &params).unwrap();
+    let triggered: Vec<Graph> = triggered_eval_set(&ds, eval_idx, target, &trigger, Placement::Random, seed)
+        .unwrap()
+        .into_iter()
+        .map(|g| g.graph)
+        .collect();
     let triggered: Vec<&Graph> = triggered.iter().collect();
     let clean_eval: Vec<&Graph> = eval_idx.iter().map(|&i| &ds.graphs[i]).collect();
     let sample = ds.subset(clean_idx);
@@ -96,13 +85,7 @@ fn baselines_against_sub_ba_on_aids() {
     eprintln!("backdoored model trained in {:.0} s", t.elapsed().as_secs_f64());
 
     let plain = |graphs: &[&Graph]| {
-        let b = gcleaner_engine::data::GraphBatch::new(
-            graphs,
-            (0..graphs.len()).collect(),
-            &features,
-            Device::Cpu,
-        )
-        .unwrap();
+        let b = gcleaner_engine::data::GraphBatch::new(graphs, (0..graphs.len()).collect(), &features, Device::Cpu).unwrap();
         let lp = tch::no_grad(|| model.forward_t(&b.input(), false).log_probs.argmax(-1, false));
         Vec::<i64>::try_from(lp).unwrap().into_iter().map(|c| c as usize).collect::<Vec<_>>()
     };
@@ -116,44 +99,30 @@ fn baselines_against_sub_ba_on_aids() {
         triggered.len()
     );
     eprintln!("{:<22} {:>6} {:>6} {:>6} {:>7}", "defence", "ASR", "ACC", "BACC", "time s");
-    eprintln!(
-        "{:<22} {:>6.3} {:>6.3} {:>6.3}",
-        "none", before.asr, before.accuracy, before.balanced
-    );
+    eprintln!("{:<22} {:>6.3} {:>6.3} {:>6.3}", "none", before.asr, before.accuracy, before.balanced);
     assert!(before.asr > 0.5, "the attack did not take: ASR {}", before.asr);
 
-    let mut runs: Vec<(String, BaselineConfig, DefenceKind)> = DefenceKind::ALL
-        .iter()
-        .map(|&k| (k.name().to_string(), BaselineConfig::default(), k))
-        .collect();
+    let mut runs: Vec<(String, BaselineConfig, DefenceKind)> =
+        DefenceKind::ALL.iter().map(|&k| (k.name().to_string(), BaselineConfig::default(), k)).collect();
     let variant = |name: &str, config: BaselineConfig, kind| (name.to_string(), config, kind);
     let base = BaselineConfig::default();
     runs.extend([
         variant(
             "finetune (last block)",
             BaselineConfig {
-                finetune: FinetuneConfig {
-                    scope: FinetuneScope::LastConvAndHead,
-                    ..base.finetune.clone()
-                },
+                finetune: FinetuneConfig { scope: FinetuneScope::LastConvAndHead, ..base.finetune.clone() },
                 ..base.clone()
             },
             DefenceKind::Finetune,
         ),
         variant(
             "prune (recomputed)",
-            BaselineConfig {
-                prune: PruneConfig { features: FeatureSource::Recomputed, ..base.prune.clone() },
-                ..base.clone()
-            },
+            BaselineConfig { prune: PruneConfig { features: FeatureSource::Recomputed, ..base.prune.clone() }, ..base.clone() },
             DefenceKind::Prune,
         ),
         variant(
             "smoothing (nodes 0.8)",
-            BaselineConfig {
-                smoothing: SmoothingConfig { node_keep: 0.8, ..base.smoothing.clone() },
-                ..base.clone()
-            },
+            BaselineConfig { smoothing: SmoothingConfig { node_keep: 0.8, ..base.smoothing.clone() }, ..base.clone() },
             DefenceKind::Smoothing,
         ),
         variant(
@@ -172,17 +141,10 @@ fn baselines_against_sub_ba_on_aids() {
     for (name, config, kind) in runs {
         let t = Instant::now();
         let train_set = Some((&poisoning.dataset, train_idx.as_slice()));
-        let defended: DefendedModel =
-            run(kind, &model, &sample, train_set, &config, seed, &mut NoProgress).unwrap();
+        let defended: DefendedModel = run(kind, &model, &sample, train_set, &config, seed, &mut NoProgress).unwrap();
         let predict = |graphs: &[&Graph]| defended.predict(graphs).unwrap();
         let s = score(&predict, &clean_eval, &triggered, target);
-        eprintln!(
-            "{name:<22} {:>6.3} {:>6.3} {:>6.3} {:>7.1}",
-            s.asr,
-            s.accuracy,
-            s.balanced,
-            t.elapsed().as_secs_f64()
-        );
+        eprintln!("{name:<22} {:>6.3} {:>6.3} {:>6.3} {:>7.1}", s.asr, s.accuracy, s.balanced, t.elapsed().as_secs_f64());
         if let Some(abl) = &defended.report().abl {
             eprintln!(
                 "    isolated {} graphs, precision {:.2}; isolated loss per unlearning epoch {:?}",

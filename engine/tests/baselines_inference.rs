@@ -4,9 +4,7 @@
 
 mod baselines_support;
 
-use baselines_support::{
-    plain_predict, predict_with_features_of, spec, trained_model, DEGREE_FEATURES,
-};
+use baselines_support::{plain_predict, predict_with_features_of, spec, trained_model, DEGREE_FEATURES};
 use gcleaner_engine::data::{synthetic, FeatureSpec, Graph};
 use gcleaner_engine::progress::NoProgress;
 use gcleaner_engine::purify::baselines::prune::{edge_similarities, prune_graph};
@@ -81,28 +79,17 @@ fn with_one_hot_degrees_prune_keeps_only_edges_between_equal_degrees() {
     assert_eq!(prune_graph(&g, &features, 0.0).unwrap().edges, g.edges);
 }
 
-fn defended(
-    kind: DefenceKind,
-    model: &gcleaner_engine::models::GnnModel,
-    config: &BaselineConfig,
-    seed: u64,
-) -> DefendedModel {
-    let empty = gcleaner_engine::data::Dataset {
-        name: "none".into(),
-        graphs: vec![],
-        class_labels: vec![0, 1],
-    };
+fn defended(kind: DefenceKind, model: &gcleaner_engine::models::GnnModel, config: &BaselineConfig, seed: u64) -> DefendedModel {
+    let empty = gcleaner_engine::data::Dataset { name: "none".into(), graphs: vec![], class_labels: vec![0, 1] };
     run(kind, model, &empty, None, config, seed, &mut NoProgress).unwrap()
 }
 
 #[test]
 fn prune_predicts_like_the_model_on_pruned_graphs_under_either_feature_source() {
     let ds = synthetic::generate(120, 3);
-    let model =
-        trained_model(&ds, &(0..100).collect::<Vec<_>>(), spec(DEGREE_FEATURES, 2, 2), 15, 1);
+    let model = trained_model(&ds, &(0..100).collect::<Vec<_>>(), spec(DEGREE_FEATURES, 2, 2), 15, 1);
     let graphs: Vec<&Graph> = ds.graphs[100..].iter().collect();
-    let pruned: Vec<Graph> =
-        graphs.iter().map(|g| prune_graph(g, &DEGREE_FEATURES, 0.1).unwrap()).collect();
+    let pruned: Vec<Graph> = graphs.iter().map(|g| prune_graph(g, &DEGREE_FEATURES, 0.1).unwrap()).collect();
     let pruned_refs: Vec<&Graph> = pruned.iter().collect();
     assert!(pruned.iter().zip(&graphs).any(|(p, g)| p.edges.len() < g.edges.len()));
 
@@ -120,10 +107,7 @@ fn prune_predicts_like_the_model_on_pruned_graphs_under_either_feature_source() 
     assert_eq!(predicted, predict_with_features_of(&model, &pruned_refs, &graphs));
 
     // Keeping every edge is no defence at all.
-    let keep_all = BaselineConfig {
-        prune: PruneConfig { threshold: -1.0, ..PruneConfig::default() },
-        ..original
-    };
+    let keep_all = BaselineConfig { prune: PruneConfig { threshold: -1.0, ..PruneConfig::default() }, ..original };
     let predicted = defended(DefenceKind::Prune, &model, &keep_all, 0).predict(&graphs).unwrap();
     assert_eq!(predicted, plain_predict(&model, &graphs, &DEGREE_FEATURES));
 }
@@ -131,17 +115,10 @@ fn prune_predicts_like_the_model_on_pruned_graphs_under_either_feature_source() 
 #[test]
 fn prune_rejects_bad_thresholds_and_unbuildable_graphs() {
     let ds = synthetic::generate(10, 3);
-    let model = baselines_support::fresh_model(
-        spec(FeatureSpec::NodeLabelsOneHot { num_labels: 4 }, 2, 2),
-        0,
-    );
+    let model = baselines_support::fresh_model(spec(FeatureSpec::NodeLabelsOneHot { num_labels: 4 }, 2, 2), 0);
     for threshold in [1.5, -1.1, f64::NAN] {
-        let config = BaselineConfig {
-            prune: PruneConfig { threshold, ..PruneConfig::default() },
-            ..BaselineConfig::default()
-        };
-        let err =
-            run(DefenceKind::Prune, &model, &ds, None, &config, 0, &mut NoProgress).unwrap_err();
+        let config = BaselineConfig { prune: PruneConfig { threshold, ..PruneConfig::default() }, ..BaselineConfig::default() };
+        let err = run(DefenceKind::Prune, &model, &ds, None, &config, 0, &mut NoProgress).unwrap_err();
         assert!(err.to_string().contains("prune threshold"), "{err}");
     }
     let defence = defended(DefenceKind::Prune, &model, &BaselineConfig::default(), 0);
@@ -178,25 +155,14 @@ fn smoothing_votes_count_hand_classified_subsamples() {
     // Path of 11 nodes (10 edges); the classifier says 1 iff at least 9 edges survive, which
     // happens with probability 0.8^10 + 10 * 0.2 * 0.8^9 = 0.376 per subsample.
     let g = path(11);
-    let config = SmoothingConfig {
-        samples: 15,
-        edge_keep: 0.8,
-        node_keep: 1.0,
-        features: FeatureSource::Original,
-    };
+    let config = SmoothingConfig { samples: 15, edge_keep: 0.8, node_keep: 1.0, features: FeatureSource::Original };
     let mut classify = |subs: &[&Graph], _: &[usize]| -> Result<Vec<usize>> {
         Ok(subs.iter().map(|s| usize::from(s.edges.len() >= 9)).collect())
     };
     let seeds = [gcleaner_engine::purify::baselines::smoothing::graph_seed(5, &g)];
     let votes = smoothed_predictions(&[&g], &seeds, &config, 2, 64, &mut classify).unwrap();
     let by_hand = samples(&g, &config, 5).iter().filter(|s| s.edges.len() >= 9).count();
-    assert_eq!(
-        votes,
-        vec![SmoothedPrediction {
-            class: usize::from(by_hand > 7),
-            votes: vec![15 - by_hand, by_hand]
-        }]
-    );
+    assert_eq!(votes, vec![SmoothedPrediction { class: usize::from(by_hand > 7), votes: vec![15 - by_hand, by_hand] }]);
 
     // Every edge kept: all 15 subsamples are the graph itself, a unanimous vote.
     let keep_all = SmoothingConfig { edge_keep: 1.0, ..config.clone() };
@@ -222,12 +188,7 @@ fn smoothing_votes_count_hand_classified_subsamples() {
 #[test]
 fn subsamples_keep_nodes_and_edges_at_the_configured_rates() {
     let g = path(41);
-    let config = SmoothingConfig {
-        samples: 1,
-        edge_keep: 0.8,
-        node_keep: 0.5,
-        features: FeatureSource::Original,
-    };
+    let config = SmoothingConfig { samples: 1, edge_keep: 0.8, node_keep: 0.5, features: FeatureSource::Original };
     let mut rng = rng_for(9, "test");
     let draws: Vec<Graph> = (0..2000).map(|_| subsample(&g, &config, &mut rng)).collect();
     let mean_nodes = draws.iter().map(|s| s.num_nodes).sum::<usize>() as f64 / 2000.0;
@@ -260,8 +221,7 @@ fn subsamples_keep_nodes_and_edges_at_the_configured_rates() {
 #[test]
 fn smoothing_is_deterministic_and_independent_of_the_list() {
     let ds = synthetic::generate(60, 4);
-    let model =
-        trained_model(&ds, &(0..40).collect::<Vec<_>>(), spec(DEGREE_FEATURES, 2, 2), 10, 2);
+    let model = trained_model(&ds, &(0..40).collect::<Vec<_>>(), spec(DEGREE_FEATURES, 2, 2), 10, 2);
     let graphs: Vec<&Graph> = ds.graphs[40..].iter().collect();
     let config = BaselineConfig { inference_batch_size: 50, ..BaselineConfig::default() };
     let a = defended(DefenceKind::Smoothing, &model, &config, 11);
@@ -276,10 +236,7 @@ fn smoothing_is_deterministic_and_independent_of_the_list() {
         assert_eq!(a.predict(&[g]).unwrap(), vec![all[i]], "graph {i} alone");
     }
     // Another seed draws other subsamples.
-    assert_ne!(
-        samples(graphs[0], &config.smoothing, 11),
-        samples(graphs[0], &config.smoothing, 12)
-    );
+    assert_ne!(samples(graphs[0], &config.smoothing, 11), samples(graphs[0], &config.smoothing, 12));
 
     // Subsamples that keep everything are the graph itself: the model's own predictions.
     for features in [FeatureSource::Original, FeatureSource::Recomputed] {
@@ -287,8 +244,7 @@ fn smoothing_is_deterministic_and_independent_of_the_list() {
             smoothing: SmoothingConfig { samples: 3, edge_keep: 1.0, node_keep: 1.0, features },
             ..config.clone()
         };
-        let predicted =
-            defended(DefenceKind::Smoothing, &model, &keep_all, 11).predict(&graphs).unwrap();
+        let predicted = defended(DefenceKind::Smoothing, &model, &keep_all, 11).predict(&graphs).unwrap();
         assert_eq!(predicted, plain_predict(&model, &graphs, &DEGREE_FEATURES), "{features:?}");
     }
 }
@@ -305,8 +261,7 @@ fn smoothing_rejects_bad_settings() {
     ];
     for smoothing in bad {
         let config = BaselineConfig { smoothing: smoothing.clone(), ..BaselineConfig::default() };
-        let err = run(DefenceKind::Smoothing, &model, &ds, None, &config, 0, &mut NoProgress)
-            .unwrap_err();
+        let err = run(DefenceKind::Smoothing, &model, &ds, None, &config, 0, &mut NoProgress).unwrap_err();
         assert!(err.to_string().contains("smoothing"), "{smoothing:?}: {err}");
     }
 }
@@ -316,8 +271,7 @@ fn graphs_without_nodes_are_classified_not_refused() {
     // Fingerprint holds node-less graphs; the model sees an all-zero embedding for them.
     let ds = synthetic::generate(20, 5);
     let model = trained_model(&ds, &(0..20).collect::<Vec<_>>(), spec(DEGREE_FEATURES, 2, 2), 3, 1);
-    let empty =
-        Graph { num_nodes: 0, edges: vec![], node_labels: None, node_attributes: None, label: 0 };
+    let empty = Graph { num_nodes: 0, edges: vec![], node_labels: None, node_attributes: None, label: 0 };
     let config = BaselineConfig::default();
     for kind in [DefenceKind::Prune, DefenceKind::Smoothing] {
         let defence = defended(kind, &model, &config, 3);

@@ -8,9 +8,7 @@ use baselines_support::{accuracy, fresh_model, spec, trained_model, weights, DEG
 use gcleaner_engine::attacks::{poison_training_set, AttackParams, Placement, Poisoning, Trigger};
 use gcleaner_engine::data::{synthetic, Dataset, FeatureSpec, Graph};
 use gcleaner_engine::progress::{NoProgress, ProgressEvent};
-use gcleaner_engine::purify::baselines::abl::{
-    abl, complementary_cross_entropy, cross_entropy, isolation_count, lowest_loss,
-};
+use gcleaner_engine::purify::baselines::abl::{abl, complementary_cross_entropy, cross_entropy, isolation_count, lowest_loss};
 use gcleaner_engine::purify::baselines::finetune::fine_tune;
 use gcleaner_engine::purify::baselines::{
     run, AblConfig, BaselineConfig, DefenceKind, FinetuneConfig, FinetuneScope, UnlearningObjective,
@@ -54,15 +52,10 @@ fn fine_tuning_is_deterministic_learns_and_leaves_batch_norm_statistics_alone() 
 fn fine_tuning_the_last_block_only_freezes_the_rest() {
     let ds = sample(30, 6);
     let model = fresh_model(spec(DEGREE_FEATURES, 3, 2), 4);
-    let config = FinetuneConfig {
-        epochs: 5,
-        scope: FinetuneScope::LastConvAndHead,
-        ..FinetuneConfig::default()
-    };
+    let config = FinetuneConfig { epochs: 5, scope: FinetuneScope::LastConvAndHead, ..FinetuneConfig::default() };
     let (tuned, _) = fine_tune(&model, &ds, &config, 1, &mut NoProgress).unwrap();
     for ((name, old), (_, new)) in weights(&model).iter().zip(&weights(&tuned)) {
-        let trainable =
-            name.starts_with("conv3.") || name.starts_with("fc1.") || name.starts_with("fc2.");
+        let trainable = name.starts_with("conv3.") || name.starts_with("fc1.") || name.starts_with("fc2.");
         if trainable && !name.contains("eps") {
             assert_ne!(old, new, "{name} should have been trained");
         } else if !trainable {
@@ -79,31 +72,21 @@ fn fine_tuning_refuses_samples_the_model_cannot_read_and_stops_when_cancelled() 
     let config = BaselineConfig::default();
     let mut ds = sample(6, 1);
     let empty = Dataset { graphs: vec![], ..ds.clone() };
-    let err =
-        run(DefenceKind::Finetune, &model, &empty, None, &config, 0, &mut NoProgress).unwrap_err();
+    let err = run(DefenceKind::Finetune, &model, &empty, None, &config, 0, &mut NoProgress).unwrap_err();
     assert!(err.to_string().contains("no graphs"), "{err}");
 
     ds.graphs[3].node_labels = None;
-    let err =
-        run(DefenceKind::Finetune, &model, &ds, None, &config, 0, &mut NoProgress).unwrap_err();
-    assert!(
-        err.to_string().contains("graph 3") && err.to_string().contains("node labels"),
-        "{err}"
-    );
+    let err = run(DefenceKind::Finetune, &model, &ds, None, &config, 0, &mut NoProgress).unwrap_err();
+    assert!(err.to_string().contains("graph 3") && err.to_string().contains("node labels"), "{err}");
 
     let mut three = sample(6, 1);
     three.graphs[0].label = 2;
     three.class_labels = vec![0, 1, 2];
-    let err =
-        run(DefenceKind::Finetune, &model, &three, None, &config, 0, &mut NoProgress).unwrap_err();
+    let err = run(DefenceKind::Finetune, &model, &three, None, &config, 0, &mut NoProgress).unwrap_err();
     assert!(err.to_string().contains("3 classes"), "{err}");
 
-    let bad = BaselineConfig {
-        finetune: FinetuneConfig { lr: -1.0, ..FinetuneConfig::default() },
-        ..config.clone()
-    };
-    let err = run(DefenceKind::Finetune, &model, &sample(6, 1), None, &bad, 0, &mut NoProgress)
-        .unwrap_err();
+    let bad = BaselineConfig { finetune: FinetuneConfig { lr: -1.0, ..FinetuneConfig::default() }, ..config.clone() };
+    let err = run(DefenceKind::Finetune, &model, &sample(6, 1), None, &bad, 0, &mut NoProgress).unwrap_err();
     assert!(err.to_string().contains("learning rate"), "{err}");
 
     let mut steps = 0;
@@ -112,9 +95,7 @@ fn fine_tuning_refuses_samples_the_model_cannot_read_and_stops_when_cancelled() 
         steps += 1;
         steps < 2
     };
-    let err =
-        run(DefenceKind::Finetune, &model, &sample(6, 1), None, &config, 0, &mut cancel_after_two)
-            .unwrap_err();
+    let err = run(DefenceKind::Finetune, &model, &sample(6, 1), None, &config, 0, &mut cancel_after_two).unwrap_err();
     assert!(matches!(err, Error::Cancelled), "{err}");
     assert_eq!(steps, 2);
 }
@@ -135,8 +116,7 @@ fn planted_backdoor() -> (Poisoning, Trigger) {
     let train: Vec<usize> = (0..240).collect();
     let clique: Vec<(u32, u32)> = (0..9).flat_map(|u| (u + 1..9).map(move |v| (u, v))).collect();
     let trigger = Trigger::new(9, clique).unwrap();
-    let params =
-        AttackParams { target_class: 1, injection_ratio: 0.05, trigger_ratio: 0.2, seed: 3 };
+    let params = AttackParams { target_class: 1, injection_ratio: 0.05, trigger_ratio: 0.2, seed: 3 };
     (poison_training_set(&ds, &train, &trigger, Placement::Random, &params).unwrap(), trigger)
 }
 
@@ -161,8 +141,7 @@ fn abl_isolates_the_planted_poisoned_graphs_deterministically() {
     let train: Vec<usize> = (0..240).collect();
     let model = fresh_model(spec(DEGREE_FEATURES, 3, 2), 0);
     let config = quick_abl();
-    let (trained, report) =
-        abl(&model, &poisoning.dataset, &train, &config, 7, &mut NoProgress).unwrap();
+    let (trained, report) = abl(&model, &poisoning.dataset, &train, &config, 7, &mut NoProgress).unwrap();
     assert_eq!(report.isolated.len(), 12);
     assert_eq!(report.n_train, 240);
     let precision = report.isolation_precision(&poisoned);
@@ -181,17 +160,14 @@ fn abl_isolates_the_planted_poisoned_graphs_deterministically() {
     // resolution, nothing for gradient ascent to climb, and it stays there.
     assert!(report.unlearning_loss.iter().all(|&l| l < 1e-20), "{:?}", report.unlearning_loss);
 
-    let (again, same) =
-        abl(&model, &poisoning.dataset, &train, &config, 7, &mut NoProgress).unwrap();
+    let (again, same) = abl(&model, &poisoning.dataset, &train, &config, 7, &mut NoProgress).unwrap();
     assert_eq!(report, same);
     assert_eq!(weights(&trained), weights(&again));
 
     // The complementary objective does move them: same isolation, losses rise by orders of
     // magnitude within five epochs.
-    let complementary =
-        AblConfig { unlearning_objective: UnlearningObjective::Complementary, ..config };
-    let (_, unlearnt) =
-        abl(&model, &poisoning.dataset, &train, &complementary, 7, &mut NoProgress).unwrap();
+    let complementary = AblConfig { unlearning_objective: UnlearningObjective::Complementary, ..config };
+    let (_, unlearnt) = abl(&model, &poisoning.dataset, &train, &complementary, 7, &mut NoProgress).unwrap();
     assert_eq!(unlearnt.isolated, report.isolated);
     let losses = &unlearnt.unlearning_loss;
     assert!(losses[4] > 1e6 * losses[0].max(1e-300), "{losses:?}");
@@ -225,9 +201,7 @@ fn abl_refuses_unusable_training_sets() {
     let config = BaselineConfig { abl: quick_abl(), ..BaselineConfig::default() };
     let clean = sample(4, 1);
     let fails = |train: Option<(&Dataset, &[usize])>, config: &BaselineConfig| {
-        run(DefenceKind::Abl, &model, &clean, train, config, 0, &mut NoProgress)
-            .unwrap_err()
-            .to_string()
+        run(DefenceKind::Abl, &model, &clean, train, config, 0, &mut NoProgress).unwrap_err().to_string()
     };
     assert!(fails(None, &config).contains("poisoned training set"));
     assert!(fails(Some((ds, &[])), &config).contains("no graphs"));
@@ -237,16 +211,7 @@ fn abl_refuses_unusable_training_sets() {
     assert!(fails(Some((ds, &[5])), &config).contains("train on none"));
     let mut three = ds.clone();
     three.graphs[2].label = 2;
-    let err = run(
-        DefenceKind::Abl,
-        &model,
-        &clean,
-        Some((&three, &[0, 1, 2, 3])),
-        &config,
-        0,
-        &mut NoProgress,
-    )
-    .unwrap_err();
+    let err = run(DefenceKind::Abl, &model, &clean, Some((&three, &[0, 1, 2, 3])), &config, 0, &mut NoProgress).unwrap_err();
     assert!(err.to_string().contains("training graph 2 has class 2"), "{err}");
     for abl in [
         AblConfig { isolation_ratio: 1.0, ..quick_abl() },
@@ -269,9 +234,7 @@ fn isolation_takes_the_lowest_losses_with_ties_to_the_smaller_index() {
 
 #[test]
 fn cross_entropy_matches_log_softmax_and_keeps_ordering_when_saturated() {
-    for (logits, label) in
-        [(vec![1.0, 2.0, 0.5], 0), (vec![1.0, 2.0, 0.5], 1), (vec![-3.0, 4.0], 0)]
-    {
+    for (logits, label) in [(vec![1.0, 2.0, 0.5], 0), (vec![1.0, 2.0, 0.5], 1), (vec![-3.0, 4.0], 0)] {
         let lse = logits.iter().map(|l: &f64| l.exp()).sum::<f64>().ln();
         let expected = lse - logits[label];
         assert!((cross_entropy(&logits, label) - expected).abs() < 1e-12, "{logits:?} {label}");
@@ -290,10 +253,8 @@ fn every_defence_runs_deterministically_through_the_entry_point() {
     let model = trained_model(&ds, &train, spec(DEGREE_FEATURES, 2, 2), 10, 3);
     let clean = sample(30, 77);
     let eval: Vec<&Graph> = ds.graphs[200..].iter().collect();
-    let config = BaselineConfig {
-        abl: AblConfig { isolation_epochs: 3, training_epochs: 3, ..quick_abl() },
-        ..BaselineConfig::default()
-    };
+    let config =
+        BaselineConfig { abl: AblConfig { isolation_epochs: 3, training_epochs: 3, ..quick_abl() }, ..BaselineConfig::default() };
     for kind in DefenceKind::ALL {
         let train_set = Some((&ds, train.as_slice()));
         let a = run(kind, &model, &clean, train_set, &config, 5, &mut NoProgress).unwrap();
@@ -317,9 +278,6 @@ fn every_defence_runs_deterministically_through_the_entry_point() {
             assert_eq!(weights(a.model()), weights(c.model()));
         }
     }
-    assert!("nope"
-        .parse::<DefenceKind>()
-        .unwrap_err()
-        .contains("finetune, prune, smoothing or abl"));
+    assert!("nope".parse::<DefenceKind>().unwrap_err().contains("finetune, prune, smoothing or abl"));
     assert_eq!("randomized-smoothing".parse::<DefenceKind>().unwrap(), DefenceKind::Smoothing);
 }

@@ -57,14 +57,7 @@ fn write_tar_gz(path: &Path, entries: &[(tar::Header, &[u8])]) {
 fn tu_tar_entries(folder: &str) -> Vec<(tar::Header, &'static [u8])> {
     TU.iter()
         .map(|(name, content)| {
-            (
-                raw_header(
-                    &format!("{folder}{name}"),
-                    tar::EntryType::Regular,
-                    content.len() as u64,
-                ),
-                content.as_bytes(),
-            )
+            (raw_header(&format!("{folder}{name}"), tar::EntryType::Regular, content.len() as u64), content.as_bytes())
         })
         .collect()
 }
@@ -140,13 +133,7 @@ fn tar_gz_tgz_and_plain_tar_load() {
         assert_eq!(load_dataset(&archive).unwrap().len(), 2, "{name}");
     }
     let gin = s.path("gin.tar.gz");
-    write_tar_gz(
-        &gin,
-        &[(
-            raw_header("g.txt", tar::EntryType::Regular, GIN_TEXT.len() as u64),
-            GIN_TEXT.as_bytes(),
-        )],
-    );
+    write_tar_gz(&gin, &[(raw_header("g.txt", tar::EntryType::Regular, GIN_TEXT.len() as u64), GIN_TEXT.as_bytes())]);
     assert_eq!(load_dataset(&gin).unwrap().name, "g");
 
     let plain = s.path("data.tar");
@@ -274,9 +261,7 @@ fn patch_declared_sizes(bytes: &mut [u8], real: u32, declared: u32) -> usize {
     for (signature, offset) in [(b"PK\x03\x04", 22usize), (b"PK\x01\x02", 24usize)] {
         let mut i = 0;
         while i + offset + 4 <= bytes.len() {
-            if &bytes[i..i + 4] == signature
-                && bytes[i + offset..i + offset + 4] == real.to_le_bytes()
-            {
+            if &bytes[i..i + 4] == signature && bytes[i + offset..i + offset + 4] == real.to_le_bytes() {
                 bytes[i + offset..i + offset + 4].copy_from_slice(&declared.to_le_bytes());
                 patched += 1;
             }
@@ -352,9 +337,8 @@ fn tar_with_a_long_traversing_name_is_refused() {
 fn tar_with_too_many_entries_is_refused() {
     let s = Scratch::new();
     let archive = s.path("many.tar.gz");
-    let entries: Vec<(tar::Header, &[u8])> = (0..=MAX_ARCHIVE_ENTRIES)
-        .map(|i| (raw_header(&format!("f{i}.bin"), tar::EntryType::Regular, 0), &b""[..]))
-        .collect();
+    let entries: Vec<(tar::Header, &[u8])> =
+        (0..=MAX_ARCHIVE_ENTRIES).map(|i| (raw_header(&format!("f{i}.bin"), tar::EntryType::Regular, 0), &b""[..])).collect();
     write_tar_gz(&archive, &entries);
     assert_says(&error_of(&archive), &format!("more than {MAX_ARCHIVE_ENTRIES} entries"));
 }

@@ -99,11 +99,8 @@ fn tu_graph_ids_skipped_by_the_indicator_are_graphs_without_nodes() {
 
 #[test]
 fn tu_optional_files_may_be_absent_and_lines_may_use_spaces_or_crlf() {
-    let dir = tu_dir_with(&[
-        ("DS_node_labels.txt", None),
-        ("DS_node_attributes.txt", None),
-        ("DS_A.txt", Some("1 2\r\n2 3\r\n\r\n")),
-    ]);
+    let dir =
+        tu_dir_with(&[("DS_node_labels.txt", None), ("DS_node_attributes.txt", None), ("DS_A.txt", Some("1 2\r\n2 3\r\n\r\n"))]);
     let ds = load_tu_dir(dir.path()).unwrap();
     assert_eq!(ds.graphs[0].edges, vec![(0, 1), (1, 2)]);
     assert!(ds.graphs[0].node_labels.is_none() && ds.graphs[0].node_attributes.is_none());
@@ -127,20 +124,10 @@ fn tu_malformed_lines_are_reported_with_file_and_line() {
         ("DS_A.txt", "1, 2\n2, 3\n1, x\n", "DS_A.txt:3:", "node id must be"),
         ("DS_A.txt", "1, 2\n2, 6\n", "DS_A.txt:2:", "node id 6 out of range 1..=5"),
         ("DS_A.txt", "0, 1\n", "DS_A.txt:1:", "out of range"),
-        (
-            "DS_A.txt",
-            "1, 2\n3, 4\n",
-            "DS_A.txt:2:",
-            "joins node 3 of graph 1 and node 4 of graph 2",
-        ),
+        ("DS_A.txt", "1, 2\n3, 4\n", "DS_A.txt:2:", "joins node 3 of graph 1 and node 4 of graph 2"),
         ("DS_A.txt", "1, 2\n1,\n", "DS_A.txt:2:", "empty field"),
         ("DS_A.txt", "1, 2\n\n2, 3\n", "DS_A.txt:2:", "blank line"),
-        (
-            "DS_graph_indicator.txt",
-            "1\n1\n2\n1\n2\n",
-            "DS_graph_indicator.txt:4:",
-            "graph id 1 after 2",
-        ),
+        ("DS_graph_indicator.txt", "1\n1\n2\n1\n2\n", "DS_graph_indicator.txt:4:", "graph id 1 after 2"),
         (
             "DS_graph_indicator.txt",
             "1\n1\n1\n3\n3\n",
@@ -149,58 +136,18 @@ fn tu_malformed_lines_are_reported_with_file_and_line() {
         ),
         ("DS_graph_indicator.txt", "1\n1\n1\n2\n9999999\n", "DS_graph_indicator.txt:5:", "limit"),
         ("DS_graph_indicator.txt", "0\n1\n1\n2\n2\n", "DS_graph_indicator.txt:1:", "start at 1"),
-        (
-            "DS_graph_indicator.txt",
-            "1\n1\n1\n2\n2, 2\n",
-            "DS_graph_indicator.txt:5:",
-            "expected 1 column",
-        ),
-        (
-            "DS_graph_indicator.txt",
-            "1\n1\n1\n2\n-2\n",
-            "DS_graph_indicator.txt:5:",
-            "graph id must be",
-        ),
+        ("DS_graph_indicator.txt", "1\n1\n1\n2\n2, 2\n", "DS_graph_indicator.txt:5:", "expected 1 column"),
+        ("DS_graph_indicator.txt", "1\n1\n1\n2\n-2\n", "DS_graph_indicator.txt:5:", "graph id must be"),
         ("DS_graph_labels.txt", "1\n", "DS_graph_labels.txt:2:", "file ends after 1 graph labels"),
         ("DS_graph_labels.txt", "1\n0\n1\n", "DS_graph_labels.txt:3:", "more graph labels"),
-        (
-            "DS_graph_labels.txt",
-            "1\nactive\n",
-            "DS_graph_labels.txt:2:",
-            "graph label must be an integer",
-        ),
-        (
-            "DS_node_labels.txt",
-            "0\n1\n2\n3\n",
-            "DS_node_labels.txt:5:",
-            "file ends after 4 node labels",
-        ),
+        ("DS_graph_labels.txt", "1\nactive\n", "DS_graph_labels.txt:2:", "graph label must be an integer"),
+        ("DS_node_labels.txt", "0\n1\n2\n3\n", "DS_node_labels.txt:5:", "file ends after 4 node labels"),
         ("DS_node_labels.txt", "0\n1\n2\n3\n4\n5\n", "DS_node_labels.txt:6:", "more node labels"),
         ("DS_node_labels.txt", "0\n1\n-2\n3\n4\n", "DS_node_labels.txt:3:", "non-negative"),
-        (
-            "DS_node_attributes.txt",
-            "1, 1\nnan, 2\n1, 1\n1, 1\n1, 1\n",
-            "DS_node_attributes.txt:2:",
-            "finite",
-        ),
-        (
-            "DS_node_attributes.txt",
-            "1, 1\n1, 1\n1, inf\n1, 1\n1, 1\n",
-            "DS_node_attributes.txt:3:",
-            "finite",
-        ),
-        (
-            "DS_node_attributes.txt",
-            "1, 1\n1, 1\n1\n1, 1\n1, 1\n",
-            "DS_node_attributes.txt:3:",
-            "expected 2 columns",
-        ),
-        (
-            "DS_node_attributes.txt",
-            "1, 1\n1, 1\n",
-            "DS_node_attributes.txt:3:",
-            "file ends after 2 attribute rows",
-        ),
+        ("DS_node_attributes.txt", "1, 1\nnan, 2\n1, 1\n1, 1\n1, 1\n", "DS_node_attributes.txt:2:", "finite"),
+        ("DS_node_attributes.txt", "1, 1\n1, 1\n1, inf\n1, 1\n1, 1\n", "DS_node_attributes.txt:3:", "finite"),
+        ("DS_node_attributes.txt", "1, 1\n1, 1\n1\n1, 1\n1, 1\n", "DS_node_attributes.txt:3:", "expected 2 columns"),
+        ("DS_node_attributes.txt", "1, 1\n1, 1\n", "DS_node_attributes.txt:3:", "file ends after 2 attribute rows"),
     ];
     for (file, content, location, words) in cases {
         let err = tu_error(&[(file, Some(content))]);
@@ -322,19 +269,14 @@ fn json_bare_list_infers_counts_and_sorts_labels() {
 
 #[test]
 fn json_errors_name_the_file_and_the_graph_line() {
-    let graph_at_line_3 =
-        |graph: &str| format!("{{\"graphs\": [\n{{\"num_nodes\": 1, \"label\": 0}},\n{graph}\n]}}");
+    let graph_at_line_3 = |graph: &str| format!("{{\"graphs\": [\n{{\"num_nodes\": 1, \"label\": 0}},\n{graph}\n]}}");
     let cases: Vec<(String, &str, &str)> = vec![
         (
             graph_at_line_3(r#"{"num_nodes": 2, "edges": [[0, 2]], "label": 1}"#),
             "d.json:3:",
             "graph 1: edge 0 [0, 2] names a node outside 0..2",
         ),
-        (
-            graph_at_line_3(r#"{"num_nodes": 2, "label": 1, "colour": 3}"#),
-            "d.json:3:",
-            "unknown field `colour`",
-        ),
+        (graph_at_line_3(r#"{"num_nodes": 2, "label": 1, "colour": 3}"#), "d.json:3:", "unknown field `colour`"),
         (graph_at_line_3(r#"{"num_nodes": 2}"#), "d.json:3:", "missing field `label`"),
         (graph_at_line_3(r#"{"label": 1}"#), "d.json:3:", "num_nodes is missing"),
         (
@@ -342,27 +284,11 @@ fn json_errors_name_the_file_and_the_graph_line() {
             "d.json:3:",
             "node_labels has 2 entries but the graph has 3 nodes",
         ),
-        (
-            graph_at_line_3(r#"{"num_nodes": 2, "label": 1, "node_attributes": [[1, 2], [3]]}"#),
-            "d.json:3:",
-            "row 1 has 1 values",
-        ),
-        (
-            graph_at_line_3(r#"{"num_nodes": 1, "label": 1, "node_attributes": [[1e39]]}"#),
-            "d.json:3:",
-            "too large for f32",
-        ),
-        (
-            graph_at_line_3(r#"{"num_nodes": 1, "label": 1, "edges": [[0, -1]]}"#),
-            "d.json:3:",
-            "graph 1",
-        ),
+        (graph_at_line_3(r#"{"num_nodes": 2, "label": 1, "node_attributes": [[1, 2], [3]]}"#), "d.json:3:", "row 1 has 1 values"),
+        (graph_at_line_3(r#"{"num_nodes": 1, "label": 1, "node_attributes": [[1e39]]}"#), "d.json:3:", "too large for f32"),
+        (graph_at_line_3(r#"{"num_nodes": 1, "label": 1, "edges": [[0, -1]]}"#), "d.json:3:", "graph 1"),
         (graph_at_line_3(r#"{"num_nodes": 99999999999, "label": 1}"#), "d.json:3:", "limit"),
-        (
-            "{\"graphs\": [\n{\"num_nodes\": 1,\n \"label\": 0,,}]}".into(),
-            "d.json:3:",
-            "key must be a string",
-        ),
+        ("{\"graphs\": [\n{\"num_nodes\": 1,\n \"label\": 0,,}]}".into(), "d.json:3:", "key must be a string"),
         (
             graph_at_line_3("{\"num_nodes\": 1,\n\"label\": \"one\"}"),
             "d.json:4:",
@@ -374,16 +300,8 @@ fn json_errors_name_the_file_and_the_graph_line() {
             "d.json:3:",
             "label 3 is not one of class_labels [0]",
         ),
-        (
-            "{\"class_labels\": [0, 0], \"graphs\": [{\"num_nodes\": 1, \"label\": 0}]}".into(),
-            "d.json",
-            "lists 0 twice",
-        ),
-        (
-            "{\"format\": \"other/v9\", \"graphs\": [{\"num_nodes\": 1, \"label\": 0}]}".into(),
-            "d.json",
-            "unsupported format",
-        ),
+        ("{\"class_labels\": [0, 0], \"graphs\": [{\"num_nodes\": 1, \"label\": 0}]}".into(), "d.json", "lists 0 twice"),
+        ("{\"format\": \"other/v9\", \"graphs\": [{\"num_nodes\": 1, \"label\": 0}]}".into(), "d.json", "unsupported format"),
         ("{\"graphs\": []}".into(), "d.json", "empty"),
         ("[]".into(), "d.json", "empty"),
         ("\"graphs\"".into(), "d.json:1:", "expected a JSON object"),
@@ -409,13 +327,7 @@ fn small_dataset() -> Dataset {
             node_attributes: Some(vec![0.1, -2.5e-7, 3.0, 1.0 / 3.0, f32::MAX, f32::MIN_POSITIVE]),
             label: 0,
         },
-        Graph {
-            num_nodes: 1,
-            edges: vec![],
-            node_labels: Some(vec![2]),
-            node_attributes: Some(vec![7.0, 8.0]),
-            label: 1,
-        },
+        Graph { num_nodes: 1, edges: vec![], node_labels: Some(vec![2]), node_attributes: Some(vec![7.0, 8.0]), label: 1 },
     ];
     Dataset { name: "small \"quoted\"".into(), graphs, class_labels: vec![3, -3] }
 }

@@ -28,11 +28,7 @@ fn load(relative: &str) -> Option<Dataset> {
 fn check_graphs_are_canonical(ds: &Dataset) {
     for (i, g) in ds.graphs.iter().enumerate() {
         g.validate().unwrap_or_else(|e| panic!("{} graph {i}: {e}", ds.name));
-        assert!(
-            g.edges.windows(2).all(|w| w[0] < w[1]),
-            "{} graph {i}: edges sorted, unique",
-            ds.name
-        );
+        assert!(g.edges.windows(2).all(|w| w[0] < w[1]), "{} graph {i}: edges sorted, unique", ds.name);
         assert!(g.edges.iter().all(|&(u, v)| u < v), "{} graph {i}: u < v", ds.name);
         assert!(g.label < ds.num_classes());
     }
@@ -114,10 +110,7 @@ fn imdb_binary_degree_features_are_capped() {
     assert!(ds.graphs.iter().all(|g| g.node_labels.is_none() && g.node_attributes.is_none()));
     check_graphs_are_canonical(&ds);
     assert_eq!(ds.max_degree(), 135);
-    assert_eq!(
-        FeatureSpec::default_for(&ds),
-        FeatureSpec::OneHotDegree { max_degree: DEFAULT_MAX_DEGREE_CAP }
-    );
+    assert_eq!(FeatureSpec::default_for(&ds), FeatureSpec::OneHotDegree { max_degree: DEFAULT_MAX_DEGREE_CAP });
 }
 
 #[test]

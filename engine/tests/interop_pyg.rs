@@ -52,8 +52,7 @@ struct Batch {
 }
 
 fn build_batch(graphs: &[Value], edge_weights: Option<&[Value]>) -> (Batch, Option<Tensor>) {
-    let (mut x, mut src, mut dst, mut batch) =
-        (Vec::<f32>::new(), Vec::<i64>::new(), Vec::<i64>::new(), Vec::<i64>::new());
+    let (mut x, mut src, mut dst, mut batch) = (Vec::<f32>::new(), Vec::<i64>::new(), Vec::<i64>::new(), Vec::<i64>::new());
     let mut weights = Vec::<f32>::new();
     let mut offset = 0i64;
     for (gi, g) in graphs.iter().enumerate() {
@@ -70,12 +69,7 @@ fn build_batch(graphs: &[Value], edge_weights: Option<&[Value]>) -> (Batch, Opti
         src.extend(edges.iter().map(|e| e.0).chain(edges.iter().map(|e| e.1)));
         dst.extend(edges.iter().map(|e| e.1).chain(edges.iter().map(|e| e.0)));
         if let Some(w) = edge_weights {
-            let w: Vec<f32> = w[gi]
-                .as_array()
-                .expect("weights")
-                .iter()
-                .map(|v| v.as_f64().expect("w") as f32)
-                .collect();
+            let w: Vec<f32> = w[gi].as_array().expect("weights").iter().map(|v| v.as_f64().expect("w") as f32).collect();
             assert_eq!(w.len(), edges.len());
             weights.extend(w.iter().chain(w.iter()));
         }
@@ -86,8 +80,7 @@ fn build_batch(graphs: &[Value], edge_weights: Option<&[Value]>) -> (Batch, Opti
     let e = src.len() as i64;
     let input = Batch {
         x: Tensor::from_slice(&x).view([offset, dim]),
-        edge_index: Tensor::cat(&[Tensor::from_slice(&src), Tensor::from_slice(&dst)], 0)
-            .view([2, e]),
+        edge_index: Tensor::cat(&[Tensor::from_slice(&src), Tensor::from_slice(&dst)], 0).view([2, e]),
         batch: Tensor::from_slice(&batch),
         num_graphs: graphs.len() as i64,
     };
@@ -96,10 +89,8 @@ fn build_batch(graphs: &[Value], edge_weights: Option<&[Value]>) -> (Batch, Opti
 
 fn max_abs_diff(actual: &Tensor, expected: &Value) -> f64 {
     let rows = expected.as_array().expect("log_probs rows");
-    let flat: Vec<f32> = rows
-        .iter()
-        .flat_map(|r| r.as_array().expect("row").iter().map(|v| v.as_f64().expect("value") as f32))
-        .collect();
+    let flat: Vec<f32> =
+        rows.iter().flat_map(|r| r.as_array().expect("row").iter().map(|v| v.as_f64().expect("value") as f32)).collect();
     let expected = Tensor::from_slice(&flat).view([rows.len() as i64, -1]);
     assert_eq!(actual.size(), expected.size(), "log_probs shape");
     (actual - expected).abs().max().double_value(&[])
@@ -116,18 +107,8 @@ fn pyg_saved_models_predict_the_same_log_probabilities() {
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let script = repo_root().join("tests/interop/pyg_reference.py");
-    let run = Command::new(&python)
-        .arg(&script)
-        .arg("--out")
-        .arg(dir.path())
-        .output()
-        .expect("run reference script");
-    assert!(
-        run.status.success(),
-        "{} failed:\n{}",
-        script.display(),
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let run = Command::new(&python).arg(&script).arg("--out").arg(dir.path()).output().expect("run reference script");
+    assert!(run.status.success(), "{} failed:\n{}", script.display(), String::from_utf8_lossy(&run.stderr));
 
     let expected = read_json(&dir.path().join("expected.json"));
     let graphs_doc = read_json(&dir.path().join("graphs.json"));
@@ -142,14 +123,9 @@ fn pyg_saved_models_predict_the_same_log_probabilities() {
         let name = case["name"].as_str().expect("name");
         seen_archs.insert(case["arch"].as_str().expect("arch").to_string());
         let path = dir.path().join(case["weights"].as_str().expect("weights"));
-        let loaded =
-            GnnModel::load(&path, None, Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let want_ignored: Vec<String> = case["ignored_tensors"]
-            .as_array()
-            .expect("ignored")
-            .iter()
-            .map(|v| v.as_str().expect("name").to_string())
-            .collect();
+        let loaded = GnnModel::load(&path, None, Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let want_ignored: Vec<String> =
+            case["ignored_tensors"].as_array().expect("ignored").iter().map(|v| v.as_str().expect("name").to_string()).collect();
         assert_eq!(loaded.ignored_tensors, want_ignored, "{name}: ignored tensors");
 
         let weights = case["edge_weights"].as_array().map(|w| w.as_slice());
@@ -176,8 +152,5 @@ fn pyg_saved_models_predict_the_same_log_probabilities() {
         }
     }
     assert_eq!(seen_archs.len(), 4, "all four architectures covered: {seen_archs:?}");
-    assert!(
-        failures.is_empty(),
-        "log-probabilities differ from PyG by more than {TOLERANCE}: {failures:?}"
-    );
+    assert!(failures.is_empty(), "log-probabilities differ from PyG by more than {TOLERANCE}: {failures:?}");
 }

@@ -66,7 +66,10 @@ fn the_heat_map_term_has_a_gradient_with_respect_to_every_conv_layer() {
     }
     // Any loss on the heat maps, here their distance to a fixed target pattern.
     let target = Tensor::rand([maps[0].size()[0]], (Kind::Float, Device::Cpu));
-    let loss = maps.iter().map(|h| (h - &target).square().sum(Kind::Float)).fold(Tensor::zeros([], (Kind::Float, Device::Cpu)), |a, b| a + b);
+    let loss = maps
+        .iter()
+        .map(|h| (h - &target).square().sum(Kind::Float))
+        .fold(Tensor::zeros([], (Kind::Float, Device::Cpu)), |a, b| a + b);
     let weights: Vec<(String, Tensor)> = model
         .var_store()
         .variables()
@@ -100,11 +103,8 @@ fn samples_that_do_not_fit_the_model_are_refused_with_the_reason() {
     let attrs = FeatureSpec::NodeAttributes { dim: 3 };
     let _torch_seed = gcleaner_engine::rng::seed_torch(4);
     let attr_model = GnnModel::new(spec(attrs, 2), Device::Cpu).unwrap();
-    let with_two: Vec<Graph> = ds
-        .graphs
-        .iter()
-        .map(|g| Graph { node_attributes: Some(vec![0.5; g.num_nodes * 2]), ..g.clone() })
-        .collect();
+    let with_two: Vec<Graph> =
+        ds.graphs.iter().map(|g| Graph { node_attributes: Some(vec![0.5; g.num_nodes * 2]), ..g.clone() }).collect();
     let narrow = Dataset { graphs: with_two, ..ds.clone() };
     let err = purify(&attr_model, &narrow, &config, &mut NoProgress).err().expect("refused").to_string();
     assert!(err.contains("clean sample graph 0"), "{err}");
@@ -318,7 +318,15 @@ fn short_unlearning(
     let train = UnlearnSet { graphs, labels, node_order };
     let holdout = UnlearnSet { graphs: Vec::new(), labels: Vec::new(), node_order: Vec::new() };
     let trigger = Trigger { size: 3, edges: vec![(0, 1), (1, 2), (0, 2)], slot_features: None };
-    let config = UnlearnConfig { epochs: 5, max_epochs: 5, lr: 0.01, teacher_epochs: Some(0), positions: 2, collapse_drop: 1.0, ..UnlearnConfig::default() };
+    let config = UnlearnConfig {
+        epochs: 5,
+        max_epochs: 5,
+        lr: 0.01,
+        teacher_epochs: Some(0),
+        positions: 2,
+        collapse_drop: 1.0,
+        ..UnlearnConfig::default()
+    };
     (train, holdout, trigger, config)
 }
 

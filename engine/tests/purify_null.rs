@@ -74,8 +74,11 @@ fn backdoored_and_clean(ds: &Dataset, trigger: &Trigger, target: usize, features
     let clean = trained(ds, &train_idx, features, seed);
     let (sample_idx, eval_idx) = held.split_at(40);
     let triggered = triggered_eval_set(ds, eval_idx, target, trigger, Placement::Random, seed + 1).unwrap();
-    let eval_triggered =
-        Dataset { name: "triggered".into(), graphs: triggered.into_iter().map(|t| t.graph).collect(), class_labels: ds.class_labels.clone() };
+    let eval_triggered = Dataset {
+        name: "triggered".into(),
+        graphs: triggered.into_iter().map(|t| t.graph).collect(),
+        class_labels: ds.class_labels.clone(),
+    };
     Models { backdoored, clean, sample: ds.subset(sample_idx), eval_triggered }
 }
 
@@ -87,8 +90,12 @@ fn asr(model: &GnnModel, triggered: &Dataset, target: usize) -> f64 {
 }
 
 fn weights(model: &GnnModel) -> Vec<(String, Vec<f32>)> {
-    let mut named: Vec<(String, Vec<f32>)> =
-        model.var_store().variables().into_iter().map(|(name, t)| (name, Vec::<f32>::try_from(t.flatten(0, -1)).unwrap())).collect();
+    let mut named: Vec<(String, Vec<f32>)> = model
+        .var_store()
+        .variables()
+        .into_iter()
+        .map(|(name, t)| (name, Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()))
+        .collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     named
 }
@@ -104,10 +111,19 @@ fn a_planted_twelve_node_trigger_in_sixty_node_graphs_is_found_and_unlearned() {
     eprintln!("ASR {before:.3}, never-backdoored model {natural:.3}");
     assert!(before > 0.8 && natural < 0.3, "the attack did not take: ASR {before}, never-backdoored {natural}");
 
-    let outcome = purify(&m.backdoored, &m.sample, &PurifyConfig { seed: 3, ..PurifyConfig::default() }, &mut NoProgress).unwrap();
+    let outcome =
+        purify(&m.backdoored, &m.sample, &PurifyConfig { seed: 3, ..PurifyConfig::default() }, &mut NoProgress).unwrap();
     let report = &outcome.report;
     for c in &report.candidates {
-        eprintln!("size {} edges {} target {} flip {:.3} score {:.3} null {:?}", c.recovered.trigger.size, c.recovered.trigger.edges.len(), c.evidence.target, c.evidence.flip_rate, c.evidence.score, c.evidence.null);
+        eprintln!(
+            "size {} edges {} target {} flip {:.3} score {:.3} null {:?}",
+            c.recovered.trigger.size,
+            c.recovered.trigger.edges.len(),
+            c.evidence.target,
+            c.evidence.flip_rate,
+            c.evidence.score,
+            c.evidence.null
+        );
     }
     eprintln!("{}", report.verdict.summary);
     // The sizes searched scale with the graphs: a fifth of 60 nodes is among them.

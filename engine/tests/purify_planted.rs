@@ -90,7 +90,12 @@ fn purification_finds_the_target_and_removes_a_planted_backdoor() {
     for c in &report.candidates {
         eprintln!(
             "size {} edges {:?} objective {:.4} target {} flip {:.3} score {:.3}",
-            c.recovered.trigger.size, c.recovered.trigger.edges, c.recovered.objective, c.evidence.target, c.evidence.flip_rate, c.evidence.score
+            c.recovered.trigger.size,
+            c.recovered.trigger.edges,
+            c.recovered.objective,
+            c.evidence.target,
+            c.evidence.flip_rate,
+            c.evidence.score
         );
     }
     eprintln!("verdict: {}", report.verdict.summary);

@@ -35,8 +35,7 @@ fn real_report() -> PurifyReport {
     let config = TrainConfig { epochs: 5, lr: 0.01, seed: 3, ..TrainConfig::default() };
     train(&mut model, &batches, &config, &mut NoProgress).unwrap();
 
-    let mut c =
-        PurifyConfig { seed: 3, force: true, trigger_nodes: Some(4), ..PurifyConfig::default() };
+    let mut c = PurifyConfig { seed: 3, force: true, trigger_nodes: Some(4), ..PurifyConfig::default() };
     c.recovery.epochs = 3;
     c.recovery.restarts = 2;
     c.unlearn.epochs = 2;
@@ -63,11 +62,7 @@ fn drawn(page: &str) -> Drawn {
     let doc = Html::parse_document(page);
     // A shape never holds other elements; one that does was left open by the markup.
     let nested = select(&doc, "svg circle *, svg line *, svg polyline *");
-    assert!(
-        nested.is_empty(),
-        "SVG shapes hold other elements: {:?}",
-        nested.iter().map(|e| e.html()).collect::<Vec<_>>()
-    );
+    assert!(nested.is_empty(), "SVG shapes hold other elements: {:?}", nested.iter().map(|e| e.html()).collect::<Vec<_>>());
     assert_eq!(select(&doc, "svg.trigger").len(), 1, "one trigger drawing");
     for line in select(&doc, "svg.trigger > line") {
         assert_eq!(line.value().attr("stroke-width"), Some("3"), "{}", line.html());
@@ -106,21 +101,15 @@ fn a_real_report_draws_every_trigger_node_edge_and_embedding_point() {
     assert_eq!(drawn(&html::render(&report)), expected(&report));
 
     // The recovered trigger may have few edges; a denser one must be drawn whole as well.
-    report.trigger = Trigger {
-        size: 6,
-        edges: vec![(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (0, 5), (0, 3)],
-        slot_features: None,
-    };
+    report.trigger =
+        Trigger { size: 6, edges: vec![(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (0, 5), (0, 3)], slot_features: None };
     let page = html::render(&report);
     assert_eq!(drawn(&page), expected(&report));
     let doc = Html::parse_document(&page);
     let embeddings = select(&doc, "svg.embedding > circle");
     assert_eq!(embeddings.len(), 2 * projection.before.len());
     let red = embeddings.iter().filter(|c| c.value().attr("fill") == Some("#c62828")).count();
-    assert_eq!(
-        red,
-        projection.before.iter().chain(&projection.after).filter(|p| p.triggered).count()
-    );
+    assert_eq!(red, projection.before.iter().chain(&projection.after).filter(|p| p.triggered).count());
 }
 
 #[test]
@@ -134,16 +123,7 @@ fn text_from_the_report_is_escaped() {
     assert_eq!(verdicts.len(), 2, "the verdict and one warning");
     for verdict in verdicts {
         assert_eq!(verdict.text().collect::<String>(), hostile);
-        assert_eq!(
-            verdict.children().filter_map(ElementRef::wrap).count(),
-            0,
-            "{}",
-            verdict.html()
-        );
+        assert_eq!(verdict.children().filter_map(ElementRef::wrap).count(), 0, "{}", verdict.html());
     }
-    assert_eq!(
-        select(&doc, "svg").len(),
-        1 + 3 + 2,
-        "trigger, three unlearning charts, two embedding plots"
-    );
+    assert_eq!(select(&doc, "svg").len(), 1 + 3 + 2, "trigger, three unlearning charts, two embedding plots");
 }

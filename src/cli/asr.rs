@@ -34,7 +34,10 @@ pub fn run(args: AsrArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&m)?);
     } else {
         println!("attack success rate: {:.4} ({} triggered graphs, target class {})", m.asr, m.n_triggered, m.target_label);
-        println!("clean accuracy:      {:.4} (balanced {:.4}, {} clean graphs)", m.clean_accuracy, m.balanced_accuracy, m.n_clean);
+        println!(
+            "clean accuracy:      {:.4} (balanced {:.4}, {} clean graphs)",
+            m.clean_accuracy, m.balanced_accuracy, m.n_clean
+        );
         for (class, recall) in m.per_class_recall.iter().enumerate() {
             println!("  class {class}: recall {recall:.4}");
         }

@@ -5,9 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use gcleaner_engine::attacks::{
-    run_attack_with_clean_model, write_attack_dir, AttackConfig, AttackKind, Motif,
-};
+use gcleaner_engine::attacks::{run_attack_with_clean_model, write_attack_dir, AttackConfig, AttackKind, Motif};
 use gcleaner_engine::data::{Dataset, FeatureSpec};
 use gcleaner_engine::models::Arch;
 
@@ -118,14 +116,17 @@ pub fn run(args: AttackArgs) -> Result<()> {
     let m = &outcome.metrics;
     println!(
         "{} on {} ({}, seed {}): {}-node trigger, {} poisoned of {} training graphs",
-        m.name, m.dataset, m.arch.name(), m.seed, m.trigger_nodes, m.sizes.n_poisoned, m.sizes.n_train
+        m.name,
+        m.dataset,
+        m.arch.name(),
+        m.seed,
+        m.trigger_nodes,
+        m.sizes.n_poisoned,
+        m.sizes.n_train
     );
     println!(
         "backdoored model: ASR {:.4} on {} triggered graphs, clean accuracy {:.4} (balanced {:.4})",
-        m.backdoored_model.asr,
-        m.sizes.n_eval_triggered,
-        m.backdoored_model.clean_accuracy,
-        m.backdoored_model.balanced_accuracy
+        m.backdoored_model.asr, m.sizes.n_eval_triggered, m.backdoored_model.clean_accuracy, m.backdoored_model.balanced_accuracy
     );
     println!(
         "clean model:      ASR {:.4}, clean accuracy {:.4} (balanced {:.4}){}",
@@ -134,12 +135,7 @@ pub fn run(args: AttackArgs) -> Result<()> {
         m.clean_model.balanced_accuracy,
         if m.clean_model_reused { ", reused" } else { "" }
     );
-    println!(
-        "defender sample: {} graphs; {:.1}s in all; wrote {}",
-        m.sizes.n_defender,
-        m.timings.total_s,
-        args.out.display()
-    );
+    println!("defender sample: {} graphs; {:.1}s in all; wrote {}", m.sizes.n_defender, m.timings.total_s, args.out.display());
     Ok(())
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use gcleaner_engine::data::{self, Dataset};
 use gcleaner_engine::models::{GnnModel, ModelSpec};
-use gcleaner_engine::purify::pipeline::{align_labels, parse_device, DeviceError, LabelMismatch};
 use gcleaner_engine::progress::{Progress, ProgressEvent};
+use gcleaner_engine::purify::pipeline::{align_labels, parse_device, DeviceError, LabelMismatch};
 use indicatif::{ProgressBar, ProgressStyle};
 use tch::Device;
 

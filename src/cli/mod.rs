@@ -99,7 +99,10 @@ pub fn main() -> ExitCode {
 /// lays them out.
 fn usage_error(err: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
         err.exit();
     }
     eprintln!("{}", one_line_usage_error(&err.render().to_string()));
@@ -109,8 +112,7 @@ fn usage_error(err: clap::Error) -> ExitCode {
 /// clap's message up to its first blank line (the error and any list it gives), joined into
 /// one line, with where to read more.
 fn one_line_usage_error(rendered: &str) -> String {
-    let first_paragraph: Vec<&str> =
-        rendered.lines().map(str::trim).take_while(|line| !line.is_empty()).collect();
+    let first_paragraph: Vec<&str> = rendered.lines().map(str::trim).take_while(|line| !line.is_empty()).collect();
     let message = first_paragraph.join(" ");
     let message = if message.starts_with("error:") { message } else { format!("error: {message}") };
     format!("{message} (see --help)")

@@ -217,9 +217,8 @@ fn overrides(args: &PurifyArgs) -> Result<Overrides> {
         }
     }
     for item in &args.set {
-        let (path, raw) = item
-            .split_once('=')
-            .with_context(|| format!("--set {item:?}: expected PATH=VALUE, e.g. unlearn.ce_weight=2"))?;
+        let (path, raw) =
+            item.split_once('=').with_context(|| format!("--set {item:?}: expected PATH=VALUE, e.g. unlearn.ce_weight=2"))?;
         let path = path.trim();
         // A bare word that is not JSON (robust, paper) is taken as a string.
         let value = serde_json::from_str(raw.trim()).unwrap_or_else(|_| Value::String(raw.trim().to_string()));

@@ -259,12 +259,8 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             let mut clean_model: Option<GnnModel> = None;
             for &attack in &args.attacks {
                 let have = results.cells.iter().find(|c| c.dataset == source.name && c.attack == attack && c.seed == seed);
-                let missing: Vec<Defense> = args
-                    .defenses
-                    .iter()
-                    .copied()
-                    .filter(|d| have.is_none_or(|c| !c.defenses.contains_key(d.name())))
-                    .collect();
+                let missing: Vec<Defense> =
+                    args.defenses.iter().copied().filter(|d| have.is_none_or(|c| !c.defenses.contains_key(d.name()))).collect();
                 if missing.is_empty() {
                     continue;
                 }
@@ -280,10 +276,11 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
                 };
                 let outcome = run_attack_with_clean_model(&ds, &config, reuse, &mut NoProgress)
                     .with_context(|| format!("{} {} seed {seed}", source.name, attack))?;
-                let mut cell = match results.cells.iter().position(|c| c.dataset == source.name && c.attack == attack && c.seed == seed) {
-                    Some(i) => results.cells.remove(i),
-                    None => new_cell(&source.name, attack, seed, &outcome),
-                };
+                let mut cell =
+                    match results.cells.iter().position(|c| c.dataset == source.name && c.attack == attack && c.seed == seed) {
+                        Some(i) => results.cells.remove(i),
+                        None => new_cell(&source.name, attack, seed, &outcome),
+                    };
                 for defense in missing {
                     let measured = defend(defense, &outcome, seed)
                         .with_context(|| format!("{} {} seed {seed}: {}", source.name, attack, defense.name()))?;
@@ -362,8 +359,7 @@ fn defend(defense: Defense, outcome: &AttackOutcome, seed: u64) -> Result<Measur
             )?;
             let predict = |ds: &Dataset| defended.predict(&ds.graphs.iter().collect::<Vec<&Graph>>());
             let num_classes = outcome.model.spec().num_classes;
-            let metrics =
-                metrics_from_predictions(&predict(clean)?, clean, &predict(triggered)?, triggered, target, num_classes);
+            let metrics = metrics_from_predictions(&predict(clean)?, clean, &predict(triggered)?, triggered, target, num_classes);
             (metrics, None)
         }
     };
@@ -506,7 +502,17 @@ pub fn auroc(positives: &[f64], negatives: &[f64]) -> Option<f64> {
     }
     let wins: f64 = positives
         .iter()
-        .flat_map(|p| negatives.iter().map(move |n| if p > n { 1.0 } else if p == n { 0.5 } else { 0.0 }))
+        .flat_map(|p| {
+            negatives.iter().map(move |n| {
+                if p > n {
+                    1.0
+                } else if p == n {
+                    0.5
+                } else {
+                    0.0
+                }
+            })
+        })
         .sum();
     Some(wins / (positives.len() * negatives.len()) as f64)
 }
@@ -517,10 +523,7 @@ fn verdict_summary(results: &Results) -> Vec<String> {
     let judged: Vec<(&Cell, &Measured)> =
         results.cells.iter().filter_map(|c| c.defenses.get("gcleaner").map(|m| (c, m))).collect();
     let real: Vec<&(&Cell, &Measured)> = judged.iter().filter(|(c, _)| real_backdoor(c)).collect();
-    let found = real
-        .iter()
-        .filter(|(c, m)| m.backdoor_found == Some(true) && m.suspected_target == Some(c.target_class))
-        .count();
+    let found = real.iter().filter(|(c, m)| m.backdoor_found == Some(true) && m.suspected_target == Some(c.target_class)).count();
     let flagged: Vec<&CleanVerdict> = results.clean_verdicts.iter().filter(|v| v.backdoor_found).collect();
     let worst_cost = flagged.iter().map(|v| v.eval_accuracy_after - v.eval_accuracy_before).fold(f64::INFINITY, f64::min);
     let scores_real: Vec<f64> = real.iter().filter_map(|(_, m)| m.evidence).collect();

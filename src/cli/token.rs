@@ -41,18 +41,13 @@ pub fn run(args: TokenArgs) -> anyhow::Result<()> {
             TokenAction::Create { name, tenant } => {
                 let tenant = tenant.unwrap_or_else(|| name.clone());
                 let token = tokens::create_token(&pool, &tenant, &name).await?;
-                println!(
-                    "created token {name:?} for tenant {tenant:?} (shown once; store it now):"
-                );
+                println!("created token {name:?} for tenant {tenant:?} (shown once; store it now):");
                 println!("{}", token.secret);
             }
             TokenAction::List => {
                 for t in tokens::list_tokens(&pool).await? {
                     let state = if t.disabled_at.is_some() { "disabled" } else { "enabled" };
-                    println!(
-                        "{}\t{}\ttenant={}\t{state}\tcreated {}",
-                        t.id, t.name, t.tenant, t.created_at
-                    );
+                    println!("{}\t{}\ttenant={}\t{state}\tcreated {}", t.id, t.name, t.tenant, t.created_at);
                 }
             }
             TokenAction::Disable { name } => {

@@ -61,11 +61,7 @@ pub async fn insert<'e>(
     Ok(())
 }
 
-pub async fn get<'e>(
-    db: impl PgExecutor<'e>,
-    job_id: Uuid,
-    kind: ArtifactKind,
-) -> Result<Option<ArtifactRow>, sqlx::Error> {
+pub async fn get<'e>(db: impl PgExecutor<'e>, job_id: Uuid, kind: ArtifactKind) -> Result<Option<ArtifactRow>, sqlx::Error> {
     sqlx::query_as("SELECT job_id, kind, storage_key, sha256, size_bytes FROM artifacts WHERE job_id = $1 AND kind = $2")
         .bind(job_id)
         .bind(kind.as_str())
@@ -73,14 +69,9 @@ pub async fn get<'e>(
         .await
 }
 
-pub async fn list_for_job<'e>(
-    db: impl PgExecutor<'e>,
-    job_id: Uuid,
-) -> Result<Vec<ArtifactRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT job_id, kind, storage_key, sha256, size_bytes FROM artifacts WHERE job_id = $1",
-    )
-    .bind(job_id)
-    .fetch_all(db)
-    .await
+pub async fn list_for_job<'e>(db: impl PgExecutor<'e>, job_id: Uuid) -> Result<Vec<ArtifactRow>, sqlx::Error> {
+    sqlx::query_as("SELECT job_id, kind, storage_key, sha256, size_bytes FROM artifacts WHERE job_id = $1")
+        .bind(job_id)
+        .fetch_all(db)
+        .await
 }

@@ -72,11 +72,7 @@ pub async fn insert<'e>(db: impl PgExecutor<'e>, job: &NewJob<'_>) -> Result<Job
 }
 
 /// A tenant's job; another tenant's job is indistinguishable from a missing one.
-pub async fn get_for_tenant<'e>(
-    db: impl PgExecutor<'e>,
-    tenant_id: Uuid,
-    id: Uuid,
-) -> Result<Option<JobRow>, sqlx::Error> {
+pub async fn get_for_tenant<'e>(db: impl PgExecutor<'e>, tenant_id: Uuid, id: Uuid) -> Result<Option<JobRow>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND tenant_id = $2"))
         .bind(id)
         .bind(tenant_id)
@@ -85,10 +81,7 @@ pub async fn get_for_tenant<'e>(
 }
 
 pub async fn get<'e>(db: impl PgExecutor<'e>, id: Uuid) -> Result<Option<JobRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1")).bind(id).fetch_optional(db).await
 }
 
 pub async fn find_by_idempotency_key<'e>(
@@ -96,13 +89,11 @@ pub async fn find_by_idempotency_key<'e>(
     tenant_id: Uuid,
     key: &str,
 ) -> Result<Option<JobRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2"
-    ))
-    .bind(tenant_id)
-    .bind(key)
-    .fetch_optional(db)
-    .await
+    sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2"))
+        .bind(tenant_id)
+        .bind(key)
+        .fetch_optional(db)
+        .await
 }
 
 /// Position in the newest-first listing: the last row of the previous page.
@@ -148,11 +139,7 @@ pub enum CancelOutcome {
     NotFound,
 }
 
-pub async fn request_cancel(
-    pool: &PgPool,
-    tenant_id: Uuid,
-    id: Uuid,
-) -> Result<CancelOutcome, sqlx::Error> {
+pub async fn request_cancel(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<CancelOutcome, sqlx::Error> {
     let canceled: Option<JobRow> = sqlx::query_as(&format!(
         "UPDATE jobs SET state = 'canceled', cancel_requested = true, finished_at = now(), updated_at = now(),
              error = jsonb_build_object('type', 'urn:gcleaner:problem:canceled', 'code', 'canceled', 'title', 'Job canceled', 'status', 409,
@@ -189,39 +176,22 @@ pub async fn request_cancel(
 
 /// Deletes the job row (attempts, artifacts rows and callbacks cascade) and announces it, so
 /// event streams end. Returns the storage keys whose files the caller must remove.
-pub async fn delete(
-    pool: &PgPool,
-    tenant_id: Uuid,
-    id: Uuid,
-) -> Result<Option<Vec<String>>, sqlx::Error> {
+pub async fn delete(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<Option<Vec<String>>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let keys: Vec<String> =
-        sqlx::query_scalar("SELECT storage_key FROM artifacts WHERE job_id = $1")
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
-    let done = sqlx::query("DELETE FROM jobs WHERE id = $1 AND tenant_id = $2")
-        .bind(id)
-        .bind(tenant_id)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query_scalar("SELECT storage_key FROM artifacts WHERE job_id = $1").bind(id).fetch_all(&mut *tx).await?;
+    let done =
+        sqlx::query("DELETE FROM jobs WHERE id = $1 AND tenant_id = $2").bind(id).bind(tenant_id).execute(&mut *tx).await?;
     if done.rows_affected() == 0 {
         return Ok(None);
     }
-    sqlx::query("SELECT pg_notify('gcleaner_job_events', $1)")
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("SELECT pg_notify('gcleaner_job_events', $1)").bind(id.to_string()).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(Some(keys))
 }
 
 /// Finished jobs older than `days`, for the retention sweep.
-pub async fn expired_ids(
-    pool: &PgPool,
-    days: u32,
-    limit: i64,
-) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+pub async fn expired_ids(pool: &PgPool, days: u32, limit: i64) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, tenant_id FROM jobs
          WHERE finished_at IS NOT NULL AND finished_at < now() - make_interval(days => $1)
@@ -240,18 +210,13 @@ pub async fn count_by_state(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::E
 
 /// Queued jobs that are due now.
 pub async fn queue_depth(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'queued' AND run_at <= now()")
-        .fetch_one(pool)
-        .await
+    sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'queued' AND run_at <= now()").fetch_one(pool).await
 }
 
 /// Cumulative counts of finished jobs whose run (first start to finish) took at most each bound,
 /// plus the total count and sum of seconds: a Prometheus histogram computed from the table, so
 /// every API process reports the same numbers whichever worker ran the job.
-pub async fn duration_histogram(
-    pool: &PgPool,
-    bounds: &[f64],
-) -> Result<(Vec<i64>, i64, f64), sqlx::Error> {
+pub async fn duration_histogram(pool: &PgPool, bounds: &[f64]) -> Result<(Vec<i64>, i64, f64), sqlx::Error> {
     let (counts, total, sum): (Vec<i64>, i64, Option<f64>) = sqlx::query_as(
         "WITH d AS (
              SELECT extract(epoch FROM finished_at - started_at)::float8 AS secs

@@ -51,11 +51,7 @@ pub async fn ensure_tenant(pool: &PgPool, name: &str) -> Result<Uuid, sqlx::Erro
 }
 
 /// Creates a token named `name` for tenant `tenant` (created if missing).
-pub async fn create_token(
-    pool: &PgPool,
-    tenant: &str,
-    name: &str,
-) -> Result<NewToken, sqlx::Error> {
+pub async fn create_token(pool: &PgPool, tenant: &str, name: &str) -> Result<NewToken, sqlx::Error> {
     let tenant_id = ensure_tenant(pool, tenant).await?;
     let secret = new_secret();
     let token_id = Uuid::new_v4();
@@ -76,23 +72,20 @@ pub async fn authenticate(pool: &PgPool, secret: &str) -> Result<Option<Caller>,
 
 /// As [`authenticate`], given the secret's hash.
 pub async fn authenticate_hash(pool: &PgPool, hash: &str) -> Result<Option<Caller>, sqlx::Error> {
-    let row: Option<(Uuid, Uuid)> = sqlx::query_as(
-        "SELECT id, tenant_id FROM api_tokens WHERE token_hash = $1 AND disabled_at IS NULL",
-    )
-    .bind(hash)
-    .fetch_optional(pool)
-    .await?;
+    let row: Option<(Uuid, Uuid)> =
+        sqlx::query_as("SELECT id, tenant_id FROM api_tokens WHERE token_hash = $1 AND disabled_at IS NULL")
+            .bind(hash)
+            .fetch_optional(pool)
+            .await?;
     Ok(row.map(|(token_id, tenant_id)| Caller { token_id: Some(token_id), tenant_id }))
 }
 
 /// Disables every token with this name; returns how many.
 pub async fn disable_token(pool: &PgPool, name: &str) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE api_tokens SET disabled_at = now() WHERE name = $1 AND disabled_at IS NULL",
-    )
-    .bind(name)
-    .execute(pool)
-    .await?;
+    let done = sqlx::query("UPDATE api_tokens SET disabled_at = now() WHERE name = $1 AND disabled_at IS NULL")
+        .bind(name)
+        .execute(pool)
+        .await?;
     Ok(done.rows_affected())
 }
 

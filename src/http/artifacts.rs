@@ -30,17 +30,16 @@ async fn succeeded_artifact(
     kind: ArtifactKind,
 ) -> Result<artifacts::ArtifactRow, ApiError> {
     let id = parse_job_id(id)?;
-    let job =
-        jobs::get_for_tenant(&state.pool, caller.tenant_id, id).await?.ok_or(ApiError::NotFound)?;
+    let job = jobs::get_for_tenant(&state.pool, caller.tenant_id, id).await?.ok_or(ApiError::NotFound)?;
     if job.state != "succeeded" {
         return Err(ApiError::conflict(
             "job_not_succeeded",
             format!("the job is {}; results exist only once it has succeeded", job.state),
         ));
     }
-    artifacts::get(&state.pool, id, kind).await?.ok_or_else(|| {
-        ApiError::Internal(anyhow::anyhow!("succeeded job {id} has no {} artifact", kind.as_str()))
-    })
+    artifacts::get(&state.pool, id, kind)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("succeeded job {id} has no {} artifact", kind.as_str())))
 }
 
 async fn file_body(state: &AppState, row: &artifacts::ArtifactRow) -> Result<Body, ApiError> {
@@ -78,10 +77,7 @@ async fn download_model(
             (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
             (header::ETAG, etag_value),
             (header::CONTENT_LENGTH, HeaderValue::from(row.size_bytes)),
-            (
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_str(&disposition).map_err(|e| ApiError::Internal(e.into()))?,
-            ),
+            (header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).map_err(|e| ApiError::Internal(e.into()))?),
         ],
         body,
     )
@@ -107,17 +103,11 @@ async fn report(
     }
     let row = succeeded_artifact(&state, &caller, &id, ArtifactKind::ReportJson).await?;
     let body = file_body(&state, &row).await?;
-    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body)
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }
 
-async fn report_html(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+async fn report_html(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     let row = succeeded_artifact(&state, &caller, &id, ArtifactKind::ReportHtml).await?;
     let body = file_body(&state, &row).await?;
-    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], body)
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], body).into_response())
 }

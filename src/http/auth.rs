@@ -39,11 +39,8 @@ impl FromRequestParts<AppState> for Caller {
                 match state.auth_cache.get(&hash) {
                     Some(caller) => caller,
                     None => {
-                        let found = tokens::authenticate_hash(&state.pool, &hash)
-                            .await?
-                            .ok_or(ApiError::Unauthenticated)?;
-                        let caller =
-                            Caller { tenant_id: found.tenant_id, token_id: found.token_id };
+                        let found = tokens::authenticate_hash(&state.pool, &hash).await?.ok_or(ApiError::Unauthenticated)?;
+                        let caller = Caller { tenant_id: found.tenant_id, token_id: found.token_id };
                         state.auth_cache.put(hash, caller);
                         caller
                     }

@@ -46,19 +46,10 @@ async fn job_events(
     let id = parse_job_id(&id)?;
     // Subscribe before the first read so no change between the two is missed.
     let signals = state.notifications.subscribe_jobs();
-    let job =
-        jobs::get_for_tenant(&state.pool, caller.tenant_id, id).await?.ok_or(ApiError::NotFound)?;
-    let feed = Feed {
-        state,
-        tenant_id: caller.tenant_id,
-        id,
-        signals,
-        last: None,
-        pending: Some(JobView::from_row(&job)),
-        done: false,
-    };
-    Ok(Sse::new(stream::unfold(feed, next_event))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(10))))
+    let job = jobs::get_for_tenant(&state.pool, caller.tenant_id, id).await?.ok_or(ApiError::NotFound)?;
+    let feed =
+        Feed { state, tenant_id: caller.tenant_id, id, signals, last: None, pending: Some(JobView::from_row(&job)), done: false };
+    Ok(Sse::new(stream::unfold(feed, next_event)).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))))
 }
 
 fn event_for(view: &JobView, previous: Option<&JobView>) -> Event {

@@ -33,26 +33,20 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         .await
         .map_err(|e| ApiError::Unavailable(format!("database unreachable: {e}")))?;
     if !applied {
-        return Err(ApiError::Unavailable(
-            "database migrations are not applied; run gcleaner migrate".into(),
-        ));
+        return Err(ApiError::Unavailable("database migrations are not applied; run gcleaner migrate".into()));
     }
     Ok(Json(json!({ "status": "ready" })))
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let text = crate::metrics::render(&state.pool, &state.metrics).await?;
-    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], text)
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], text).into_response())
 }
 
 /// The OpenAPI document as JSON, converted once from the YAML source in openapi/.
 pub fn openapi_document() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
-    DOC.get_or_init(|| {
-        serde_yaml::from_str(OPENAPI_YAML)
-            .expect("openapi/openapi.yaml is valid YAML (checked by tests)")
-    })
+    DOC.get_or_init(|| serde_yaml::from_str(OPENAPI_YAML).expect("openapi/openapi.yaml is valid YAML (checked by tests)"))
 }
 
 async fn openapi() -> Json<Value> {

@@ -57,11 +57,7 @@ impl JobView {
                 (Some(epoch), Some(total)) => Some(ProgressView {
                     epoch,
                     total,
-                    fraction: if total > 0 {
-                        (epoch as f64 / total as f64).clamp(0.0, 1.0)
-                    } else {
-                        0.0
-                    },
+                    fraction: if total > 0 { (epoch as f64 / total as f64).clamp(0.0, 1.0) } else { 0.0 },
                 }),
                 _ => None,
             },

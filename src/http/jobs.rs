@@ -29,16 +29,11 @@ pub const DEFAULT_PAGE_SIZE: i64 = 20;
 pub fn router(state: &AppState) -> Router<AppState> {
     let limits = &state.api.limits;
     // The multipart route alone may carry large bodies.
-    let upload_limit = limits.max_model_bytes
-        + 2 * limits.max_data_bytes
-        + 2 * limits.max_config_bytes
-        + 1024 * 1024;
+    let upload_limit = limits.max_model_bytes + 2 * limits.max_data_bytes + 2 * limits.max_config_bytes + 1024 * 1024;
     Router::new()
         .route(
             "/v1/jobs",
-            post(create_job)
-                .layer(DefaultBodyLimit::max(usize::try_from(upload_limit).unwrap_or(usize::MAX)))
-                .get(list_jobs),
+            post(create_job).layer(DefaultBodyLimit::max(usize::try_from(upload_limit).unwrap_or(usize::MAX))).get(list_jobs),
         )
         .route("/v1/jobs/{id}", get(get_job).delete(delete_job))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
@@ -61,15 +56,9 @@ fn accepted(job: &JobRow) -> Response {
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
-    let key =
-        value.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 255).ok_or_else(
-            || {
-                ApiError::bad_request(
-                    "invalid_idempotency_key",
-                    "Idempotency-Key must be 1 to 255 visible ASCII characters",
-                )
-            },
-        )?;
+    let key = value.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 255).ok_or_else(|| {
+        ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters")
+    })?;
     Ok(Some(key.to_string()))
 }
 
@@ -79,10 +68,7 @@ fn replay(existing: JobRow, request_hash: &str) -> Result<Response, ApiError> {
     if existing.request_hash.as_deref() == Some(request_hash) {
         Ok(accepted(&existing))
     } else {
-        Err(ApiError::unprocessable(
-            "idempotency_key_reused",
-            "this Idempotency-Key was already used with a different payload",
-        ))
+        Err(ApiError::unprocessable("idempotency_key_reused", "this Idempotency-Key was already used with a different payload"))
     }
 }
 
@@ -93,17 +79,13 @@ async fn create_job(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     let multipart = multipart.map_err(|e| {
-        ApiError::Upload(upload::UploadError::Malformed(format!(
-            "{e}; send multipart/form-data with model and data parts"
-        )))
+        ApiError::Upload(upload::UploadError::Malformed(format!("{e}; send multipart/form-data with model and data parts")))
     })?;
     let key = idempotency_key(&headers)?;
     let staged = upload::receive(multipart, &state.api.limits, state.store.staging_dir()).await?;
     let request_hash = staged.request_hash();
     if let Some(key) = &key {
-        if let Some(existing) =
-            jobs::find_by_idempotency_key(&state.pool, caller.tenant_id, key).await?
-        {
+        if let Some(existing) = jobs::find_by_idempotency_key(&state.pool, caller.tenant_id, key).await? {
             return replay(existing, &request_hash);
         }
     }
@@ -124,16 +106,7 @@ async fn create_job(
     let job_id = Uuid::new_v4();
     let config = staged.config.clone().unwrap_or_else(|| json!({}));
     let stored = commit_inputs(&state, job_id, staged_inputs(staged)).await?;
-    let inserted = insert_job(
-        &state,
-        caller.tenant_id,
-        job_id,
-        key.as_deref(),
-        &request_hash,
-        &config,
-        &stored,
-    )
-    .await;
+    let inserted = insert_job(&state, caller.tenant_id, job_id, key.as_deref(), &request_hash, &config, &stored).await;
     match inserted {
         Ok(job) => {
             tracing::info!(job_id = %job.id, graphs = validated.graphs, "job queued");
@@ -142,12 +115,8 @@ async fn create_job(
         Err(err) => {
             let _ = state.store.delete_job(job_id);
             // A concurrent request with the same key won the race.
-            if let (Some(key), Some("jobs_idempotency_key")) =
-                (&key, crate::db::violated_constraint(&err))
-            {
-                if let Some(existing) =
-                    jobs::find_by_idempotency_key(&state.pool, caller.tenant_id, key).await?
-                {
+            if let (Some(key), Some("jobs_idempotency_key")) = (&key, crate::db::violated_constraint(&err)) {
+                if let Some(existing) = jobs::find_by_idempotency_key(&state.pool, caller.tenant_id, key).await? {
                     return replay(existing, &request_hash);
                 }
             }
@@ -218,8 +187,7 @@ async fn insert_job(
     )
     .await?;
     for (kind, object) in stored {
-        artifacts::insert(&mut *tx, job_id, *kind, &object.key, &object.sha256, object.size)
-            .await?;
+        artifacts::insert(&mut *tx, job_id, *kind, &object.key, &object.sha256, object.size).await?;
     }
     tx.commit().await?;
     Ok(job)
@@ -251,8 +219,7 @@ async fn list_jobs(
     caller: Caller,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(params) =
-        params.map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))?;
+    let Query(params) = params.map_err(|e| ApiError::bad_request("invalid_parameter", e.body_text()))?;
     let status = match params.status.as_deref() {
         None | Some("") => None,
         Some(s) if jobs::ALL_STATES.contains(&s) => Some(s),
@@ -268,16 +235,13 @@ async fn list_jobs(
         Some(raw) => raw.parse::<i64>().unwrap_or(0),
     };
     if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_parameter",
-            format!("limit must be between 1 and {MAX_PAGE_SIZE}"),
-        ));
+        return Err(ApiError::bad_request("invalid_parameter", format!("limit must be between 1 and {MAX_PAGE_SIZE}")));
     }
     let after = match params.page_token.as_deref() {
         None | Some("") => None,
-        Some(token) => Some(decode_cursor(token).ok_or_else(|| {
-            ApiError::bad_request("invalid_page_token", "page_token is not valid")
-        })?),
+        Some(token) => {
+            Some(decode_cursor(token).ok_or_else(|| ApiError::bad_request("invalid_page_token", "page_token is not valid"))?)
+        }
     };
     let mut rows = jobs::list_page(&state.pool, caller.tenant_id, status, after, limit).await?;
     let next = if rows.len() as i64 > limit {
@@ -290,11 +254,7 @@ async fn list_jobs(
     Ok(Json(json!({ "jobs": views, "next_page_token": next })))
 }
 
-async fn get_job(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+async fn get_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_job_id(&id)?;
     let job = match state.job_cache.get(id) {
         Some(job) => job,
@@ -318,11 +278,7 @@ async fn get_job(
     Ok(response)
 }
 
-async fn cancel_job(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+async fn cancel_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_job_id(&id)?;
     let outcome = jobs::request_cancel(&state.pool, caller.tenant_id, id).await;
     // Read-your-writes: this client's next poll must not see the row from before the cancel.
@@ -331,19 +287,14 @@ async fn cancel_job(
         CancelOutcome::Canceled(job) | CancelOutcome::Requested(job) => {
             Ok((StatusCode::ACCEPTED, Json(JobView::from_row(&job))).into_response())
         }
-        CancelOutcome::AlreadyFinished(job) => Err(ApiError::conflict(
-            "job_finished",
-            format!("the job already ended ({}); there is nothing to cancel", job.state),
-        )),
+        CancelOutcome::AlreadyFinished(job) => {
+            Err(ApiError::conflict("job_finished", format!("the job already ended ({}); there is nothing to cancel", job.state)))
+        }
         CancelOutcome::NotFound => Err(ApiError::NotFound),
     }
 }
 
-async fn delete_job(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+async fn delete_job(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let id = parse_job_id(&id)?;
     let deleted = jobs::delete(&state.pool, caller.tenant_id, id).await;
     state.job_cache.invalidate(id);
@@ -378,8 +329,7 @@ mod tests {
     #[test]
     fn page_tokens_round_trip_and_reject_garbage() {
         let c = ListCursor {
-            created_at: OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_000)
-                .unwrap(),
+            created_at: OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_000).unwrap(),
             id: Uuid::new_v4(),
         };
         assert_eq!(decode_cursor(&encode_cursor(c)), Some(c));

@@ -54,11 +54,8 @@ async fn method_not_allowed() -> Response {
 async fn record_latency(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
+    let route =
+        request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".to_string());
     let response = next.run(request).await;
     state.metrics.observe(&method, &route, response.status().as_u16(), started.elapsed());
     response

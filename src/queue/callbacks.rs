@@ -24,8 +24,7 @@ pub fn client() -> reqwest::Client {
 
 /// Checks that `url` is http(s) and its host is on the allow-list.
 pub fn check_allowed(url: &str, allowed_hosts: &[String]) -> Result<url::Url, String> {
-    let parsed =
-        url::Url::parse(url).map_err(|e| format!("callback_url is not a valid URL: {e}"))?;
+    let parsed = url::Url::parse(url).map_err(|e| format!("callback_url is not a valid URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err("callback_url must use http or https".into());
     }
@@ -39,8 +38,7 @@ pub fn check_allowed(url: &str, allowed_hosts: &[String]) -> Result<url::Url, St
 /// `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`: binding the timestamp lets
 /// receivers reject replays.
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
@@ -55,11 +53,7 @@ struct Due {
 }
 
 /// Sends every due callback once. Returns how many were delivered.
-pub async fn deliver_due(
-    pool: &PgPool,
-    http: &reqwest::Client,
-    config: &QueueConfig,
-) -> anyhow::Result<usize> {
+pub async fn deliver_due(pool: &PgPool, http: &reqwest::Client, config: &QueueConfig) -> anyhow::Result<usize> {
     // Claiming pushes next_attempt_at out, so a crashed sender's delivery is retried later.
     let due: Vec<Due> = sqlx::query_as(
         "WITH due AS (
@@ -80,10 +74,12 @@ pub async fn deliver_due(
         match result {
             Ok(()) => {
                 delivered += 1;
-                sqlx::query("UPDATE callbacks SET state = 'delivered', delivered_at = now(), last_error = NULL WHERE job_id = $1")
-                    .bind(d.job_id)
-                    .execute(pool)
-                    .await?;
+                sqlx::query(
+                    "UPDATE callbacks SET state = 'delivered', delivered_at = now(), last_error = NULL WHERE job_id = $1",
+                )
+                .bind(d.job_id)
+                .execute(pool)
+                .await?;
             }
             Err(err) => {
                 let give_up = d.attempts >= config.callback_max_attempts;
@@ -107,14 +103,8 @@ pub async fn deliver_due(
     Ok(delivered)
 }
 
-async fn send(
-    pool: &PgPool,
-    http: &reqwest::Client,
-    config: &QueueConfig,
-    due: &Due,
-) -> anyhow::Result<()> {
-    let url =
-        check_allowed(&due.url, &config.callback_allowed_hosts).map_err(anyhow::Error::msg)?;
+async fn send(pool: &PgPool, http: &reqwest::Client, config: &QueueConfig, due: &Due) -> anyhow::Result<()> {
+    let url = check_allowed(&due.url, &config.callback_allowed_hosts).map_err(anyhow::Error::msg)?;
     let Some(job) = crate::db::jobs::get(pool, due.job_id).await? else {
         return Ok(());
     };

@@ -19,11 +19,7 @@ pub struct ClaimedJob {
     pub config: Json<Value>,
 }
 
-pub async fn claim_next(
-    pool: &PgPool,
-    worker: &str,
-    lease: Duration,
-) -> Result<Option<ClaimedJob>, sqlx::Error> {
+pub async fn claim_next(pool: &PgPool, worker: &str, lease: Duration) -> Result<Option<ClaimedJob>, sqlx::Error> {
     sqlx::query_as(
         "WITH next AS (
              SELECT id FROM jobs

@@ -7,8 +7,7 @@ use serde_json::{Map, Value};
 
 use gcleaner_engine::models::weights::WeightLimits;
 use gcleaner_engine::purify::pipeline::{
-    parse_device, run_purification as run_engine_pipeline, DeviceError, LabelMismatch,
-    PipelineEvents, PurificationJob,
+    parse_device, run_purification as run_engine_pipeline, DeviceError, LabelMismatch, PipelineEvents, PurificationJob,
 };
 use gcleaner_engine::purify::settings::Overrides;
 use gcleaner_engine::purify::PurifyConfig;
@@ -44,14 +43,10 @@ fn without_paths(err: JobError, job: &JobInput) -> JobError {
     }
     let scrub = |message: String| {
         // libtorch appends C++ stack frames with library paths: the first line says what failed.
-        let mut message =
-            message.lines().next().unwrap_or_default().chars().take(1000).collect::<String>();
-        for (path, name) in [
-            (Some(&job.model), "model"),
-            (job.spec.as_ref(), "spec"),
-            (Some(&job.data), "data"),
-            (job.eval.as_ref(), "eval"),
-        ] {
+        let mut message = message.lines().next().unwrap_or_default().chars().take(1000).collect::<String>();
+        for (path, name) in
+            [(Some(&job.model), "model"), (job.spec.as_ref(), "spec"), (Some(&job.data), "data"), (job.eval.as_ref(), "eval")]
+        {
             if let Some(path) = path {
                 message = message.replace(&path.display().to_string(), name);
             }
@@ -86,10 +81,7 @@ pub fn purify_config(config: &Value) -> Result<PurifyConfig, String> {
     for (pointer, max) in BOUNDS {
         if let Some(v) = merged.pointer(pointer).and_then(Value::as_f64) {
             if v > max {
-                return Err(format!(
-                    "{} = {v} is above the limit {max}",
-                    pointer.trim_start_matches('/').replace('/', ".")
-                ));
+                return Err(format!("{} = {v} is above the limit {max}", pointer.trim_start_matches('/').replace('/', ".")));
             }
         }
     }
@@ -121,12 +113,8 @@ fn run_purification(job: &JobInput, ctx: &mut JobContext) -> Result<JobOutput, J
     let overrides = job_overrides(&job.config).map_err(JobError::Invalid)?;
     let spec = match &job.spec {
         Some(path) => {
-            let bytes = std::fs::read(path)
-                .map_err(|e| JobError::Transient(format!("reading the spec: {e}")))?;
-            Some(
-                serde_json::from_slice(&bytes)
-                    .map_err(|e| JobError::Invalid(format!("invalid spec: {e}")))?,
-            )
+            let bytes = std::fs::read(path).map_err(|e| JobError::Transient(format!("reading the spec: {e}")))?;
+            Some(serde_json::from_slice(&bytes).map_err(|e| JobError::Invalid(format!("invalid spec: {e}")))?)
         }
         None => None,
     };
@@ -145,8 +133,7 @@ fn run_purification(job: &JobInput, ctx: &mut JobContext) -> Result<JobOutput, J
         },
         ctx,
     )?;
-    let report = serde_json::to_value(&output.report)
-        .map_err(|e| JobError::Permanent(format!("report: {e}")))?;
+    let report = serde_json::to_value(&output.report).map_err(|e| JobError::Permanent(format!("report: {e}")))?;
     tracing::info!(verdict = %report["verdict"]["summary"], "purification finished");
     for warning in report["warnings"].as_array().into_iter().flatten() {
         tracing::warn!(%warning, "purification result to check");
@@ -175,9 +162,7 @@ mod tests {
 
     #[test]
     fn config_overlays_defaults_and_refuses_unknown_or_unbounded_keys() {
-        let c =
-            purify_config(&json!({ "seed": 3, "unlearn": { "epochs": 7 }, "callback_url": "x" }))
-                .unwrap();
+        let c = purify_config(&json!({ "seed": 3, "unlearn": { "epochs": 7 }, "callback_url": "x" })).unwrap();
         assert_eq!(c.seed, 3);
         assert_eq!(c.unlearn.epochs, 7);
         assert_eq!(c.recovery, PurifyConfig::default().recovery);
@@ -186,9 +171,7 @@ mod tests {
         // Removed settings are unknown ones: a job naming one is refused by name.
         let err = purify_config(&json!({ "unlearn": { "anchor_weight": 0.0 } })).unwrap_err();
         assert_eq!(err, "unknown purification parameter \"unlearn.anchor_weight\"");
-        assert!(purify_config(&json!({ "unlearn": { "epochs": 1_000_000 } }))
-            .unwrap_err()
-            .contains("limit"));
+        assert!(purify_config(&json!({ "unlearn": { "epochs": 1_000_000 } })).unwrap_err().contains("limit"));
         assert!(purify_config(&json!({ "unlearn": 5 })).is_err());
         assert!(purify_config(&json!({ "seed": "x" })).is_err());
         assert!(purify_config(&json!({ "holdout_fraction": 1.5 })).is_err());

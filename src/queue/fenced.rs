@@ -71,11 +71,7 @@ pub enum Written {
 
 /// Marks the job succeeded and records its outputs, in one transaction.
 /// The job's progress is set to the end of its last phase.
-pub async fn complete(
-    pool: &PgPool,
-    fence: &Fence,
-    outputs: &[(ArtifactKind, StoredObject)],
-) -> Result<Written, sqlx::Error> {
+pub async fn complete(pool: &PgPool, fence: &Fence, outputs: &[(ArtifactKind, StoredObject)]) -> Result<Written, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let done = sqlx::query(&format!(
         "UPDATE jobs SET state = 'succeeded', finished_at = now(), updated_at = now(), error = NULL,
@@ -93,8 +89,7 @@ pub async fn complete(
         return Ok(Written::Rejected);
     }
     for (kind, object) in outputs {
-        artifacts::insert(&mut *tx, fence.job_id, *kind, &object.key, &object.sha256, object.size)
-            .await?;
+        artifacts::insert(&mut *tx, fence.job_id, *kind, &object.key, &object.sha256, object.size).await?;
     }
     close_attempt(&mut tx, fence, "succeeded", None).await?;
     tx.commit().await?;
@@ -102,12 +97,7 @@ pub async fn complete(
 }
 
 /// Ends the job in `state` (`failed` or `canceled`) with `error`.
-pub async fn finish(
-    pool: &PgPool,
-    fence: &Fence,
-    state: &str,
-    error: &Value,
-) -> Result<Written, sqlx::Error> {
+pub async fn finish(pool: &PgPool, fence: &Fence, state: &str, error: &Value) -> Result<Written, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let done = sqlx::query(&format!(
         "UPDATE jobs SET state = $4, finished_at = now(), updated_at = now(), error = $5,

@@ -64,11 +64,7 @@ pub async fn reap_expired(pool: &PgPool, retry_base: Duration) -> Result<Vec<Rea
 }
 
 /// Deletes finished jobs (and their files) older than the retention period.
-pub async fn purge_expired(
-    pool: &PgPool,
-    store: &dyn ArtifactStore,
-    days: u32,
-) -> anyhow::Result<usize> {
+pub async fn purge_expired(pool: &PgPool, store: &dyn ArtifactStore, days: u32) -> anyhow::Result<usize> {
     if days == 0 {
         return Ok(0);
     }
@@ -83,12 +79,7 @@ pub async fn purge_expired(
 }
 
 /// Runs the reaper, retention and callback deliveries every `reaper_secs` until `shutdown`.
-pub async fn run_maintenance(
-    pool: PgPool,
-    store: Arc<dyn ArtifactStore>,
-    config: QueueConfig,
-    shutdown: CancellationToken,
-) {
+pub async fn run_maintenance(pool: PgPool, store: Arc<dyn ArtifactStore>, config: QueueConfig, shutdown: CancellationToken) {
     let http = super::callbacks::client();
     loop {
         match reap_expired(&pool, Duration::from_secs_f64(config.retry_base_secs)).await {

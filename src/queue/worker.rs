@@ -35,8 +35,7 @@ pub struct Worker {
 
 /// A worker id that tells operators where the worker runs.
 pub fn worker_id(index: usize) -> String {
-    let host =
-        std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "host".into());
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "host".into());
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
     format!("{host}:{}:{index}:{suffix}", std::process::id())
 }
@@ -69,8 +68,7 @@ impl Worker {
     }
 
     async fn execute(&self, job: ClaimedJob) {
-        let span =
-            tracing::info_span!("job", job_id = %job.id, attempt = job.attempt, worker = %self.id);
+        let span = tracing::info_span!("job", job_id = %job.id, attempt = job.attempt, worker = %self.id);
         self.execute_in_span(job).instrument(span).await
     }
 
@@ -80,10 +78,8 @@ impl Worker {
         let control = Arc::new(JobControl::default());
         let work_dir = self.store.staging_dir().join(format!("work-{}-{}", job.id, job.attempt));
 
-        let heartbeat = tokio::spawn(
-            heartbeat_loop(self.pool.clone(), fence.clone(), control.clone(), self.queue.clone())
-                .in_current_span(),
-        );
+        let heartbeat =
+            tokio::spawn(heartbeat_loop(self.pool.clone(), fence.clone(), control.clone(), self.queue.clone()).in_current_span());
         let grace = {
             let control = control.clone();
             let shutdown = self.shutdown.clone();
@@ -125,29 +121,23 @@ impl Worker {
         }
     }
 
-    async fn prepare_input(
-        &self,
-        job: &ClaimedJob,
-        work_dir: &std::path::Path,
-    ) -> Result<JobInput, JobError> {
+    async fn prepare_input(&self, job: &ClaimedJob, work_dir: &std::path::Path) -> Result<JobInput, JobError> {
         tokio::fs::create_dir_all(work_dir)
             .await
             .map_err(|e| JobError::Transient(format!("cannot create the work directory: {e}")))?;
-        let rows = artifacts::list_for_job(&self.pool, job.id)
-            .await
-            .map_err(|e| JobError::Transient(format!("database: {e}")))?;
-        let path_of =
-            |kind: ArtifactKind| -> Result<Option<std::path::PathBuf>, JobError> {
-                match rows.iter().find(|r| r.kind == kind.as_str()) {
-                    None => Ok(None),
-                    Some(row) => self.store.local_path(&row.storage_key).map(Some).map_err(|e| {
-                        JobError::Transient(format!("artifact {}: {e}", kind.as_str()))
-                    }),
-                }
-            };
-        let missing = |what: &str| {
-            JobError::Permanent(format!("the job's {what} upload is missing from storage"))
+        let rows =
+            artifacts::list_for_job(&self.pool, job.id).await.map_err(|e| JobError::Transient(format!("database: {e}")))?;
+        let path_of = |kind: ArtifactKind| -> Result<Option<std::path::PathBuf>, JobError> {
+            match rows.iter().find(|r| r.kind == kind.as_str()) {
+                None => Ok(None),
+                Some(row) => self
+                    .store
+                    .local_path(&row.storage_key)
+                    .map(Some)
+                    .map_err(|e| JobError::Transient(format!("artifact {}: {e}", kind.as_str()))),
+            }
         };
+        let missing = |what: &str| JobError::Permanent(format!("the job's {what} upload is missing from storage"));
         Ok(JobInput {
             job_id: job.id,
             attempt: job.attempt,
@@ -176,8 +166,7 @@ impl Worker {
             Ok(output) => {
                 // The last progress may not have been written yet: record it before the end.
                 if let Some(progress) = control.latest_progress() {
-                    fenced::heartbeat(&self.pool, fence, self.queue.lease(), Some(progress))
-                        .await?;
+                    fenced::heartbeat(&self.pool, fence, self.queue.lease(), Some(progress)).await?;
                 }
                 let stored = self.store_outputs(fence, output).await?;
                 let written = fenced::complete(&self.pool, fence, &stored).await?;
@@ -193,12 +182,7 @@ impl Worker {
             Err(JobError::Stopped) => match control.stop_reason() {
                 Some(StopReason::CancelRequested) => {
                     tracing::info!("job canceled at an epoch boundary");
-                    let error = problem(
-                        "canceled",
-                        "Job canceled",
-                        409,
-                        "canceled while running, at an epoch boundary",
-                    );
+                    let error = problem("canceled", "Job canceled", 409, "canceled while running, at an epoch boundary");
                     fenced::finish(&self.pool, fence, "canceled", &error).await?
                 }
                 Some(StopReason::Shutdown) => {
@@ -206,12 +190,7 @@ impl Worker {
                     fenced::requeue(&self.pool, fence, Duration::ZERO, None, false).await?
                 }
                 _ => {
-                    let error = problem(
-                        "job_failed",
-                        "Job failed",
-                        500,
-                        "the job stopped without a reason",
-                    );
+                    let error = problem("job_failed", "Job failed", 500, "the job stopped without a reason");
                     fenced::finish(&self.pool, fence, "failed", &error).await?
                 }
             },
@@ -226,18 +205,14 @@ impl Worker {
                 fenced::finish(&self.pool, fence, "failed", &error).await?
             }
             Err(JobError::Transient(detail)) if job.attempt < job.max_attempts => {
-                let delay = super::retry_delay(
-                    Duration::from_secs_f64(self.queue.retry_base_secs),
-                    job.attempt,
-                );
+                let delay = super::retry_delay(Duration::from_secs_f64(self.queue.retry_base_secs), job.attempt);
                 tracing::warn!(%detail, retry_in_s = delay.as_secs_f64(), "transient failure; retrying");
                 let error = problem("transient_failure", "Attempt failed; retrying", 503, &detail);
                 fenced::requeue(&self.pool, fence, delay, Some(&error), true).await?
             }
             Err(JobError::Transient(detail)) => {
                 tracing::warn!(%detail, "transient failure on the last attempt");
-                let detail =
-                    format!("failed on all {} attempts; last error: {detail}", job.max_attempts);
+                let detail = format!("failed on all {} attempts; last error: {detail}", job.max_attempts);
                 let error = problem("attempts_exhausted", "Job failed", 500, &detail);
                 fenced::finish(&self.pool, fence, "failed", &error).await?
             }
@@ -250,11 +225,7 @@ impl Worker {
 
     /// Moves the runner's files into the store under attempt-specific keys, so a stale worker can
     /// never overwrite the files of the attempt that won.
-    async fn store_outputs(
-        &self,
-        fence: &Fence,
-        output: JobOutput,
-    ) -> anyhow::Result<Vec<(ArtifactKind, StoredObject)>> {
+    async fn store_outputs(&self, fence: &Fence, output: JobOutput) -> anyhow::Result<Vec<(ArtifactKind, StoredObject)>> {
         let store = self.store.clone();
         let job_id = fence.job_id;
         let attempt = fence.attempt;
@@ -292,9 +263,7 @@ async fn heartbeat_loop(pool: PgPool, fence: Fence, control: Arc<JobControl>, qu
     loop {
         let progress = control.latest_progress();
         let changed = progress != last_written;
-        match fenced::heartbeat(&pool, &fence, queue.lease(), if changed { progress } else { None })
-            .await
-        {
+        match fenced::heartbeat(&pool, &fence, queue.lease(), if changed { progress } else { None }).await {
             Ok(Heartbeat::Held { cancel_requested }) => {
                 if changed {
                     last_written = progress;

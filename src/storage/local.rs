@@ -23,13 +23,9 @@ impl LocalStore {
 
     fn path_of(&self, key: &str) -> io::Result<PathBuf> {
         let relative = Path::new(key);
-        let safe =
-            !key.is_empty() && relative.components().all(|c| matches!(c, Component::Normal(_)));
+        let safe = !key.is_empty() && relative.components().all(|c| matches!(c, Component::Normal(_)));
         if !safe {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("invalid storage key {key:?}"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid storage key {key:?}")));
         }
         Ok(self.objects.join(relative))
     }
@@ -40,13 +36,7 @@ impl ArtifactStore for LocalStore {
         &self.staging
     }
 
-    fn commit(
-        &self,
-        staged: &Path,
-        key: &str,
-        sha256: &str,
-        size: u64,
-    ) -> io::Result<StoredObject> {
+    fn commit(&self, staged: &Path, key: &str, sha256: &str, size: u64) -> io::Result<StoredObject> {
         let target = self.path_of(key)?;
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;

@@ -26,8 +26,7 @@ pub trait ArtifactStore: Send + Sync + 'static {
 
     /// Moves the finished file `staged` into the store under `key`. Committing over an existing
     /// key replaces it atomically.
-    fn commit(&self, staged: &Path, key: &str, sha256: &str, size: u64)
-        -> io::Result<StoredObject>;
+    fn commit(&self, staged: &Path, key: &str, sha256: &str, size: u64) -> io::Result<StoredObject>;
 
     /// A local path from which the object can be read.
     fn local_path(&self, key: &str) -> io::Result<PathBuf>;

@@ -56,8 +56,7 @@ fn drain_counted(reader: &mut impl Read, budget: &mut u64, limit: u64) -> Result
 
 pub fn check_zip(path: &Path, limits: ArchiveLimits) -> Result<(), ArchiveError> {
     let file = std::fs::File::open(path).map_err(|e| ArchiveError::Malformed(e.to_string()))?;
-    let mut archive =
-        zip::ZipArchive::new(file).map_err(|e| ArchiveError::Malformed(e.to_string()))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| ArchiveError::Malformed(e.to_string()))?;
     if archive.len() > limits.max_entries {
         return Err(ArchiveError::TooManyEntries(limits.max_entries));
     }

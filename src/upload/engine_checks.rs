@@ -4,9 +4,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use gcleaner_engine::attacks::evaluate::{
-    check_eval_sets, load_eval_sets, AttackSource, CLEAN_MODEL_FILE,
-};
+use gcleaner_engine::attacks::evaluate::{check_eval_sets, load_eval_sets, AttackSource, CLEAN_MODEL_FILE};
 use gcleaner_engine::data::Dataset;
 use gcleaner_engine::models::weights::{self, WeightLimits};
 use gcleaner_engine::models::{GnnModel, ModelSpec, SPEC_METADATA_KEY};
@@ -22,44 +20,30 @@ pub fn embedded_spec(path: &Path) -> Result<ModelSpec> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let mut len_bytes = [0u8; 8];
-    file.read_exact(&mut len_bytes)
-        .map_err(|_| Error::weights(path, "file too short for a safetensors header"))?;
+    file.read_exact(&mut len_bytes).map_err(|_| Error::weights(path, "file too short for a safetensors header"))?;
     let header_len = u64::from_le_bytes(len_bytes);
     if header_len > MAX_HEADER_BYTES || header_len + 8 > file_len {
-        return Err(Error::weights(
-            path,
-            format!("header length {header_len} exceeds the file or the limit"),
-        ));
+        return Err(Error::weights(path, format!("header length {header_len} exceeds the file or the limit")));
     }
     let mut header = vec![0u8; header_len as usize];
     file.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
-    let header: serde_json::Value = serde_json::from_slice(&header)
-        .map_err(|e| Error::weights(path, format!("header is not valid JSON: {e}")))?;
-    let raw = header
-        .get("__metadata__")
-        .and_then(|m| m.get(SPEC_METADATA_KEY))
-        .and_then(|s| s.as_str())
-        .ok_or_else(|| {
-            Error::weights(path, format!("no model spec: metadata key {SPEC_METADATA_KEY:?} is missing and no spec part was given"))
-        })?;
-    serde_json::from_str(raw)
-        .map_err(|e| Error::weights(path, format!("embedded spec is invalid: {e}")))
+    let header: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| Error::weights(path, format!("header is not valid JSON: {e}")))?;
+    let raw = header.get("__metadata__").and_then(|m| m.get(SPEC_METADATA_KEY)).and_then(|s| s.as_str()).ok_or_else(|| {
+        Error::weights(path, format!("no model spec: metadata key {SPEC_METADATA_KEY:?} is missing and no spec part was given"))
+    })?;
+    serde_json::from_str(raw).map_err(|e| Error::weights(path, format!("embedded spec is invalid: {e}")))
 }
 
 /// Checks every tensor of a weights file (presence, dtype, shape, finite values) against
 /// `spec_override` or else the embedded spec; returns the spec.
-pub fn inspect_model(
-    path: &Path,
-    spec_override: Option<&ModelSpec>,
-    max_bytes: u64,
-) -> Result<ModelSpec> {
+pub fn inspect_model(path: &Path, spec_override: Option<&ModelSpec>, max_bytes: u64) -> Result<ModelSpec> {
     let limits = WeightLimits { max_file_bytes: max_bytes };
     match spec_override {
         None => weights::inspect_with_limits(path, &limits),
         // The engine checks a separate spec only while loading; a CPU model of a spec within
         // the service's limits is small.
-        Some(spec) => weights::load(path, Some(spec.clone()), tch::Device::Cpu, &limits)
-            .map(|l| l.model.spec().clone()),
+        Some(spec) => weights::load(path, Some(spec.clone()), tch::Device::Cpu, &limits).map(|l| l.model.spec().clone()),
     }
 }
 
@@ -81,9 +65,7 @@ fn check_features(ds: &Dataset, spec: &ModelSpec) -> std::result::Result<(), Str
 /// Why a sample's labels do not fit the model, as the service says it: with the way out for
 /// graphs of another dataset.
 pub fn unfit_labels(why: &LabelMismatch) -> String {
-    format!(
-        "{why}; for graphs without labels in the model's label space, set \"pseudo_labels\": true in the config"
-    )
+    format!("{why}; for graphs without labels in the model's label space, set \"pseudo_labels\": true in the config")
 }
 
 /// A clean sample ready for purification: its node features fit the model, and either its
@@ -92,11 +74,7 @@ pub fn unfit_labels(why: &LabelMismatch) -> String {
 /// auxiliary-data setting: graphs from another dataset carry no labels in the model's label
 /// space). Unlike `gcleaner purify`, the service does not fall back to pseudo-labels by itself: a
 /// pipeline that uploads the wrong dataset gets a refusal, not a silently relabelled run.
-pub fn prepare_sample(
-    ds: Dataset,
-    spec: &ModelSpec,
-    pseudo_labels: bool,
-) -> std::result::Result<Dataset, String> {
+pub fn prepare_sample(ds: Dataset, spec: &ModelSpec, pseudo_labels: bool) -> std::result::Result<Dataset, String> {
     check_features(&ds, spec)?;
     if pseudo_labels {
         return Ok(ds);
@@ -105,22 +83,15 @@ pub fn prepare_sample(
 }
 
 /// Loads a model for purification.
-pub fn load_model(
-    path: &Path,
-    spec_override: Option<ModelSpec>,
-    device: tch::Device,
-    max_bytes: u64,
-) -> Result<GnnModel> {
-    Ok(weights::load(path, spec_override, device, &WeightLimits { max_file_bytes: max_bytes })?
-        .model)
+pub fn load_model(path: &Path, spec_override: Option<ModelSpec>, device: tch::Device, max_bytes: u64) -> Result<GnnModel> {
+    Ok(weights::load(path, spec_override, device, &WeightLimits { max_file_bytes: max_bytes })?.model)
 }
 
 /// An attack archive (the service's `eval` part) checked against the model: it unpacks, holds
 /// attack.json and both evaluation sets, and those fit the model's classes and features.
 /// Errors name files inside the archive, never the server's paths.
 pub fn check_attack_archive(path: &Path, spec: &ModelSpec) -> std::result::Result<usize, String> {
-    let source =
-        AttackSource::open(path).map_err(|e| e.to_string().replace(&path.display().to_string(), "eval"))?;
+    let source = AttackSource::open(path).map_err(|e| e.to_string().replace(&path.display().to_string(), "eval"))?;
     let scrub = |e: gcleaner_engine::Error| {
         let text = e.to_string();
         text.replace(&format!("{}/", source.dir().display()), "").replace(&path.display().to_string(), "eval")
@@ -135,10 +106,7 @@ pub fn check_attack_archive(path: &Path, spec: &ModelSpec) -> std::result::Resul
     if let Some(reference) = source.clean_model_path() {
         let found = inspect_model(&reference, None, MAX_REFERENCE_MODEL_BYTES).map_err(scrub)?;
         if found.num_classes != spec.num_classes {
-            return Err(format!(
-                "{CLEAN_MODEL_FILE} predicts {} classes but the model {}",
-                found.num_classes, spec.num_classes
-            ));
+            return Err(format!("{CLEAN_MODEL_FILE} predicts {} classes but the model {}", found.num_classes, spec.num_classes));
         }
     }
     Ok(sets.clean.graphs.len() + sets.triggered.graphs.len())

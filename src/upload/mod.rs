@@ -55,9 +55,7 @@ impl UploadError {
     pub fn status(&self) -> StatusCode {
         use UploadError::*;
         match self {
-            Malformed(_) | MissingPart(_) | UnknownPart(_) | DuplicatePart(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Malformed(_) | MissingPart(_) | UnknownPart(_) | DuplicatePart(_) => StatusCode::BAD_REQUEST,
             TooLarge { .. } | BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Pickle | UnsupportedFormat { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidModel(_)
@@ -146,11 +144,7 @@ impl StagedUpload {
 }
 
 /// Reads every part of `multipart` into staging files under `staging`.
-pub async fn receive(
-    mut multipart: Multipart,
-    limits: &LimitsConfig,
-    staging: &Path,
-) -> Result<StagedUpload, UploadError> {
+pub async fn receive(mut multipart: Multipart, limits: &LimitsConfig, staging: &Path) -> Result<StagedUpload, UploadError> {
     let mut upload = StagedUpload::default();
     while let Some(field) = multipart.next_field().await.map_err(UploadError::from_multipart)? {
         let name = field.name().unwrap_or_default().to_string();
@@ -163,16 +157,14 @@ pub async fn receive(
                 if upload.config.is_some() {
                     return Err(UploadError::DuplicatePart(name));
                 }
-                let staged =
-                    stream_to_file(field, "config", limits.max_config_bytes, staging).await?;
+                let staged = stream_to_file(field, "config", limits.max_config_bytes, staging).await?;
                 let bytes = tokio::fs::read(&staged.path).await?;
-                let value: serde_json::Value = serde_json::from_slice(&bytes)
-                    .map_err(|e| UploadError::InvalidConfig(format!("not JSON: {e}")))?;
+                let value: serde_json::Value =
+                    serde_json::from_slice(&bytes).map_err(|e| UploadError::InvalidConfig(format!("not JSON: {e}")))?;
                 if !value.is_object() {
                     return Err(UploadError::InvalidConfig("must be a JSON object".into()));
                 }
-                upload.config_sha256 =
-                    Some(hex::encode(Sha256::digest(value.to_string().as_bytes())));
+                upload.config_sha256 = Some(hex::encode(Sha256::digest(value.to_string().as_bytes())));
                 upload.config = Some(value);
                 continue;
             }
@@ -186,12 +178,7 @@ pub async fn receive(
     Ok(upload)
 }
 
-async fn stream_to_file(
-    mut field: Field<'_>,
-    part: &str,
-    limit: u64,
-    staging: &Path,
-) -> Result<StagedFile, UploadError> {
+async fn stream_to_file(mut field: Field<'_>, part: &str, limit: u64, staging: &Path) -> Result<StagedFile, UploadError> {
     let path = crate::storage::staging_path(staging, part);
     let mut staged = StagedFile { path, sha256: String::new(), size: 0 };
     let mut file = tokio::fs::File::create(&staged.path).await?;

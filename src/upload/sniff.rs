@@ -33,9 +33,7 @@ pub fn sniff(head: &[u8]) -> Sniffed {
             return Sniffed::Safetensors;
         }
     }
-    let text = head
-        .iter()
-        .all(|&b| b == b'\t' || b == b'\n' || b == b'\r' || (0x20..0x7f).contains(&b) || b >= 0x80);
+    let text = head.iter().all(|&b| b == b'\t' || b == b'\n' || b == b'\r' || (0x20..0x7f).contains(&b) || b >= 0x80);
     if !head.is_empty() && text {
         match head.iter().find(|b| !b.is_ascii_whitespace()) {
             Some(b'{') | Some(b'[') => return Sniffed::Json,
@@ -54,8 +52,7 @@ pub fn sniff(head: &[u8]) -> Sniffed {
 fn looks_like_text_pickle(head: &[u8]) -> bool {
     let s = String::from_utf8_lossy(head);
     let first = s.chars().next().unwrap_or(' ');
-    matches!(first, '(' | 'c' | ']' | '}' | 'I' | 'S' | 'V')
-        && !s.trim_start().starts_with(|c: char| c.is_ascii_digit())
+    matches!(first, '(' | 'c' | ']' | '}' | 'I' | 'S' | 'V') && !s.trim_start().starts_with(|c: char| c.is_ascii_digit())
 }
 
 /// A short human name for error messages.

@@ -53,32 +53,19 @@ pub fn validate(
     }
     let declared = match &spec_override {
         Some(spec) => spec.clone(),
-        None => {
-            engine_checks::embedded_spec(&model.path).map_err(|e| invalid_model(&e, &model.path))?
-        }
+        None => engine_checks::embedded_spec(&model.path).map_err(|e| invalid_model(&e, &model.path))?,
     };
     check_spec(&declared, limits)?;
-    let spec =
-        engine_checks::inspect_model(&model.path, spec_override.as_ref(), limits.max_model_bytes)
-            .map_err(|e| invalid_model(&e, &model.path))?;
+    let spec = engine_checks::inspect_model(&model.path, spec_override.as_ref(), limits.max_model_bytes)
+        .map_err(|e| invalid_model(&e, &model.path))?;
 
     let dataset = load_data("data", data, limits)?;
-    let pseudo_requested = upload
-        .config
-        .as_ref()
-        .and_then(|c| c.get("pseudo_labels"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let dataset = engine_checks::prepare_sample(dataset, &spec, pseudo_requested)
-        .map_err(UploadError::SpecMismatch)?;
+    let pseudo_requested = upload.config.as_ref().and_then(|c| c.get("pseudo_labels")).and_then(Value::as_bool).unwrap_or(false);
+    let dataset = engine_checks::prepare_sample(dataset, &spec, pseudo_requested).map_err(UploadError::SpecMismatch)?;
     if let Some(eval) = &upload.eval {
         check_eval(eval, &spec, limits)?;
     }
-    Ok(ValidatedUpload {
-        spec,
-        graphs: dataset.graphs.len(),
-        classes: dataset.num_classes(),
-    })
+    Ok(ValidatedUpload { spec, graphs: dataset.graphs.len(), classes: dataset.num_classes() })
 }
 
 fn sniff_file(path: &Path) -> Result<Sniffed, UploadError> {
@@ -101,10 +88,7 @@ fn read_spec(file: &StagedFile) -> Result<ModelSpec, UploadError> {
 
 fn check_spec(spec: &ModelSpec, limits: &LimitsConfig) -> Result<(), UploadError> {
     if spec.format != SPEC_FORMAT {
-        return Err(UploadError::InvalidSpec(format!(
-            "format is {:?}, expected {SPEC_FORMAT:?}",
-            spec.format
-        )));
+        return Err(UploadError::InvalidSpec(format!("format is {:?}, expected {SPEC_FORMAT:?}", spec.format)));
     }
     let bounded = [
         ("hidden", spec.hidden, limits.max_hidden),
@@ -114,9 +98,7 @@ fn check_spec(spec: &ModelSpec, limits: &LimitsConfig) -> Result<(), UploadError
     ];
     for (name, value, max) in bounded {
         if value == 0 || value > max {
-            return Err(UploadError::LimitExceeded(format!(
-                "spec {name} = {value} is outside 1..={max}"
-            )));
+            return Err(UploadError::LimitExceeded(format!("spec {name} = {value} is outside 1..={max}")));
         }
     }
     if spec.num_classes < 2 {
@@ -124,38 +106,24 @@ fn check_spec(spec: &ModelSpec, limits: &LimitsConfig) -> Result<(), UploadError
     }
     let dim = engine_checks::feature_dim(spec);
     if dim != spec.in_features {
-        return Err(UploadError::InvalidSpec(format!(
-            "features give {dim} columns but in_features is {}",
-            spec.in_features
-        )));
+        return Err(UploadError::InvalidSpec(format!("features give {dim} columns but in_features is {}", spec.in_features)));
     }
     if let Some(labels) = &spec.class_labels {
         if labels.len() != spec.num_classes {
-            return Err(UploadError::InvalidSpec(
-                "class_labels must have num_classes entries".into(),
-            ));
+            return Err(UploadError::InvalidSpec("class_labels must have num_classes entries".into()));
         }
     }
     Ok(())
 }
 
 /// Rejects unsafe archives and executable formats; returns the sniffed kind.
-fn check_data_container(
-    part: &str,
-    file: &StagedFile,
-    limits: &LimitsConfig,
-) -> Result<Sniffed, UploadError> {
+fn check_data_container(part: &str, file: &StagedFile, limits: &LimitsConfig) -> Result<Sniffed, UploadError> {
     let kind = sniff_file(&file.path)?;
-    let archive_limits = ArchiveLimits {
-        max_unpacked_bytes: limits.max_unpacked_bytes,
-        max_entries: limits.max_archive_entries,
-    };
+    let archive_limits = ArchiveLimits { max_unpacked_bytes: limits.max_unpacked_bytes, max_entries: limits.max_archive_entries };
     let archive_error = |source| UploadError::Archive { part: part.to_string(), source };
     match kind {
         Sniffed::Zip => archive::check_zip(&file.path, archive_limits).map_err(archive_error)?,
-        Sniffed::Gzip => {
-            archive::check_tar_gz(&file.path, archive_limits).map_err(archive_error)?
-        }
+        Sniffed::Gzip => archive::check_tar_gz(&file.path, archive_limits).map_err(archive_error)?,
         Sniffed::Json | Sniffed::Text => {}
         other => {
             return Err(UploadError::UnsupportedFormat {
@@ -174,12 +142,7 @@ fn check_eval(file: &StagedFile, spec: &ModelSpec, limits: &LimitsConfig) -> Res
     let invalid = |detail: String| UploadError::InvalidData { part: "eval".into(), detail };
     match check_data_container("eval", file, limits)? {
         Sniffed::Zip | Sniffed::Gzip => {}
-        _ => {
-            return Err(invalid(
-                "expected a zip or tar.gz of an attack directory (written by `gcleaner attack`)"
-                    .into(),
-            ))
-        }
+        _ => return Err(invalid("expected a zip or tar.gz of an attack directory (written by `gcleaner attack`)".into())),
     }
     let graphs = engine_checks::check_attack_archive(&file.path, spec).map_err(invalid)?;
     if graphs > 2 * limits.max_graphs {
@@ -193,16 +156,10 @@ fn check_eval(file: &StagedFile, spec: &ModelSpec, limits: &LimitsConfig) -> Res
 
 fn load_data(part: &str, file: &StagedFile, limits: &LimitsConfig) -> Result<Dataset, UploadError> {
     check_data_container(part, file, limits)?;
-    let dataset =
-        engine_checks::load_dataset(&file.path).map_err(|e| UploadError::InvalidData {
-            part: part.to_string(),
-            detail: strip_path(&e.to_string(), &file.path),
-        })?;
+    let dataset = engine_checks::load_dataset(&file.path)
+        .map_err(|e| UploadError::InvalidData { part: part.to_string(), detail: strip_path(&e.to_string(), &file.path) })?;
     if dataset.graphs.is_empty() {
-        return Err(UploadError::InvalidData {
-            part: part.to_string(),
-            detail: "it holds no graphs".into(),
-        });
+        return Err(UploadError::InvalidData { part: part.to_string(), detail: "it holds no graphs".into() });
     }
     if dataset.graphs.len() > limits.max_graphs {
         return Err(UploadError::LimitExceeded(format!(
@@ -211,9 +168,7 @@ fn load_data(part: &str, file: &StagedFile, limits: &LimitsConfig) -> Result<Dat
             limits.max_graphs
         )));
     }
-    if let Some((i, g)) =
-        dataset.graphs.iter().enumerate().find(|(_, g)| g.num_nodes > limits.max_nodes_per_graph)
-    {
+    if let Some((i, g)) = dataset.graphs.iter().enumerate().find(|(_, g)| g.num_nodes > limits.max_nodes_per_graph) {
         return Err(UploadError::LimitExceeded(format!(
             "{part} graph {i} has {} nodes; the limit is {}",
             g.num_nodes, limits.max_nodes_per_graph
@@ -228,11 +183,8 @@ fn invalid_model(err: &gcleaner_engine::Error, path: &Path) -> UploadError {
 
 fn check_config(config: &Value, callback_hosts: &[String]) -> Result<(), UploadError> {
     if let Some(url) = config.get("callback_url") {
-        let url = url
-            .as_str()
-            .ok_or_else(|| UploadError::InvalidConfig("callback_url must be a string".into()))?;
-        crate::queue::callbacks::check_allowed(url, callback_hosts)
-            .map_err(UploadError::InvalidConfig)?;
+        let url = url.as_str().ok_or_else(|| UploadError::InvalidConfig("callback_url must be a string".into()))?;
+        crate::queue::callbacks::check_allowed(url, callback_hosts).map_err(UploadError::InvalidConfig)?;
     }
     Ok(())
 }

@@ -9,9 +9,7 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 
 fn form(model: Vec<u8>, data: Vec<u8>) -> Form {
-    Form::new()
-        .part("model", part(model, "model.safetensors"))
-        .part("data", part(data, "data.json"))
+    Form::new().part("model", part(model, "model.safetensors")).part("data", part(data, "data.json"))
 }
 
 fn good_data() -> Vec<u8> {
@@ -22,8 +20,7 @@ fn zip_of(entries: &[(&str, Vec<u8>)], symlink: Option<(&str, &str)>) -> Vec<u8>
     let mut cursor = std::io::Cursor::new(Vec::new());
     {
         let mut zip = zip::ZipWriter::new(&mut cursor);
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
         for (name, bytes) in entries {
             zip.start_file(*name, options).unwrap();
             zip.write_all(bytes).unwrap();
@@ -37,10 +34,7 @@ fn zip_of(entries: &[(&str, Vec<u8>)], symlink: Option<(&str, &str)>) -> Vec<u8>
 }
 
 fn tar_gz_with_symlink() -> Vec<u8> {
-    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
-        Vec::new(),
-        flate2::Compression::default(),
-    ));
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()));
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(tar::EntryType::Symlink);
     header.set_size(0);
@@ -76,9 +70,7 @@ fn first_f32_tensor(header: &Value) -> String {
         .unwrap()
         .iter()
         .find(|(k, v)| {
-            k.as_str() != "__metadata__"
-                && v["dtype"] == "F32"
-                && v["shape"].as_array().is_some_and(|s| !s.is_empty())
+            k.as_str() != "__metadata__" && v["dtype"] == "F32" && v["shape"].as_array().is_some_and(|s| !s.is_empty())
         })
         .map(|(k, _)| k.clone())
         .unwrap()
@@ -106,25 +98,12 @@ async fn assert_refused(app: &TestApp, form: Form, status: u16, code: &str) {
     assert_eq!(body["status"], status);
     assert!(body["detail"].is_string() && body["title"].is_string() && body["type"].is_string());
     assert_eq!(app.count("SELECT count(*) FROM jobs").await, 0, "no job for {code}");
-    assert!(
-        app.files_on_disk().is_empty(),
-        "files left behind for {code}: {:?}",
-        app.files_on_disk()
-    );
+    assert!(app.files_on_disk().is_empty(), "files left behind for {code}: {:?}", app.files_on_disk());
 }
 
 async fn abuse_app() -> TestApp {
     spawn_app_with(
-        &[
-            "--max-unpacked-bytes",
-            "1000000",
-            "--max-model-bytes",
-            "100000",
-            "--max-data-bytes",
-            "200000",
-            "--max-graphs",
-            "50",
-        ],
+        &["--max-unpacked-bytes", "1000000", "--max-model-bytes", "100000", "--max-data-bytes", "200000", "--max-graphs", "50"],
         std::sync::Arc::new(crate::runner::ScriptedRunner),
     )
     .await
@@ -133,38 +112,13 @@ async fn abuse_app() -> TestApp {
 #[tokio::test]
 async fn malformed_requests_are_400() {
     let app = abuse_app().await;
-    assert_refused(&app, Form::new().part("model", part(model_bytes(), "m")), 400, "missing_part")
-        .await;
-    assert_refused(
-        &app,
-        form(model_bytes(), good_data()).part("extra", part(vec![1], "x")),
-        400,
-        "unknown_part",
-    )
-    .await;
-    assert_refused(
-        &app,
-        form(model_bytes(), good_data()).part("data", part(good_data(), "d")),
-        400,
-        "duplicate_part",
-    )
-    .await;
-    let r = app
-        .post("/v1/jobs")
-        .body("not multipart")
-        .header("content-type", "text/plain")
-        .send()
-        .await
-        .unwrap();
+    assert_refused(&app, Form::new().part("model", part(model_bytes(), "m")), 400, "missing_part").await;
+    assert_refused(&app, form(model_bytes(), good_data()).part("extra", part(vec![1], "x")), 400, "unknown_part").await;
+    assert_refused(&app, form(model_bytes(), good_data()).part("data", part(good_data(), "d")), 400, "duplicate_part").await;
+    let r = app.post("/v1/jobs").body("not multipart").header("content-type", "text/plain").send().await.unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "malformed_multipart");
-    let r = app
-        .post("/v1/jobs")
-        .header("idempotency-key", "")
-        .multipart(job_form(json!({})))
-        .send()
-        .await
-        .unwrap();
+    let r = app.post("/v1/jobs").header("idempotency-key", "").multipart(job_form(json!({}))).send().await.unwrap();
     assert_eq!(r.status(), 400);
 }
 
@@ -173,8 +127,7 @@ async fn bad_safetensors_are_refused() {
     let app = abuse_app().await;
     let good = model_bytes();
     // Truncated: the header promises more bytes than the file has.
-    assert_refused(&app, form(good[..good.len() / 2].to_vec(), good_data()), 422, "invalid_model")
-        .await;
+    assert_refused(&app, form(good[..good.len() / 2].to_vec(), good_data()), 422, "invalid_model").await;
     // Header length far beyond the file.
     let mut huge = (1u64 << 40).to_le_bytes().to_vec();
     huge.extend_from_slice(b"{}");
@@ -190,32 +143,22 @@ async fn bad_safetensors_are_refused() {
     let (mut header, data) = split_safetensors(&model_bytes());
     let name = first_f32_tensor(&header);
     header[&name]["shape"][0] = json!(header[&name]["shape"][0].as_u64().unwrap() + 1);
-    assert_refused(&app, form(join_safetensors(&header, &data), good_data()), 422, "invalid_model")
-        .await;
+    assert_refused(&app, form(join_safetensors(&header, &data), good_data()), 422, "invalid_model").await;
     // A tensor the architecture needs is missing.
     let (mut header, data) = split_safetensors(&model_bytes());
     let name = first_f32_tensor(&header);
     header.as_object_mut().unwrap().remove(&name);
-    assert_refused(&app, form(join_safetensors(&header, &data), good_data()), 422, "invalid_model")
-        .await;
+    assert_refused(&app, form(join_safetensors(&header, &data), good_data()), 422, "invalid_model").await;
     // No spec anywhere.
     let (mut header, data) = split_safetensors(&model_bytes());
     header.as_object_mut().unwrap().remove("__metadata__");
-    assert_refused(&app, form(join_safetensors(&header, &data), good_data()), 422, "invalid_model")
-        .await;
+    assert_refused(&app, form(join_safetensors(&header, &data), good_data()), 422, "invalid_model").await;
     // NaN and infinite weights.
     for bad in [f32::NAN, f32::INFINITY] {
         let (header, mut data) = split_safetensors(&model_bytes());
-        let start =
-            header[&first_f32_tensor(&header)]["data_offsets"][0].as_u64().unwrap() as usize;
+        let start = header[&first_f32_tensor(&header)]["data_offsets"][0].as_u64().unwrap() as usize;
         data[start..start + 4].copy_from_slice(&bad.to_le_bytes());
-        assert_refused(
-            &app,
-            form(join_safetensors(&header, &data), good_data()),
-            422,
-            "invalid_model",
-        )
-        .await;
+        assert_refused(&app, form(join_safetensors(&header, &data), good_data()), 422, "invalid_model").await;
     }
     assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
 }
@@ -272,13 +215,14 @@ async fn a_header_naming_a_tensor_twice_is_refused() {
 async fn pickles_are_refused_by_content_whatever_their_name() {
     let app = abuse_app().await;
     // A protocol-4 pickle that would call os.system on load.
-    let pickle = b"\x80\x04\x95\x1d\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06system\x94\x93\x94\x8c\x02id\x94\x85\x94R\x94.".to_vec();
+    let pickle =
+        b"\x80\x04\x95\x1d\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94\x8c\x06system\x94\x93\x94\x8c\x02id\x94\x85\x94R\x94."
+            .to_vec();
     assert_refused(&app, form(pickle.clone(), good_data()), 415, "pickle_refused").await;
     let text_pickle = b"cos\nsystem\n(S'id'\ntR.".to_vec();
     assert_refused(&app, form(text_pickle, good_data()), 415, "pickle_refused").await;
     // torch.save's format: a zip holding data.pkl.
-    let torch_zip =
-        zip_of(&[("archive/data.pkl", pickle.clone()), ("archive/version", b"3".to_vec())], None);
+    let torch_zip = zip_of(&[("archive/data.pkl", pickle.clone()), ("archive/version", b"3".to_vec())], None);
     assert_refused(&app, form(torch_zip, good_data()), 415, "pickle_refused").await;
     // A pickle as the data part is not a dataset either.
     assert_refused(&app, form(model_bytes(), pickle), 415, "unsupported_format").await;
@@ -298,8 +242,7 @@ async fn hostile_archives_are_refused() {
     let link = zip_of(&[("data/ok.txt", b"1".to_vec())], Some(("data/DS_A.txt", "/etc/passwd")));
     assert_refused(&app, form(model_bytes(), link), 422, "archive_refused").await;
     assert_refused(&app, form(model_bytes(), tar_gz_with_symlink()), 422, "archive_refused").await;
-    assert_refused(&app, form(model_bytes(), tar_gz_with_traversal()), 422, "archive_refused")
-        .await;
+    assert_refused(&app, form(model_bytes(), tar_gz_with_traversal()), 422, "archive_refused").await;
     let many: Vec<(String, Vec<u8>)> = (0..1500).map(|i| (format!("f{i}"), vec![])).collect();
     let many: Vec<(&str, Vec<u8>)> = many.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
     assert_refused(&app, form(model_bytes(), zip_of(&many, None)), 422, "archive_refused").await;
@@ -315,45 +258,23 @@ async fn data_that_does_not_fit_the_model_is_refused() {
         { "num_nodes": 2, "edges": [[0, 1]], "label": 0, "node_attributes": [[0.1, 0.2], [0.3, 0.4]] },
         { "num_nodes": 2, "edges": [[0, 1]], "label": 1, "node_attributes": [[0.1, 0.2], [0.3, 0.4]] }
     ]});
-    assert_refused(&app, form(model, data.to_string().into_bytes()), 422, "data_model_mismatch")
-        .await;
+    assert_refused(&app, form(model, data.to_string().into_bytes()), 422, "data_model_mismatch").await;
     // Three classes for a two-class model.
     let three = json!({ "graphs": [
         { "num_nodes": 2, "edges": [[0, 1]], "label": 0 }, { "num_nodes": 2, "edges": [], "label": 1 },
         { "num_nodes": 2, "edges": [], "label": 2 }
     ]});
-    assert_refused(
-        &app,
-        form(model_bytes(), three.to_string().into_bytes()),
-        422,
-        "data_model_mismatch",
-    )
-    .await;
+    assert_refused(&app, form(model_bytes(), three.to_string().into_bytes()), 422, "data_model_mismatch").await;
     // Labels outside the model's class labels.
     let spec = spec_with(json!({ "class_labels": [-1, 1] }));
-    assert_refused(&app, form(model_bytes_for(&spec), good_data()), 422, "data_model_mismatch")
-        .await;
+    assert_refused(&app, form(model_bytes_for(&spec), good_data()), 422, "data_model_mismatch").await;
     // Not a dataset at all, and an edge to a missing node.
-    assert_refused(&app, form(model_bytes(), b"{\"graphs\": 5}".to_vec()), 422, "invalid_data")
-        .await;
+    assert_refused(&app, form(model_bytes(), b"{\"graphs\": 5}".to_vec()), 422, "invalid_data").await;
     let dangling = json!({ "graphs": [{ "num_nodes": 2, "edges": [[0, 7]], "label": 0 }] });
-    assert_refused(
-        &app,
-        form(model_bytes(), dangling.to_string().into_bytes()),
-        422,
-        "invalid_data",
-    )
-    .await;
-    assert_refused(&app, form(model_bytes(), b"{\"graphs\": []}".to_vec()), 422, "invalid_data")
-        .await;
+    assert_refused(&app, form(model_bytes(), dangling.to_string().into_bytes()), 422, "invalid_data").await;
+    assert_refused(&app, form(model_bytes(), b"{\"graphs\": []}".to_vec()), 422, "invalid_data").await;
     // More graphs than allowed.
-    assert_refused(
-        &app,
-        form(model_bytes(), dataset_json(60).to_string().into_bytes()),
-        422,
-        "limit_exceeded",
-    )
-    .await;
+    assert_refused(&app, form(model_bytes(), dataset_json(60).to_string().into_bytes()), 422, "limit_exceeded").await;
 }
 
 #[tokio::test]
@@ -381,8 +302,7 @@ async fn absurd_specs_are_refused() {
 #[tokio::test]
 async fn oversized_uploads_are_413() {
     let app = abuse_app().await;
-    let big_model =
-        safetensors_bytes(Some(&spec_json()), &[("w", vec![30_000], vec![0.5; 30_000])]);
+    let big_model = safetensors_bytes(Some(&spec_json()), &[("w", vec![30_000], vec![0.5; 30_000])]);
     assert_refused(&app, form(big_model, good_data()), 413, "payload_too_large").await;
     assert_refused(&app, form(model_bytes(), vec![b' '; 300_000]), 413, "payload_too_large").await;
     // A body past the route's whole limit is cut off while streaming.
@@ -400,14 +320,12 @@ async fn a_separate_spec_part_stands_in_for_a_missing_embedded_spec() {
     let (mut header, data) = split_safetensors(&model_bytes());
     header.as_object_mut().unwrap().remove("__metadata__");
     let model = join_safetensors(&header, &data);
-    let f = form(model.clone(), good_data())
-        .part("spec", part(spec_json().to_string().into_bytes(), "spec.json"));
+    let f = form(model.clone(), good_data()).part("spec", part(spec_json().to_string().into_bytes(), "spec.json"));
     let r = app.submit(f).await;
     assert_eq!(r.status(), 202, "{:?}", r.text().await);
     // A spec part that does not match the tensors is refused.
     let wrong = spec_with(json!({ "hidden": 16 }));
-    let f =
-        form(model, good_data()).part("spec", part(wrong.to_string().into_bytes(), "spec.json"));
+    let f = form(model, good_data()).part("spec", part(wrong.to_string().into_bytes(), "spec.json"));
     let r = app.submit(f).await;
     assert_eq!(r.status(), 422);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "invalid_model");

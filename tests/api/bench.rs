@@ -38,8 +38,7 @@ async fn bench_api_load() {
     let started = Instant::now();
     let tasks: Vec<_> = (0..submissions)
         .map(|i| {
-            let (client, base, token, model, data) =
-                (client.clone(), base.clone(), token.clone(), model.clone(), data.clone());
+            let (client, base, token, model, data) = (client.clone(), base.clone(), token.clone(), model.clone(), data.clone());
             tokio::spawn(async move {
                 let form = reqwest::multipart::Form::new()
                     .part("model", part(model.as_ref().clone(), "m.safetensors"))
@@ -92,8 +91,7 @@ async fn bench_api_load() {
     let deadline = Instant::now() + Duration::from_secs_f64(read_secs);
     let reader_tasks: Vec<_> = (0..readers)
         .map(|r| {
-            let (client, base, token, ids) =
-                (client.clone(), base.clone(), token.clone(), ids.clone());
+            let (client, base, token, ids) = (client.clone(), base.clone(), token.clone(), ids.clone());
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut errors = 0usize;
@@ -105,12 +103,7 @@ async fn bench_api_load() {
                     let id = &ids[i % ids.len().max(1)];
                     i += readers;
                     let t = Instant::now();
-                    match client
-                        .get(format!("{base}/v1/jobs/{id}"))
-                        .bearer_auth(&token)
-                        .send()
-                        .await
-                    {
+                    match client.get(format!("{base}/v1/jobs/{id}")).bearer_auth(&token).send().await {
                         Ok(resp) if resp.status() == 200 => {
                             let _ = resp.bytes().await;
                             latencies.push(t.elapsed().as_secs_f64());
@@ -141,8 +134,7 @@ async fn bench_api_load() {
         if let Some(t) = &page_token {
             url.push_str(&format!("&page_token={t}"));
         }
-        let page: Value =
-            client.get(url).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        let page: Value = client.get(url).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
         listed.extend(page["jobs"].as_array().unwrap().iter().map(job_id));
         match page["next_page_token"].as_str() {
             Some(t) => page_token = Some(t.to_string()),
@@ -172,11 +164,7 @@ async fn bench_api_load() {
         "duplicated_jobs": duplicated,
     });
     println!("BENCH_RESULT {summary}");
-    assert!(
-        submit_errors.is_empty(),
-        "submission errors: {:?}",
-        &submit_errors[..submit_errors.len().min(5)]
-    );
+    assert!(submit_errors.is_empty(), "submission errors: {:?}", &submit_errors[..submit_errors.len().min(5)]);
     assert_eq!(lost, 0, "lost jobs");
     assert_eq!(duplicated, 0, "duplicated jobs");
     assert_eq!(listed.len(), submissions, "exactly the submitted jobs exist");

@@ -110,32 +110,25 @@ impl Checker {
         let status = response.status().as_u16().to_string();
         let operation = self
             .doc
-            .pointer(&format!(
-                "/paths/{}/{}",
-                template.replace('~', "~0").replace('/', "~1"),
-                method.to_lowercase()
-            ))
+            .pointer(&format!("/paths/{}/{}", template.replace('~', "~0").replace('/', "~1"), method.to_lowercase()))
             .unwrap_or_else(|| panic!("{method} {template} is not documented"))
             .clone();
         self.seen.insert((template.to_string(), method.to_lowercase()));
-        let documented = operation["responses"].get(&status).unwrap_or_else(|| {
-            panic!("{method} {template} answered {status}, which is not documented")
-        });
+        let documented = operation["responses"]
+            .get(&status)
+            .unwrap_or_else(|| panic!("{method} {template} answered {status}, which is not documented"));
         let documented = resolve(&self.doc, documented).clone();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().split(';').next().unwrap().trim().to_string());
+        let content_type =
+            response.headers().get("content-type").map(|v| v.to_str().unwrap().split(';').next().unwrap().trim().to_string());
         let body = response.bytes().await.unwrap();
         let Some(content) = documented.get("content").and_then(Value::as_object) else {
             assert!(body.is_empty(), "{method} {template} {status}: undocumented body");
             return Value::Null;
         };
-        let content_type =
-            content_type.unwrap_or_else(|| panic!("{method} {template} {status}: no content type"));
-        let media = content.get(&content_type).unwrap_or_else(|| {
-            panic!("{method} {template} {status}: content type {content_type} not documented")
-        });
+        let content_type = content_type.unwrap_or_else(|| panic!("{method} {template} {status}: no content type"));
+        let media = content
+            .get(&content_type)
+            .unwrap_or_else(|| panic!("{method} {template} {status}: content type {content_type} not documented"));
         if content_type.ends_with("json") {
             let value: Value = serde_json::from_slice(&body).expect("JSON body");
             let mut errors = Vec::new();
@@ -151,26 +144,20 @@ impl Checker {
 #[tokio::test]
 async fn served_document_is_the_yaml_source() {
     let app = spawn_app().await;
-    let served: Value =
-        app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let served: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert_eq!(served, document());
 }
 
 #[tokio::test]
 async fn every_route_and_status_matches_the_openapi_document() {
-    let app = spawn_app_with(
-        &["--max-model-bytes", "100000"],
-        std::sync::Arc::new(crate::runner::ScriptedRunner),
-    )
-    .await;
+    let app = spawn_app_with(&["--max-model-bytes", "100000"], std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
     let mut c = Checker { doc: document(), seen: BTreeSet::new() };
     let other = app.other_tenant_token().await;
 
     c.check("/healthz", "GET", app.client.get(app.url("/healthz")).send().await.unwrap()).await;
     c.check("/readyz", "GET", app.client.get(app.url("/readyz")).send().await.unwrap()).await;
     c.check("/metrics", "GET", app.client.get(app.url("/metrics")).send().await.unwrap()).await;
-    c.check("/openapi.json", "GET", app.client.get(app.url("/openapi.json")).send().await.unwrap())
-        .await;
+    c.check("/openapi.json", "GET", app.client.get(app.url("/openapi.json")).send().await.unwrap()).await;
 
     // Submission: accepted, replayed, and each family of refusal.
     let r = app
@@ -190,19 +177,11 @@ async fn every_route_and_status_matches_the_openapi_document() {
         .await
         .unwrap();
     c.check("/v1/jobs", "POST", r).await;
-    let r = app
-        .post("/v1/jobs")
-        .header("idempotency-key", "k")
-        .multipart(job_form(json!({})))
-        .send()
-        .await
-        .unwrap();
+    let r = app.post("/v1/jobs").header("idempotency-key", "k").multipart(job_form(json!({}))).send().await.unwrap();
     c.check("/v1/jobs", "POST", r).await; // 422
-    let r =
-        app.client.post(app.url("/v1/jobs")).multipart(job_form(json!({}))).send().await.unwrap();
+    let r = app.client.post(app.url("/v1/jobs")).multipart(job_form(json!({}))).send().await.unwrap();
     c.check("/v1/jobs", "POST", r).await; // 401
-    let r =
-        app.post("/v1/jobs").body("x").header("content-type", "text/plain").send().await.unwrap();
+    let r = app.post("/v1/jobs").body("x").header("content-type", "text/plain").send().await.unwrap();
     c.check("/v1/jobs", "POST", r).await; // 400
     let pickle = b"\x80\x04\x95.".to_vec();
     let form = reqwest::multipart::Form::new()
@@ -216,41 +195,22 @@ async fn every_route_and_status_matches_the_openapi_document() {
     c.check("/v1/jobs", "POST", app.submit(form).await).await; // 413
 
     for query in ["", "?limit=1", "?status=queued", "?limit=0"] {
-        c.check("/v1/jobs", "GET", app.get(&format!("/v1/jobs{query}")).send().await.unwrap())
-            .await;
+        c.check("/v1/jobs", "GET", app.get(&format!("/v1/jobs{query}")).send().await.unwrap()).await;
     }
     c.check("/v1/jobs", "GET", app.client.get(app.url("/v1/jobs")).send().await.unwrap()).await;
 
     let t = "/v1/jobs/{id}";
     c.check(t, "GET", app.get(&format!("/v1/jobs/{id}")).send().await.unwrap()).await;
-    c.check(
-        t,
-        "GET",
-        app.client
-            .get(app.url(&format!("/v1/jobs/{id}")))
-            .bearer_auth(&other)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    c.check(t, "GET", app.client.get(app.url(&format!("/v1/jobs/{id}"))).send().await.unwrap())
-        .await;
+    c.check(t, "GET", app.client.get(app.url(&format!("/v1/jobs/{id}"))).bearer_auth(&other).send().await.unwrap()).await;
+    c.check(t, "GET", app.client.get(app.url(&format!("/v1/jobs/{id}"))).send().await.unwrap()).await;
 
     // Results before and after success.
-    for (path, template) in [
-        ("model", "/v1/jobs/{id}/model"),
-        ("report", "/v1/jobs/{id}/report"),
-        ("report.html", "/v1/jobs/{id}/report.html"),
-    ] {
+    for (path, template) in
+        [("model", "/v1/jobs/{id}/model"), ("report", "/v1/jobs/{id}/report"), ("report.html", "/v1/jobs/{id}/report.html")]
+    {
         let queued = app.job(&id).await;
         if queued["status"] != "succeeded" {
-            c.check(
-                template,
-                "GET",
-                app.get(&format!("/v1/jobs/{id}/{path}")).send().await.unwrap(),
-            )
-            .await;
+            c.check(template, "GET", app.get(&format!("/v1/jobs/{id}/{path}")).send().await.unwrap()).await;
         }
     }
     let events = app.get(&format!("/v1/jobs/{id}/events")).send().await.unwrap();
@@ -262,73 +222,29 @@ async fn every_route_and_status_matches_the_openapi_document() {
     c.check(
         "/v1/jobs/{id}/model",
         "GET",
-        app.get(&format!("/v1/jobs/{id}/model"))
-            .header("if-none-match", etag)
-            .send()
-            .await
-            .unwrap(),
+        app.get(&format!("/v1/jobs/{id}/model")).header("if-none-match", etag).send().await.unwrap(),
     )
     .await;
+    c.check("/v1/jobs/{id}/report", "GET", app.get(&format!("/v1/jobs/{id}/report")).send().await.unwrap()).await;
     c.check(
         "/v1/jobs/{id}/report",
         "GET",
-        app.get(&format!("/v1/jobs/{id}/report")).send().await.unwrap(),
+        app.get(&format!("/v1/jobs/{id}/report")).header("accept", "text/html").send().await.unwrap(),
     )
     .await;
-    c.check(
-        "/v1/jobs/{id}/report",
-        "GET",
-        app.get(&format!("/v1/jobs/{id}/report"))
-            .header("accept", "text/html")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    c.check(
-        "/v1/jobs/{id}/report.html",
-        "GET",
-        app.get(&format!("/v1/jobs/{id}/report.html")).send().await.unwrap(),
-    )
-    .await;
-    for template in [
-        "/v1/jobs/{id}/model",
-        "/v1/jobs/{id}/report",
-        "/v1/jobs/{id}/report.html",
-        "/v1/jobs/{id}/events",
-    ] {
+    c.check("/v1/jobs/{id}/report.html", "GET", app.get(&format!("/v1/jobs/{id}/report.html")).send().await.unwrap()).await;
+    for template in ["/v1/jobs/{id}/model", "/v1/jobs/{id}/report", "/v1/jobs/{id}/report.html", "/v1/jobs/{id}/events"] {
         let path = template.replace("{id}", &id);
-        c.check(
-            template,
-            "GET",
-            app.client.get(app.url(&path)).bearer_auth(&other).send().await.unwrap(),
-        )
-        .await;
+        c.check(template, "GET", app.client.get(app.url(&path)).bearer_auth(&other).send().await.unwrap()).await;
     }
 
+    c.check("/v1/jobs/{id}/cancel", "POST", app.post(&format!("/v1/jobs/{id}/cancel")).send().await.unwrap()).await; // 409
+    let queued = job_id(&app.submit_job(json!({ "test": { "epochs": 100, "epoch_ms": 50 } })).await);
+    c.check("/v1/jobs/{id}/cancel", "POST", app.post(&format!("/v1/jobs/{queued}/cancel")).send().await.unwrap()).await;
     c.check(
         "/v1/jobs/{id}/cancel",
         "POST",
-        app.post(&format!("/v1/jobs/{id}/cancel")).send().await.unwrap(),
-    )
-    .await; // 409
-    let queued =
-        job_id(&app.submit_job(json!({ "test": { "epochs": 100, "epoch_ms": 50 } })).await);
-    c.check(
-        "/v1/jobs/{id}/cancel",
-        "POST",
-        app.post(&format!("/v1/jobs/{queued}/cancel")).send().await.unwrap(),
-    )
-    .await;
-    c.check(
-        "/v1/jobs/{id}/cancel",
-        "POST",
-        app.client
-            .post(app.url(&format!("/v1/jobs/{queued}/cancel")))
-            .bearer_auth(&other)
-            .send()
-            .await
-            .unwrap(),
+        app.client.post(app.url(&format!("/v1/jobs/{queued}/cancel"))).bearer_auth(&other).send().await.unwrap(),
     )
     .await;
 

@@ -37,9 +37,7 @@ async fn read_events(response: reqwest::Response, timeout: Duration) -> Vec<(Str
 
 #[tokio::test]
 async fn event_stream_follows_a_job_to_its_end() {
-    let app =
-        spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner))
-            .await;
+    let app = spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
     let id = job_id(&app.submit_job(json!({ "epochs": 12, "epoch_ms": 100 })).await);
     let response = app.get(&format!("/v1/jobs/{id}/events")).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -48,25 +46,17 @@ async fn event_stream_follows_a_job_to_its_end() {
     let worker = crate::worker_process::start_in_process_worker(&app).await;
     let events = read_events(response, Duration::from_secs(30)).await;
     worker.cancel();
-    let statuses: Vec<&str> = events
-        .iter()
-        .filter(|(e, _)| e == "status")
-        .map(|(_, d)| d["status"].as_str().unwrap())
-        .collect();
+    let statuses: Vec<&str> = events.iter().filter(|(e, _)| e == "status").map(|(_, d)| d["status"].as_str().unwrap()).collect();
     assert_eq!(statuses.first(), Some(&"queued"));
     assert!(statuses.contains(&"running"));
     assert_eq!(statuses.last(), Some(&"succeeded"));
-    assert!(events
-        .iter()
-        .any(|(e, d)| e == "progress" && d["progress"]["epoch"].as_i64() > Some(0)));
+    assert!(events.iter().any(|(e, d)| e == "progress" && d["progress"]["epoch"].as_i64() > Some(0)));
     assert_eq!(events.last().unwrap().1["status"], "succeeded");
 }
 
 #[tokio::test]
 async fn event_stream_sees_changes_made_directly_in_the_database() {
-    let app =
-        spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner))
-            .await;
+    let app = spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
     let id = job_id(&app.submit_job(json!({})).await);
     let response = app.get(&format!("/v1/jobs/{id}/events")).send().await.unwrap();
     let reader = tokio::spawn(read_events(response, Duration::from_secs(20)));
@@ -93,9 +83,7 @@ async fn event_stream_of_a_finished_job_sends_one_event_and_ends() {
 
 #[tokio::test]
 async fn event_stream_ends_when_the_job_is_deleted() {
-    let app =
-        spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner))
-            .await;
+    let app = spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
     let id = job_id(&app.submit_job(json!({})).await);
     let response = app.get(&format!("/v1/jobs/{id}/events")).send().await.unwrap();
     let reader = tokio::spawn(read_events(response, Duration::from_secs(20)));
@@ -107,20 +95,14 @@ async fn event_stream_ends_when_the_job_is_deleted() {
 
 #[tokio::test]
 async fn open_event_streams_do_not_hold_up_shutdown() {
-    let mut app =
-        spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner))
-            .await;
+    let mut app = spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
     let id = job_id(&app.submit_job(json!({})).await);
     let response = app.get(&format!("/v1/jobs/{id}/events")).send().await.unwrap();
     let reader = tokio::spawn(read_events(response, Duration::from_secs(20)));
     tokio::time::sleep(Duration::from_millis(200)).await;
     app.shutdown.cancel();
     let server = app.server.take().unwrap();
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("server stops")
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server).await.expect("server stops").unwrap().unwrap();
     let events = reader.await.unwrap();
     assert_eq!(events[0].1["status"], "queued");
 }

@@ -15,9 +15,7 @@ fn api_only() -> std::sync::Arc<crate::runner::ScriptedRunner> {
 
 async fn wait_running_on_attempt(app: &TestApp, id: &str, attempt: i64) -> Value {
     app.wait_for(id, WAIT, |j| {
-        j["status"] == "running"
-            && j["attempts"] == attempt
-            && j["progress"]["epoch"].as_i64().unwrap_or(0) >= 1
+        j["status"] == "running" && j["attempts"] == attempt && j["progress"]["epoch"].as_i64().unwrap_or(0) >= 1
     })
     .await
 }
@@ -34,11 +32,7 @@ fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process
 }
 
 fn sigterm(child: &std::process::Child) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
 }
 
 #[tokio::test]
@@ -57,14 +51,10 @@ async fn killed_worker_process_job_completes_elsewhere_exactly_once() {
 
     assert_eq!(done["attempts"], 2);
     let outcomes: Vec<String> =
-        sqlx::query_scalar("SELECT outcome FROM job_attempts ORDER BY attempt")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
+        sqlx::query_scalar("SELECT outcome FROM job_attempts ORDER BY attempt").fetch_all(&app.pool).await.unwrap();
     assert_eq!(outcomes, ["lease_expired", "succeeded"]);
     assert_eq!(app.count("SELECT count(*) FROM artifacts WHERE kind = 'output_model'").await, 1);
-    let report: Value =
-        app.get(&format!("/v1/jobs/{id}/report")).send().await.unwrap().json().await.unwrap();
+    let report: Value = app.get(&format!("/v1/jobs/{id}/report")).send().await.unwrap().json().await.unwrap();
     assert_eq!(report["attempt"], 2);
 }
 
@@ -82,10 +72,8 @@ async fn sigterm_hands_a_long_job_back_and_the_worker_exits_zero() {
     assert_eq!(row.state, "queued", "released, not left running");
     assert!(row.lease_owner.is_none());
     assert_eq!(row.max_attempts, 4, "a hand-back does not use up a try");
-    let outcome: String = sqlx::query_scalar("SELECT outcome FROM job_attempts WHERE attempt = 1")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let outcome: String =
+        sqlx::query_scalar("SELECT outcome FROM job_attempts WHERE attempt = 1").fetch_one(&app.pool).await.unwrap();
     assert_eq!(outcome, "released");
 }
 
@@ -110,11 +98,7 @@ async fn in_process_server_shutdown_releases_running_jobs() {
     let mut app = app;
     app.shutdown.cancel();
     let server = app.server.take().unwrap();
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .expect("server stops")
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server).await.expect("server stops").unwrap().unwrap();
     assert_eq!(app.job_row(&id).await.state, "queued");
 }
 

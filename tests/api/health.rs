@@ -55,9 +55,7 @@ async fn disabled_tokens_are_refused() {
 
 #[tokio::test]
 async fn insecure_mode_needs_no_token() {
-    let app =
-        spawn_app_with(&["--insecure-no-auth"], std::sync::Arc::new(crate::runner::ScriptedRunner))
-            .await;
+    let app = spawn_app_with(&["--insecure-no-auth"], std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
     let r = app.client.get(app.url("/v1/jobs")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
@@ -96,11 +94,7 @@ async fn metrics_expose_jobs_queue_and_http_histograms() {
 
 #[tokio::test]
 async fn cached_tokens_stop_working_within_the_cache_time_after_disabling() {
-    let app = spawn_app_with(
-        &["--auth-cache-secs", "0.5"],
-        std::sync::Arc::new(crate::runner::ScriptedRunner),
-    )
-    .await;
+    let app = spawn_app_with(&["--auth-cache-secs", "0.5"], std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
     assert_eq!(app.get("/v1/jobs").send().await.unwrap().status(), 200);
     gcleaner::db::tokens::disable_token(&app.pool, "test").await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(700)).await;

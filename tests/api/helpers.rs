@@ -17,8 +17,7 @@ use uuid::Uuid;
 use crate::runner::ScriptedRunner;
 
 pub fn admin_url() -> String {
-    std::env::var("GCLEANER_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("GCLEANER_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 fn with_database(url: &str, db: &str) -> String {
@@ -56,12 +55,8 @@ impl TestDatabase {
 
     pub async fn create_on(admin: &str) -> TestDatabase {
         let name = format!("gcleaner_test_{}", Uuid::new_v4().simple());
-        let pool =
-            PgPool::connect(admin).await.expect("connect to the test PostgreSQL (is it running?)");
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&pool)
-            .await
-            .expect("create test database");
+        let pool = PgPool::connect(admin).await.expect("connect to the test PostgreSQL (is it running?)");
+        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&pool).await.expect("create test database");
         pool.close().await;
         TestDatabase { url: with_database(admin, &name), name, admin: admin.to_string() }
     }
@@ -75,10 +70,7 @@ impl Drop for TestDatabase {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
                 if let Ok(pool) = PgPool::connect(&admin).await {
-                    let _ =
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                            .execute(&pool)
-                            .await;
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&pool).await;
                     pool.close().await;
                 }
             })
@@ -143,10 +135,7 @@ pub async fn spawn_app_on(db: TestDatabase, extra: &[&str], runner: Arc<dyn JobR
         "127.0.0.1:0".to_string(),
     ];
     args.extend(fast_queue_args());
-    args.extend(
-        ["--rate-limit-per-sec", "10000", "--rate-limit-burst", "10000", "--auth-cache-secs", "0"]
-            .map(String::from),
-    );
+    args.extend(["--rate-limit-per-sec", "10000", "--rate-limit-burst", "10000", "--auth-cache-secs", "0"].map(String::from));
     args.extend(extra.iter().map(|s| s.to_string()));
     let config = ServeConfig::from_args(args).expect("test configuration parses");
     let app = Application::build(config, runner).await.expect("application builds");
@@ -214,19 +203,11 @@ impl TestApp {
     }
 
     pub async fn job_row(&self, id: &str) -> JobRow {
-        gcleaner::db::jobs::get(&self.pool, id.parse().unwrap())
-            .await
-            .unwrap()
-            .expect("job row exists")
+        gcleaner::db::jobs::get(&self.pool, id.parse().unwrap()).await.unwrap().expect("job row exists")
     }
 
     /// Polls until the job's status satisfies `done`; panics after `timeout`.
-    pub async fn wait_for(
-        &self,
-        id: &str,
-        timeout: Duration,
-        done: impl Fn(&Value) -> bool,
-    ) -> Value {
+    pub async fn wait_for(&self, id: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let job = self.job(id).await;
@@ -274,10 +255,7 @@ pub fn spec_json() -> Value {
 }
 
 /// A safetensors file with the given metadata spec (if any) and f32 tensors.
-pub fn safetensors_bytes(
-    spec: Option<&Value>,
-    tensors: &[(&str, Vec<usize>, Vec<f32>)],
-) -> Vec<u8> {
+pub fn safetensors_bytes(spec: Option<&Value>, tensors: &[(&str, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
     let mut header = serde_json::Map::new();
     if let Some(spec) = spec {
         header.insert("__metadata__".into(), json!({ "gcleaner.spec": spec.to_string() }));
@@ -288,10 +266,7 @@ pub fn safetensors_bytes(
         for v in values {
             data.extend_from_slice(&v.to_le_bytes());
         }
-        header.insert(
-            name.to_string(),
-            json!({ "dtype": "F32", "shape": shape, "data_offsets": [start, data.len()] }),
-        );
+        header.insert(name.to_string(), json!({ "dtype": "F32", "shape": shape, "data_offsets": [start, data.len()] }));
     }
     let mut header = serde_json::to_vec(&Value::Object(header)).unwrap();
     while !header.len().is_multiple_of(8) {
@@ -305,8 +280,7 @@ pub fn safetensors_bytes(
 
 /// A real (untrained) model of `spec`, saved by the engine.
 pub fn model_bytes_for(spec: &Value) -> Vec<u8> {
-    let spec: gcleaner_engine::models::ModelSpec =
-        serde_json::from_value(spec.clone()).expect("valid spec");
+    let spec: gcleaner_engine::models::ModelSpec = serde_json::from_value(spec.clone()).expect("valid spec");
     let model = gcleaner_engine::models::GnnModel::new(spec, tch::Device::Cpu).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.safetensors");
@@ -337,9 +311,8 @@ pub fn join_safetensors(header: &Value, data: &[u8]) -> Vec<u8> {
 }
 
 pub fn dataset_json(graphs: usize) -> Value {
-    let graphs: Vec<Value> = (0..graphs)
-        .map(|i| json!({ "num_nodes": 3 + i % 3, "edges": [[0, 1], [1, 2]], "label": (i % 2) as i64 }))
-        .collect();
+    let graphs: Vec<Value> =
+        (0..graphs).map(|i| json!({ "num_nodes": 3 + i % 3, "edges": [[0, 1], [1, 2]], "label": (i % 2) as i64 })).collect();
     json!({ "format": "gcleaner.graphs/v1", "graphs": graphs })
 }
 

@@ -39,36 +39,16 @@ async fn full_flow_submit_follow_download_report() {
     assert_eq!(r.status(), 200);
     let etag = r.headers()["etag"].to_str().unwrap().to_string();
     let bytes = r.bytes().await.unwrap();
-    assert_eq!(
-        bytes.as_ref(),
-        model_bytes().as_slice(),
-        "the scripted runner returns its input model"
-    );
+    assert_eq!(bytes.as_ref(), model_bytes().as_slice(), "the scripted runner returns its input model");
     assert_eq!(etag, format!("\"{}\"", hex::encode(Sha256::digest(&bytes))));
-    let r = app
-        .get(&format!("/v1/jobs/{id}/model"))
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let r = app.get(&format!("/v1/jobs/{id}/model")).header("if-none-match", &etag).send().await.unwrap();
     assert_eq!(r.status(), 304);
-    let r = app
-        .get(&format!("/v1/jobs/{id}/model"))
-        .header("if-none-match", "\"other\"")
-        .send()
-        .await
-        .unwrap();
+    let r = app.get(&format!("/v1/jobs/{id}/model")).header("if-none-match", "\"other\"").send().await.unwrap();
     assert_eq!(r.status(), 200);
 
-    let report: Value =
-        app.get(&format!("/v1/jobs/{id}/report")).send().await.unwrap().json().await.unwrap();
+    let report: Value = app.get(&format!("/v1/jobs/{id}/report")).send().await.unwrap().json().await.unwrap();
     assert_eq!(report["job_id"], id.as_str());
-    let r = app
-        .get(&format!("/v1/jobs/{id}/report"))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+    let r = app.get(&format!("/v1/jobs/{id}/report")).header("accept", "text/html").send().await.unwrap();
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     assert!(r.text().await.unwrap().contains(&id));
     let r = app.get(&format!("/v1/jobs/{id}/report.html")).send().await.unwrap();
@@ -77,9 +57,7 @@ async fn full_flow_submit_follow_download_report() {
 
 #[tokio::test]
 async fn results_are_409_until_the_job_succeeds() {
-    let app =
-        spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner))
-            .await;
+    let app = spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
     let job = app.submit_job(json!({})).await;
     let id = job_id(&job);
     for path in ["model", "report", "report.html"] {
@@ -92,12 +70,8 @@ async fn results_are_409_until_the_job_succeeds() {
 
 #[tokio::test]
 async fn idempotency_key_replays_the_same_job_and_refuses_a_different_payload() {
-    let app =
-        spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner))
-            .await;
-    let send = |config: Value| {
-        app.post("/v1/jobs").header("idempotency-key", "key-1").multipart(job_form(config)).send()
-    };
+    let app = spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
+    let send = |config: Value| app.post("/v1/jobs").header("idempotency-key", "key-1").multipart(job_form(config)).send();
     let first = send(json!({ "a": 1 })).await.unwrap();
     assert_eq!(first.status(), 202);
     let first: Value = first.json().await.unwrap();
@@ -127,12 +101,8 @@ async fn idempotency_key_replays_the_same_job_and_refuses_a_different_payload() 
 
 #[tokio::test]
 async fn concurrent_submissions_with_one_key_create_one_job() {
-    let app =
-        spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner))
-            .await;
-    let requests = (0..8).map(|_| {
-        app.post("/v1/jobs").header("idempotency-key", "same").multipart(job_form(json!({}))).send()
-    });
+    let app = spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
+    let requests = (0..8).map(|_| app.post("/v1/jobs").header("idempotency-key", "same").multipart(job_form(json!({}))).send());
     let responses = futures_util::future::join_all(requests).await;
     let mut ids = std::collections::HashSet::new();
     for r in responses {
@@ -146,9 +116,7 @@ async fn concurrent_submissions_with_one_key_create_one_job() {
 
 #[tokio::test]
 async fn pagination_walks_every_job_newest_first_without_repeats() {
-    let app =
-        spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner))
-            .await;
+    let app = spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
     let mut created = Vec::new();
     for _ in 0..7 {
         created.push(job_id(&app.submit_job(json!({})).await));
@@ -172,19 +140,11 @@ async fn pagination_walks_every_job_newest_first_without_repeats() {
     created.reverse();
     assert_eq!(seen, created);
 
-    let filtered: Value =
-        app.get("/v1/jobs?status=succeeded").send().await.unwrap().json().await.unwrap();
+    let filtered: Value = app.get("/v1/jobs?status=succeeded").send().await.unwrap().json().await.unwrap();
     assert_eq!(filtered["jobs"].as_array().unwrap().len(), 0);
-    let queued: Value =
-        app.get("/v1/jobs?status=queued&limit=100").send().await.unwrap().json().await.unwrap();
+    let queued: Value = app.get("/v1/jobs?status=queued&limit=100").send().await.unwrap().json().await.unwrap();
     assert_eq!(queued["jobs"].as_array().unwrap().len(), 7);
-    for bad in [
-        "/v1/jobs?limit=0",
-        "/v1/jobs?limit=101",
-        "/v1/jobs?limit=x",
-        "/v1/jobs?status=done",
-        "/v1/jobs?page_token=@@",
-    ] {
+    for bad in ["/v1/jobs?limit=0", "/v1/jobs?limit=101", "/v1/jobs?limit=x", "/v1/jobs?status=done", "/v1/jobs?page_token=@@"] {
         let r = app.get(bad).send().await.unwrap();
         assert_eq!(r.status(), 400, "{bad}");
         assert_eq!(r.headers()["content-type"], "application/problem+json");
@@ -193,9 +153,7 @@ async fn pagination_walks_every_job_newest_first_without_repeats() {
 
 #[tokio::test]
 async fn another_tenants_job_is_not_found() {
-    let app =
-        spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner))
-            .await;
+    let app = spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
     let id = job_id(&app.submit_job(json!({})).await);
     let other = app.other_tenant_token().await;
     for (method, path) in [
@@ -206,25 +164,10 @@ async fn another_tenants_job_is_not_found() {
         ("POST", format!("/v1/jobs/{id}/cancel")),
         ("DELETE", format!("/v1/jobs/{id}")),
     ] {
-        let r = app
-            .client
-            .request(method.parse().unwrap(), app.url(&path))
-            .bearer_auth(&other)
-            .send()
-            .await
-            .unwrap();
+        let r = app.client.request(method.parse().unwrap(), app.url(&path)).bearer_auth(&other).send().await.unwrap();
         assert_eq!(r.status(), 404, "{method} {path}");
     }
-    let list: Value = app
-        .client
-        .get(app.url("/v1/jobs"))
-        .bearer_auth(&other)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.client.get(app.url("/v1/jobs")).bearer_auth(&other).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["jobs"].as_array().unwrap().len(), 0);
     // The owner still sees it, untouched.
     assert_eq!(app.job(&id).await["status"], "queued");
@@ -234,9 +177,7 @@ async fn another_tenants_job_is_not_found() {
 
 #[tokio::test]
 async fn cancel_a_queued_job_at_once() {
-    let app =
-        spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner))
-            .await;
+    let app = spawn_app_with(&["--workers", "0"], std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
     let id = job_id(&app.submit_job(json!({})).await);
     let r = app.post(&format!("/v1/jobs/{id}/cancel")).send().await.unwrap();
     assert_eq!(r.status(), 202);
@@ -250,20 +191,15 @@ async fn cancel_a_queued_job_at_once() {
 async fn cancel_a_running_job_stops_it_at_an_epoch_boundary() {
     let app = spawn_app().await;
     let id = job_id(&app.submit_job(json!({ "epochs": 200, "epoch_ms": 50 })).await);
-    app.wait_for(&id, WAIT, |j| {
-        j["status"] == "running" && j["progress"]["epoch"].as_i64().unwrap_or(0) >= 1
-    })
-    .await;
+    app.wait_for(&id, WAIT, |j| j["status"] == "running" && j["progress"]["epoch"].as_i64().unwrap_or(0) >= 1).await;
     let r = app.post(&format!("/v1/jobs/{id}/cancel")).send().await.unwrap();
     assert_eq!(r.status(), 202);
     assert_eq!(r.json::<Value>().await.unwrap()["cancel_requested"], true);
     let done = app.wait_status(&id, "canceled", Duration::from_secs(10)).await;
     assert!(done["progress"]["epoch"].as_i64().unwrap() < 200);
     assert_eq!(done["error"]["code"], "canceled");
-    let outcome: String = sqlx::query_scalar("SELECT outcome FROM job_attempts WHERE attempt = 1")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let outcome: String =
+        sqlx::query_scalar("SELECT outcome FROM job_attempts WHERE attempt = 1").fetch_one(&app.pool).await.unwrap();
     assert_eq!(outcome, "canceled");
 }
 
@@ -272,9 +208,7 @@ async fn delete_removes_the_job_and_its_files() {
     let app = spawn_app().await;
     let id = job_id(&app.submit_job(json!({ "epochs": 1, "epoch_ms": 1 })).await);
     app.wait_status(&id, "succeeded", WAIT).await;
-    let job_files = |app: &TestApp| {
-        app.files_on_disk().into_iter().filter(|p| p.to_string_lossy().contains(&id)).count()
-    };
+    let job_files = |app: &TestApp| app.files_on_disk().into_iter().filter(|p| p.to_string_lossy().contains(&id)).count();
     assert!(job_files(&app) >= 5, "inputs, model and two reports are stored");
     let r = app.delete(&format!("/v1/jobs/{id}")).send().await.unwrap();
     assert_eq!(r.status(), 204);
@@ -301,10 +235,7 @@ async fn transient_failures_retry_with_backoff_then_succeed() {
     let done = app.wait_status(&id, "succeeded", WAIT).await;
     assert_eq!(done["attempts"], 3);
     let outcomes: Vec<String> =
-        sqlx::query_scalar("SELECT outcome FROM job_attempts ORDER BY attempt")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
+        sqlx::query_scalar("SELECT outcome FROM job_attempts ORDER BY attempt").fetch_all(&app.pool).await.unwrap();
     assert_eq!(outcomes, ["retrying", "retrying", "succeeded"]);
 }
 
@@ -334,11 +265,7 @@ async fn completion_callback_is_signed_and_delivered() {
             if let Some(end) = text.find("\r\n\r\n") {
                 let len: usize = text
                     .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap())
-                    })
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
                     .unwrap_or(0);
                 if buf.len() >= end + 4 + len {
                     break;
@@ -351,25 +278,16 @@ async fn completion_callback_is_signed_and_delivered() {
         socket.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n").await.unwrap();
         String::from_utf8_lossy(&buf).to_string()
     });
-    let app = spawn_app_with(
-        &["--callback-secret", "s3cret"],
-        std::sync::Arc::new(crate::runner::ScriptedRunner),
-    )
-    .await;
-    let config =
-        json!({ "callback_url": format!("http://127.0.0.1:{port}/hook"), "test": { "epochs": 1 } });
+    let app = spawn_app_with(&["--callback-secret", "s3cret"], std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
+    let config = json!({ "callback_url": format!("http://127.0.0.1:{port}/hook"), "test": { "epochs": 1 } });
     let r = app.submit(job_form(config)).await;
     assert_eq!(r.status(), 202);
     let id = job_id(&r.json().await.unwrap());
     let request = tokio::time::timeout(WAIT, receiver).await.expect("callback arrives").unwrap();
     let (head, body) = request.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("POST /hook"));
-    let signature = head
-        .lines()
-        .find_map(|l| l.strip_prefix("gcleaner-signature: "))
-        .expect("signature header");
-    let timestamp: i64 =
-        signature.split(',').next().unwrap().trim_start_matches("t=").parse().unwrap();
+    let signature = head.lines().find_map(|l| l.strip_prefix("gcleaner-signature: ")).expect("signature header");
+    let timestamp: i64 = signature.split(',').next().unwrap().trim_start_matches("t=").parse().unwrap();
     assert_eq!(signature, gcleaner::queue::callbacks::sign("s3cret", timestamp, body.as_bytes()));
     let payload: Value = serde_json::from_str(body).unwrap();
     assert_eq!(payload["id"], id.as_str());

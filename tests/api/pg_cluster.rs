@@ -12,12 +12,8 @@ pub struct PrivateCluster {
 }
 
 fn find_bin() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("bin"))
-        .collect();
+    let mut candidates: Vec<PathBuf> =
+        std::fs::read_dir("/usr/lib/postgresql").into_iter().flatten().flatten().map(|e| e.path().join("bin")).collect();
     candidates.sort();
     candidates.into_iter().rev().find(|b| b.join("initdb").is_file() && b.join("pg_ctl").is_file())
 }
@@ -33,20 +29,13 @@ impl PrivateCluster {
         // initdb refuses to run as root: run the cluster as the postgres user then.
         let as_postgres = nix_is_root();
         if as_postgres {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap();
+            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
             assert!(status.success());
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let cluster = PrivateCluster { dir, bin, port, as_postgres };
         let data = cluster.data_dir();
-        cluster.run(
-            "initdb",
-            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
-        );
+        cluster.run("initdb", &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]);
         cluster.pg_start();
         Some(cluster)
     }
@@ -69,11 +58,7 @@ impl PrivateCluster {
             Command::new(&exe)
         };
         let output = command.args(args).stdin(Stdio::null()).output().unwrap();
-        assert!(
-            output.status.success(),
-            "{tool} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "{tool} failed: {}", String::from_utf8_lossy(&output.stderr));
     }
 
     pub fn pg_start(&self) {
@@ -102,11 +87,7 @@ impl Drop for PrivateCluster {
         } else {
             Command::new(exe)
         };
-        let _ = command
-            .args(["-D", &data, "-m", "immediate", "stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let _ = command.args(["-D", &data, "-m", "immediate", "stop"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
     }
 }
 

@@ -47,8 +47,7 @@ async fn run_to_report(app: &TestApp, form: reqwest::multipart::Form) -> (String
     let id = job_id(&r.json().await.unwrap());
     let done = app.wait_for(&id, Duration::from_secs(300), |j| j["finished_at"].is_string()).await;
     assert_eq!(done["status"], "succeeded", "{done}");
-    let report: Value =
-        app.get(&format!("/v1/jobs/{id}/report")).send().await.unwrap().json().await.unwrap();
+    let report: Value = app.get(&format!("/v1/jobs/{id}/report")).send().await.unwrap().json().await.unwrap();
     (id, report)
 }
 
@@ -60,17 +59,14 @@ async fn a_job_runs_the_engine_purification_end_to_end() {
     assert_eq!(report["config"]["unlearn"]["epochs"], 2);
     assert!(report["verdict"]["summary"].is_string());
     assert!(report["input_sha256"].as_str().unwrap().len() == 64);
-    let html =
-        app.get(&format!("/v1/jobs/{id}/report.html")).send().await.unwrap().text().await.unwrap();
+    let html = app.get(&format!("/v1/jobs/{id}/report.html")).send().await.unwrap().text().await.unwrap();
     assert!(html.contains("<html") || html.contains("<!doctype") || html.contains("<!DOCTYPE"));
 
-    let model =
-        app.get(&format!("/v1/jobs/{id}/model")).send().await.unwrap().bytes().await.unwrap();
+    let model = app.get(&format!("/v1/jobs/{id}/model")).send().await.unwrap().bytes().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("purified.safetensors");
     std::fs::write(&path, &model).unwrap();
-    let spec = gcleaner_engine::models::weights::inspect(&path)
-        .expect("the purified model is a valid gcleaner model");
+    let spec = gcleaner_engine::models::weights::inspect(&path).expect("the purified model is a valid gcleaner model");
     assert_eq!(serde_json::to_value(&spec).unwrap()["hidden"], 16);
 }
 
@@ -141,10 +137,7 @@ async fn canceling_a_purification_stops_it_between_epochs() {
     let r = app.submit(submission(config)).await;
     assert_eq!(r.status(), 202);
     let id = job_id(&r.json().await.unwrap());
-    app.wait_for(&id, Duration::from_secs(120), |j| {
-        j["phase"] == "recovery" && j["progress"]["epoch"].as_i64() > Some(0)
-    })
-    .await;
+    app.wait_for(&id, Duration::from_secs(120), |j| j["phase"] == "recovery" && j["progress"]["epoch"].as_i64() > Some(0)).await;
     app.post(&format!("/v1/jobs/{id}/cancel")).send().await.unwrap();
     let done = app.wait_for(&id, Duration::from_secs(60), |j| j["finished_at"].is_string()).await;
     assert_eq!(done["status"], "canceled", "{done}");
@@ -161,8 +154,7 @@ fn attack_upload() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     config.train.epochs = 3;
     config.injection_ratio = 0.1;
     config.defender_fraction = 0.15;
-    let outcome =
-        run_attack(&ds, &config, &mut gcleaner_engine::progress::NoProgress).expect("attack");
+    let outcome = run_attack(&ds, &config, &mut gcleaner_engine::progress::NoProgress).expect("attack");
     let dir = tempfile::tempdir().unwrap();
     write_attack_dir(&outcome, dir.path()).unwrap();
     let mut tgz = Vec::new();

@@ -41,16 +41,13 @@ fn queue_only() -> [&'static str; 4] {
 
 #[tokio::test]
 async fn concurrent_claims_take_each_job_exactly_once() {
-    let app =
-        spawn_app_with(&queue_only(), std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
+    let app = spawn_app_with(&queue_only(), std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
     let ids = insert_jobs(&app, 40, 3).await;
     let claimers = (0..8).map(|w| {
         let pool = app.pool.clone();
         tokio::spawn(async move {
             let mut mine = Vec::new();
-            while let Some(job) =
-                claim_next(&pool, &format!("w{w}"), Duration::from_secs(60)).await.unwrap()
-            {
+            while let Some(job) = claim_next(&pool, &format!("w{w}"), Duration::from_secs(60)).await.unwrap() {
                 mine.push(job.id);
             }
             mine
@@ -68,8 +65,7 @@ async fn concurrent_claims_take_each_job_exactly_once() {
 
 #[tokio::test]
 async fn claims_follow_priority_then_age() {
-    let app =
-        spawn_app_with(&queue_only(), std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
+    let app = spawn_app_with(&queue_only(), std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
     let ids = insert_jobs(&app, 6, 3).await;
     let mut order = Vec::new();
     while let Some(job) = claim_next(&app.pool, "w", Duration::from_secs(60)).await.unwrap() {
@@ -81,21 +77,15 @@ async fn claims_follow_priority_then_age() {
 
 #[tokio::test]
 async fn a_stalled_workers_late_writes_are_rejected() {
-    let app =
-        spawn_app_with(&queue_only(), std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
+    let app = spawn_app_with(&queue_only(), std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
     insert_jobs(&app, 1, 3).await;
-    let stalled =
-        claim_next(&app.pool, "stalled", Duration::from_millis(200)).await.unwrap().unwrap();
-    let stalled_fence =
-        Fence { job_id: stalled.id, attempt: stalled.attempt, worker: "stalled".into() };
+    let stalled = claim_next(&app.pool, "stalled", Duration::from_millis(200)).await.unwrap().unwrap();
+    let stalled_fence = Fence { job_id: stalled.id, attempt: stalled.attempt, worker: "stalled".into() };
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Lease expired: even before the reaper runs, the stalled worker no longer owns the job.
     let lease = Duration::from_secs(60);
-    assert_eq!(
-        fenced::heartbeat(&app.pool, &stalled_fence, lease, None).await.unwrap(),
-        Heartbeat::Lost
-    );
+    assert_eq!(fenced::heartbeat(&app.pool, &stalled_fence, lease, None).await.unwrap(), Heartbeat::Lost);
 
     let reaped = reap_expired(&app.pool, Duration::ZERO).await.unwrap();
     assert_eq!(reaped.len(), 1);
@@ -107,35 +97,22 @@ async fn a_stalled_workers_late_writes_are_rejected() {
 
     let error = json!({ "code": "x" });
     assert_eq!(fenced::complete(&app.pool, &stalled_fence, &[]).await.unwrap(), Written::Rejected);
-    assert_eq!(
-        fenced::finish(&app.pool, &stalled_fence, "failed", &error).await.unwrap(),
-        Written::Rejected
-    );
-    assert_eq!(
-        fenced::requeue(&app.pool, &stalled_fence, Duration::ZERO, None, true).await.unwrap(),
-        Written::Rejected
-    );
+    assert_eq!(fenced::finish(&app.pool, &stalled_fence, "failed", &error).await.unwrap(), Written::Rejected);
+    assert_eq!(fenced::requeue(&app.pool, &stalled_fence, Duration::ZERO, None, true).await.unwrap(), Written::Rejected);
     let row = app.job_row(&fresh.id.to_string()).await;
-    assert_eq!(
-        (row.state.as_str(), row.attempt, row.lease_owner.as_deref()),
-        ("running", 2, Some("fresh"))
-    );
+    assert_eq!((row.state.as_str(), row.attempt, row.lease_owner.as_deref()), ("running", 2, Some("fresh")));
 
     assert_eq!(fenced::complete(&app.pool, &fresh_fence, &[]).await.unwrap(), Written::Applied);
     let row = app.job_row(&fresh.id.to_string()).await;
     assert_eq!(row.state, "succeeded");
     let outcomes: Vec<String> =
-        sqlx::query_scalar("SELECT outcome FROM job_attempts ORDER BY attempt")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
+        sqlx::query_scalar("SELECT outcome FROM job_attempts ORDER BY attempt").fetch_all(&app.pool).await.unwrap();
     assert_eq!(outcomes, ["lease_expired", "succeeded"]);
 }
 
 #[tokio::test]
 async fn reaper_fails_a_job_whose_attempts_are_used_up() {
-    let app =
-        spawn_app_with(&queue_only(), std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
+    let app = spawn_app_with(&queue_only(), std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
     let ids = insert_jobs(&app, 1, 2).await;
     for attempt in 1..=2 {
         let job = claim_next(&app.pool, "dies", Duration::from_millis(50)).await.unwrap().unwrap();
@@ -153,8 +130,7 @@ async fn reaper_fails_a_job_whose_attempts_are_used_up() {
 
 #[tokio::test]
 async fn reaper_backs_off_before_the_retry() {
-    let app =
-        spawn_app_with(&queue_only(), std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
+    let app = spawn_app_with(&queue_only(), std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
     insert_jobs(&app, 1, 3).await;
     claim_next(&app.pool, "dies", Duration::from_millis(50)).await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -162,17 +138,13 @@ async fn reaper_backs_off_before_the_retry() {
     // Due in 15..45 s: not claimable now.
     assert!(claim_next(&app.pool, "w", Duration::from_secs(1)).await.unwrap().is_none());
     let due_in: f64 =
-        sqlx::query_scalar("SELECT extract(epoch FROM run_at - now())::float8 FROM jobs")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+        sqlx::query_scalar("SELECT extract(epoch FROM run_at - now())::float8 FROM jobs").fetch_one(&app.pool).await.unwrap();
     assert!((10.0..50.0).contains(&due_in), "{due_in}");
 }
 
 #[tokio::test]
 async fn state_machine_is_enforced_by_the_database() {
-    let app =
-        spawn_app_with(&queue_only(), std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
+    let app = spawn_app_with(&queue_only(), std::sync::Arc::new(crate::runner::ScriptedRunner)).await;
     let ids = insert_jobs(&app, 1, 3).await;
     for bad in [
         "UPDATE jobs SET state = 'done'",
@@ -215,13 +187,7 @@ async fn retention_purges_old_finished_jobs_and_their_files() {
 async fn token_create_prints_the_secret_alone_on_the_last_line() {
     let db = TestDatabase::create().await;
     let bin = env!("CARGO_BIN_EXE_gcleaner");
-    let run = |args: &[&str]| {
-        std::process::Command::new(bin)
-            .args(args)
-            .env("GCLEANER_DATABASE_URL", &db.url)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| std::process::Command::new(bin).args(args).env("GCLEANER_DATABASE_URL", &db.url).output().unwrap();
     let migrate = run(&["migrate"]);
     assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
     let created = run(&["token", "create", "--name", "ci"]);

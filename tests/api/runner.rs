@@ -43,10 +43,7 @@ impl JobRunner for ScriptedRunner {
         let model = job.work_dir.join("purified.safetensors");
         std::fs::copy(&job.model, &model).map_err(|e| JobError::Transient(e.to_string()))?;
         let report = json!({ "job_id": job.job_id, "attempt": job.attempt, "epochs": epochs, "runner": "scripted" });
-        let report_html = format!(
-            "<!doctype html><title>report</title><p>job {} attempt {}</p>",
-            job.job_id, job.attempt
-        );
+        let report_html = format!("<!doctype html><title>report</title><p>job {} attempt {}</p>", job.job_id, job.attempt);
         Ok(JobOutput { model, report, report_html })
     }
 }

@@ -17,12 +17,7 @@ const DATA_ENV: &str = "GCLEANER_TEST_WORKER_DATA";
 const ARGS_ENV: &str = "GCLEANER_TEST_WORKER_ARGS";
 
 fn worker_config(db: &str, data: &str, extra: &[String]) -> WorkerConfig {
-    let mut args = vec![
-        "--database-url".to_string(),
-        db.to_string(),
-        "--data-dir".to_string(),
-        data.to_string(),
-    ];
+    let mut args = vec!["--database-url".to_string(), db.to_string(), "--data-dir".to_string(), data.to_string()];
     args.extend(fast_queue_args());
     args.extend(extra.iter().cloned());
     WorkerConfig::from_args(args).expect("worker configuration parses")
@@ -41,12 +36,7 @@ pub async fn start_in_process_worker(app: &TestApp) -> CancellationToken {
 /// Starts a worker child process against `app`'s database and storage.
 pub fn spawn_worker_process(app: &TestApp, extra: &[&str]) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "worker_process::worker_process_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "worker_process::worker_process_entry", "--nocapture", "--test-threads=1"])
         .env(DB_ENV, &app.db.url)
         .env(DATA_ENV, &app.data_dir)
         .env(ARGS_ENV, extra.join(" "))
@@ -63,14 +53,11 @@ fn worker_process_entry() {
     let (Ok(db), Ok(data)) = (std::env::var(DB_ENV), std::env::var(DATA_ENV)) else {
         return;
     };
-    let extra: Vec<String> =
-        std::env::var(ARGS_ENV).unwrap_or_default().split_whitespace().map(String::from).collect();
+    let extra: Vec<String> = std::env::var(ARGS_ENV).unwrap_or_default().split_whitespace().map(String::from).collect();
     init_telemetry();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
-        let pool = WorkerPool::connect(worker_config(&db, &data, &extra), Arc::new(ScriptedRunner))
-            .await
-            .unwrap();
+        let pool = WorkerPool::connect(worker_config(&db, &data, &extra), Arc::new(ScriptedRunner)).await.unwrap();
         let shutdown = pool.shutdown_token();
         let running = pool.start();
         gcleaner::app::shutdown_signal().await;

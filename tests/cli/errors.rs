@@ -25,8 +25,21 @@ fn synth_and_train(dir: &std::path::Path, graphs: &str, epochs: &str, hidden: &s
     let model_dir = dir.join("gin");
     assert!(gcleaner(&["synth", "--graphs", graphs, "--out", data.to_str().unwrap()]).status.success());
     let out = gcleaner(&[
-        "train", "--data", data.to_str().unwrap(), "--arch", "gin", "--epochs", epochs, "--layers", "2",
-        "--hidden", hidden, "--device", "cpu", "--out", model_dir.to_str().unwrap(),
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--arch",
+        "gin",
+        "--epochs",
+        epochs,
+        "--layers",
+        "2",
+        "--hidden",
+        hidden,
+        "--device",
+        "cpu",
+        "--out",
+        model_dir.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     (data, model_dir)
@@ -70,12 +83,18 @@ fn train_eval_round_trip_on_generated_data() {
         assert!(!metrics[key].is_null(), "metrics.json lacks {key}");
     }
     let out = gcleaner(&[
-        "eval", "--json", "--model", model_dir.join("model.safetensors").to_str().unwrap(), "--data", data.to_str().unwrap(),
+        "eval",
+        "--json",
+        "--model",
+        model_dir.join("model.safetensors").to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
     ]);
     assert!(out.status.success());
     let eval: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(eval["n"], 120);
-    let confusion_total: u64 = eval["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
+    let confusion_total: u64 =
+        eval["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(confusion_total, 120);
     let acc = eval["accuracy"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&acc));
@@ -88,8 +107,19 @@ fn purify_set_overrides_config_fields_and_refuses_unknown_ones() {
     let model = model_dir.join("model.safetensors");
     let purify = |set: &[&str], out_dir: &str| {
         let mut args = vec![
-            "purify", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--device", "cpu",
-            "--recovery-epochs", "1", "--restarts", "1", "--unlearn-epochs", "1",
+            "purify",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--recovery-epochs",
+            "1",
+            "--restarts",
+            "1",
+            "--unlearn-epochs",
+            "1",
         ];
         for s in set {
             args.extend(["--set", s]);
@@ -126,10 +156,30 @@ fn a_purification_that_wrecks_the_model_says_so_on_stderr_and_in_the_report() {
     // The paper mode's loss holds no labels: at 1000 times its step size, with the collapse
     // guard off, it wrecks the model.
     let out = gcleaner(&[
-        "purify", "--model", model_dir.join("model.safetensors").to_str().unwrap(), "--data", data.to_str().unwrap(),
-        "--device", "cpu", "--force", "--trigger-nodes", "3", "--recovery-epochs", "3", "--restarts", "2",
-        "--mode", "paper", "--unlearn-epochs", "10", "--collapse-drop", "1", "--set", "unlearn.lr=1",
-        "--out", out_dir.to_str().unwrap(),
+        "purify",
+        "--model",
+        model_dir.join("model.safetensors").to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--force",
+        "--trigger-nodes",
+        "3",
+        "--recovery-epochs",
+        "3",
+        "--restarts",
+        "2",
+        "--mode",
+        "paper",
+        "--unlearn-epochs",
+        "10",
+        "--collapse-drop",
+        "1",
+        "--set",
+        "unlearn.lr=1",
+        "--out",
+        out_dir.to_str().unwrap(),
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");

@@ -1,5 +1,5 @@
 //! End-to-end tests of the `gcleaner` binary's research commands.
 
-mod interop;
 mod errors;
+mod interop;
 mod reproduce;

@@ -29,8 +29,7 @@ pub enum AttackKind {
 }
 
 impl AttackKind {
-    pub const ALL: [AttackKind; 4] =
-        [AttackKind::Subgraph, AttackKind::Exp, AttackKind::Motif, AttackKind::Gta];
+    pub const ALL: [AttackKind; 4] = [AttackKind::Subgraph, AttackKind::Exp, AttackKind::Motif, AttackKind::Gta];
 
     /// The command-line name (`subgraph`, `exp`, `motif`, `gta`).
     pub fn as_str(self) -> &'static str {
@@ -66,11 +65,7 @@ impl FromStr for AttackKind {
         AttackKind::ALL
             .into_iter()
             .find(|k| k.as_str().eq_ignore_ascii_case(s) || k.paper_name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| {
-                Error::invalid(format!(
-                    "unknown attack {s:?}; expected subgraph, exp, motif or gta"
-                ))
-            })
+            .ok_or_else(|| Error::invalid(format!("unknown attack {s:?}; expected subgraph, exp, motif or gta")))
     }
 }
 
@@ -172,19 +167,14 @@ impl AttackDescription {
     }
 
     pub fn to_json(&self) -> Result<String> {
-        serde_json::to_string_pretty(self)
-            .map_err(|e| Error::invalid(format!("cannot serialise attack description: {e}")))
+        serde_json::to_string_pretty(self).map_err(|e| Error::invalid(format!("cannot serialise attack description: {e}")))
     }
 
     pub fn from_json(text: &str, path: &Path) -> Result<AttackDescription> {
-        let description: AttackDescription = serde_json::from_str(text).map_err(|e| {
-            Error::parse(path, e.line(), format!("not an attack description: {e}"))
-        })?;
+        let description: AttackDescription =
+            serde_json::from_str(text).map_err(|e| Error::parse(path, e.line(), format!("not an attack description: {e}")))?;
         if description.format != ATTACK_FORMAT {
-            return Err(Error::file(
-                path,
-                format!("format {:?} is not {ATTACK_FORMAT:?}", description.format),
-            ));
+            return Err(Error::file(path, format!("format {:?} is not {ATTACK_FORMAT:?}", description.format)));
         }
         Ok(description)
     }

@@ -12,8 +12,8 @@ use tempfile::TempDir;
 use serde::{Deserialize, Serialize};
 
 use super::description::AttackDescription;
-use crate::data::batch::make_batches;
 use crate::data::archive::{extract_archive, sniff_archive};
+use crate::data::batch::make_batches;
 use crate::data::json::load_json_dataset;
 use crate::data::Dataset;
 use crate::metrics::{self, attack_success_rate};
@@ -51,12 +51,7 @@ pub struct AttackMetrics {
 
 /// Measures `model` on the clean and triggered evaluation sets, both already in the model's
 /// class order.
-pub fn evaluate_sets(
-    model: &GnnModel,
-    clean: &Dataset,
-    triggered: &Dataset,
-    target_class: usize,
-) -> Result<AttackMetrics> {
+pub fn evaluate_sets(model: &GnnModel, clean: &Dataset, triggered: &Dataset, target_class: usize) -> Result<AttackMetrics> {
     let num_classes = model.spec().num_classes;
     check_eval_sets(clean, triggered, target_class, num_classes)?;
     let clean_predictions = predict_all(model, clean)?;
@@ -97,16 +92,9 @@ pub fn metrics_from_predictions(
 }
 
 /// The checks `evaluate_sets` makes, for callers that hold only a spec (upload validation).
-pub fn check_eval_sets(
-    clean: &Dataset,
-    triggered: &Dataset,
-    target_class: usize,
-    num_classes: usize,
-) -> Result<()> {
+pub fn check_eval_sets(clean: &Dataset, triggered: &Dataset, target_class: usize, num_classes: usize) -> Result<()> {
     if target_class >= num_classes {
-        return Err(Error::invalid(format!(
-            "target class {target_class} is not a class of the model ({num_classes} classes)"
-        )));
+        return Err(Error::invalid(format!("target class {target_class} is not a class of the model ({num_classes} classes)")));
     }
     for (what, ds) in [("clean", clean), ("triggered", triggered)] {
         if ds.is_empty() {
@@ -151,8 +139,7 @@ pub fn load_eval_sets(spec: &ModelSpec, attack_dir: &Path) -> Result<AttackEvalS
     let target_class = match &spec.class_labels {
         Some(labels) => {
             let remap = |ds: Dataset, path: &Path| {
-                ds.with_class_labels(labels)
-                    .map_err(|e| Error::file(path, format!("does not match the model's classes: {e}")))
+                ds.with_class_labels(labels).map_err(|e| Error::file(path, format!("does not match the model's classes: {e}")))
             };
             clean = remap(clean, &clean_path)?;
             triggered = remap(triggered, &triggered_path)?;
@@ -194,20 +181,15 @@ impl AttackSource {
             return Err(Error::file(path, "not an attack directory (written by `gcleaner attack`)"));
         }
         let Some(kind) = sniff_archive(path)? else {
-            return Err(Error::file(
-                path,
-                "neither an attack directory nor a zip / tar.gz archive of one",
-            ));
+            return Err(Error::file(path, "neither an attack directory nor a zip / tar.gz archive of one"));
         };
         let unpacked = extract_archive(path, kind)?;
         let root = unpacked.path();
         let dir = if root.join(ATTACK_FILE).is_file() {
             root.to_path_buf()
         } else {
-            let entries: Vec<PathBuf> = std::fs::read_dir(root)
-                .map_err(|e| Error::io(path, e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
+            let entries: Vec<PathBuf> =
+                std::fs::read_dir(root).map_err(|e| Error::io(path, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
             match entries.as_slice() {
                 [only] if only.is_dir() && only.join(ATTACK_FILE).is_file() => only.clone(),
                 _ => {

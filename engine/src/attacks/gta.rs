@@ -357,7 +357,10 @@ fn write_generated_features(
         let dim = part.dim();
         match part.spec {
             FeatureSpec::NodeLabelsOneHot { .. } => {
-                let labels = graph.node_labels.as_mut().ok_or_else(|| Error::invalid("GTA: node label features on a graph without node labels"))?;
+                let labels = graph
+                    .node_labels
+                    .as_mut()
+                    .ok_or_else(|| Error::invalid("GTA: node label features on a graph without node labels"))?;
                 let mut written = Vec::with_capacity(record.positions.len());
                 for (slot, &v) in record.positions.iter().enumerate() {
                     let row = &generated[slot * width + offset..slot * width + offset + dim];
@@ -369,7 +372,10 @@ fn write_generated_features(
             }
             FeatureSpec::NodeAttributes { dim: attr_dim } => {
                 let num_nodes = graph.num_nodes;
-                let attrs = graph.node_attributes.as_mut().ok_or_else(|| Error::invalid("GTA: attribute features on a graph without node attributes"))?;
+                let attrs = graph
+                    .node_attributes
+                    .as_mut()
+                    .ok_or_else(|| Error::invalid("GTA: attribute features on a graph without node attributes"))?;
                 if attrs.len() != num_nodes * attr_dim {
                     return Err(Error::invalid("GTA: node attributes do not match the feature spec's width"));
                 }
@@ -423,7 +429,8 @@ pub(crate) fn gta_attack(ctx: &AttackContext<'_>, progress: &mut dyn Progress) -
 
     let model = new_model(&ctx.spec, config)?;
     let train_config = &config.train;
-    let mut model_opt = nn::Adam { wd: train_config.weight_decay, ..Default::default() }.build(model.var_store(), train_config.lr)?;
+    let mut model_opt =
+        nn::Adam { wd: train_config.weight_decay, ..Default::default() }.build(model.var_store(), train_config.lr)?;
     let mut order_rng = rng_for(config.seed, "gta/batch-order");
     let rounds = gta.bilevel_epochs;
     let mut generator_s = 0.0;

@@ -30,12 +30,8 @@ pub fn inject(graph: &Graph, trigger: &Trigger, positions: &[usize]) -> Result<G
     for &p in positions {
         chosen[p] = true;
     }
-    let mut edges: Vec<(u32, u32)> = graph
-        .edges
-        .iter()
-        .copied()
-        .filter(|&(u, v)| !(chosen[u as usize] && chosen[v as usize]))
-        .collect();
+    let mut edges: Vec<(u32, u32)> =
+        graph.edges.iter().copied().filter(|&(u, v)| !(chosen[u as usize] && chosen[v as usize])).collect();
     for &(a, b) in &trigger.edges {
         let (u, v) = (positions[a as usize] as u32, positions[b as usize] as u32);
         edges.push((u.min(v), u.max(v)));
@@ -57,18 +53,12 @@ pub fn inject(graph: &Graph, trigger: &Trigger, positions: &[usize]) -> Result<G
         attributes
     });
 
-    let mut injected =
-        Graph { num_nodes, edges, node_labels, node_attributes, label: graph.label };
+    let mut injected = Graph { num_nodes, edges, node_labels, node_attributes, label: graph.label };
     injected.canonicalize_edges();
     Ok(injected)
 }
 
-fn check_positions(
-    graph: &Graph,
-    trigger: &Trigger,
-    positions: &[usize],
-    num_nodes: usize,
-) -> Result<()> {
+fn check_positions(graph: &Graph, trigger: &Trigger, positions: &[usize], num_nodes: usize) -> Result<()> {
     if positions.len() != trigger.num_nodes {
         return Err(Error::invalid(format!(
             "a {}-node trigger needs {} positions, got {}",
@@ -91,9 +81,9 @@ fn check_positions(
         }
         seen[p] = true;
     }
-    if let Some(&(u, v)) = trigger.edges.iter().find(|&&(u, v)| {
-        u == v || u as usize >= trigger.num_nodes || v as usize >= trigger.num_nodes
-    }) {
+    if let Some(&(u, v)) =
+        trigger.edges.iter().find(|&&(u, v)| u == v || u as usize >= trigger.num_nodes || v as usize >= trigger.num_nodes)
+    {
         return Err(Error::invalid(format!(
             "trigger edge ({u}, {v}) is not an edge between two of its {} nodes",
             trigger.num_nodes

@@ -22,19 +22,17 @@ pub mod poison;
 pub mod trigger;
 
 pub use description::{AttackDescription, AttackKind, GraphTrigger, TriggerDescription};
-pub use evaluate::{
-    evaluate_on_attack, evaluate_sets, load_eval_sets, AttackEvalSets, AttackMetrics, AttackSource,
-};
+pub use evaluate::{evaluate_on_attack, evaluate_sets, load_eval_sets, AttackEvalSets, AttackMetrics, AttackSource};
 pub use gta::GtaConfig;
 pub use inject::inject;
 pub use motif::{count_motifs, count_motifs_in, Motif, MotifCounts};
 pub use pipeline::{
-    run_attack, run_attack_with_clean_model, split_for_attack, write_attack_dir, AttackConfig,
-    AttackOutcome, AttackRunMetrics, AttackSplit,
+    run_attack, run_attack_with_clean_model, split_for_attack, write_attack_dir, AttackConfig, AttackOutcome, AttackRunMetrics,
+    AttackSplit,
 };
 pub use placement::{Placement, PlacementKind};
 pub use poison::{
-    check_trigger_fits, poison_training_set, resolve_target_class, select_poisoned,
-    triggered_eval_set, AttackParams, InjectedGraph, Poisoning, MIN_TRIGGER_NODES,
+    check_trigger_fits, poison_training_set, resolve_target_class, select_poisoned, triggered_eval_set, AttackParams,
+    InjectedGraph, Poisoning, MIN_TRIGGER_NODES,
 };
 pub use trigger::{Trigger, DEFAULT_TRIGGER_DENSITY};

@@ -37,16 +37,7 @@ pub enum Motif {
 
 impl Motif {
     /// Every motif, in library order (the tie-break order of [`MotifCounts::least_frequent`]).
-    pub const ALL: [Motif; 8] = [
-        Motif::M31,
-        Motif::M32,
-        Motif::M41,
-        Motif::M42,
-        Motif::M43,
-        Motif::M44,
-        Motif::M45,
-        Motif::M46,
-    ];
+    pub const ALL: [Motif; 8] = [Motif::M31, Motif::M32, Motif::M41, Motif::M42, Motif::M43, Motif::M44, Motif::M45, Motif::M46];
 
     pub fn name(self) -> &'static str {
         match self {

@@ -15,17 +15,16 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use super::description::{AttackDescription, AttackKind, TriggerDescription};
-use super::gta::{gta_attack, GtaConfig};
 use super::evaluate::{
-    evaluate_sets, AttackMetrics, ATTACK_FILE, CLEAN_MODEL_FILE, DEFENDER_FILE, EVAL_CLEAN_FILE,
-    EVAL_TRIGGERED_FILE, METRICS_FILE, MODEL_FILE,
+    evaluate_sets, AttackMetrics, ATTACK_FILE, CLEAN_MODEL_FILE, DEFENDER_FILE, EVAL_CLEAN_FILE, EVAL_TRIGGERED_FILE,
+    METRICS_FILE, MODEL_FILE,
 };
+use super::gta::{gta_attack, GtaConfig};
 use super::motif::{count_motifs, Motif, MotifCounts};
 use super::placement::{Placement, PlacementKind};
 use super::poison::{
     check_ratio, check_trigger_fits, poison_training_set, resolve_target_class, select_poisoned, triggered_eval_set,
-    AttackParams, InjectedGraph, DEFAULT_INJECTION_RATIO, DEFAULT_TARGET_LABEL,
-    DEFAULT_TRIGGER_RATIO,
+    AttackParams, InjectedGraph, DEFAULT_INJECTION_RATIO, DEFAULT_TARGET_LABEL, DEFAULT_TRIGGER_RATIO,
 };
 use super::trigger::{Trigger, DEFAULT_TRIGGER_DENSITY};
 use crate::data::batch::make_batches;
@@ -148,10 +147,7 @@ impl AttackConfig {
         check_ratio("trigger density", self.density)?;
         check_ratio("defender fraction", self.defender_fraction)?;
         if !(self.train_fraction > 0.0 && self.train_fraction < 1.0) {
-            return Err(Error::invalid(format!(
-                "train fraction must be strictly between 0 and 1, got {}",
-                self.train_fraction
-            )));
+            return Err(Error::invalid(format!("train fraction must be strictly between 0 and 1, got {}", self.train_fraction)));
         }
         if self.batch_size == 0 {
             return Err(Error::invalid("batch size must be at least 1"));
@@ -186,12 +182,7 @@ pub struct AttackSplit {
 /// then `max(1, round(defender_fraction * n))` held-out graphs for the defender, stratified by
 /// class (largest remainders; every class present in the held-out part gets one graph when the
 /// sample has room for all of them), the rest for evaluation.
-pub fn split_for_attack(
-    ds: &Dataset,
-    train_fraction: f64,
-    defender_fraction: f64,
-    seed: u64,
-) -> Result<AttackSplit> {
+pub fn split_for_attack(ds: &Dataset, train_fraction: f64, defender_fraction: f64, seed: u64) -> Result<AttackSplit> {
     check_ratio("defender fraction", defender_fraction)?;
     let (train, heldout) = train_test_split(ds.len(), train_fraction, seed);
     let wanted = ((defender_fraction * ds.len() as f64).round() as usize).max(1);
@@ -607,8 +598,7 @@ fn fixed_trigger_attack(ctx: &AttackContext<'_>, progress: &mut dyn Progress) ->
     let poisoning = poison_training_set(ds, &ctx.split.train, &trigger, placement, params)?;
     let model = ctx.train_model(&poisoning.dataset, "backdoored model", progress)?;
     let backdoor_training_s = t.elapsed().as_secs_f64();
-    let triggered_eval =
-        triggered_eval_set(ds, &ctx.split.eval, params.target_class, &trigger, placement, config.seed)?;
+    let triggered_eval = triggered_eval_set(ds, &ctx.split.eval, params.target_class, &trigger, placement, config.seed)?;
     let poisoned_indices = poisoning.poisoned_indices();
     Ok(Backdoor {
         poisoned_dataset: poisoning.dataset,
@@ -634,8 +624,7 @@ pub fn training_motif_counts(ds: &Dataset, train: &[usize]) -> MotifCounts {
 /// other graphs get an empty score vector.
 fn explain_attacked_graphs(ctx: &AttackContext<'_>, progress: &mut dyn Progress) -> Result<Vec<Vec<f32>>> {
     let params = &ctx.params;
-    let mut attacked =
-        select_poisoned(ctx.ds, &ctx.split.train, params.target_class, params.injection_ratio, params.seed)?;
+    let mut attacked = select_poisoned(ctx.ds, &ctx.split.train, params.target_class, params.injection_ratio, params.seed)?;
     attacked.extend(ctx.eval_targets());
     let graphs = graphs_at(ctx.ds, &attacked);
     let explainer = GnnExplainerConfig { seed: ctx.config.seed, ..ctx.config.explainer.clone() };

@@ -47,13 +47,7 @@ impl Placement<'_> {
     /// of its nodes (in the placement's order) followed by the indices of the nodes injection
     /// will append. Random draws use a generator derived from `seed` and `graph_index` alone, so
     /// a graph's positions do not depend on which other graphs are attacked or in what order.
-    pub fn positions(
-        &self,
-        graph_index: usize,
-        graph: &Graph,
-        n: usize,
-        seed: u64,
-    ) -> Result<Vec<usize>> {
+    pub fn positions(&self, graph_index: usize, graph: &Graph, n: usize, seed: u64) -> Result<Vec<usize>> {
         let existing = graph.num_nodes.min(n);
         let mut positions = match self {
             Placement::Random => {
@@ -62,10 +56,7 @@ impl Placement<'_> {
             }
             Placement::Importance(scores) => {
                 let scores = scores.get(graph_index).ok_or_else(|| {
-                    Error::invalid(format!(
-                        "no node importance for graph {graph_index} ({} graphs scored)",
-                        scores.len()
-                    ))
+                    Error::invalid(format!("no node importance for graph {graph_index} ({} graphs scored)", scores.len()))
                 })?;
                 if scores.len() != graph.num_nodes {
                     return Err(Error::invalid(format!(
@@ -75,9 +66,7 @@ impl Placement<'_> {
                     )));
                 }
                 if let Some(node) = scores.iter().position(|s| s.is_nan()) {
-                    return Err(Error::invalid(format!(
-                        "node importance of node {node} in graph {graph_index} is NaN"
-                    )));
+                    return Err(Error::invalid(format!("node importance of node {node} in graph {graph_index} is NaN")));
                 }
                 top_by_score(scores, existing)
             }

@@ -130,8 +130,7 @@ pub fn select_poisoned(
 ) -> Result<Vec<usize>> {
     check_ratio("injection ratio", injection_ratio)?;
     check_indices(ds, train, "training")?;
-    let mut candidates: Vec<usize> =
-        train.iter().copied().filter(|&i| ds.graphs[i].label != target_class).collect();
+    let mut candidates: Vec<usize> = train.iter().copied().filter(|&i| ds.graphs[i].label != target_class).collect();
     if candidates.is_empty() {
         return Err(Error::invalid(format!(
             "no training graph of dataset {:?} has a class other than the target class {} \
@@ -169,8 +168,7 @@ pub fn poison_training_set(
 ) -> Result<Poisoning> {
     params.validate(ds)?;
     check_trigger_fits(ds, trigger.num_nodes)?;
-    let selected =
-        select_poisoned(ds, train, params.target_class, params.injection_ratio, params.seed)?;
+    let selected = select_poisoned(ds, train, params.target_class, params.injection_ratio, params.seed)?;
     let mut dataset = ds.clone();
     let mut poisoned = Vec::with_capacity(selected.len());
     for index in selected {
@@ -210,16 +208,9 @@ pub fn triggered_eval_set(
 }
 
 /// Plants `trigger` in dataset graph `index`, label unchanged.
-pub fn plant(
-    ds: &Dataset,
-    index: usize,
-    trigger: &Trigger,
-    placement: Placement<'_>,
-    seed: u64,
-) -> Result<InjectedGraph> {
-    let graph = ds.graphs.get(index).ok_or_else(|| {
-        Error::invalid(format!("graph index {index} is outside dataset {:?}", ds.name))
-    })?;
+pub fn plant(ds: &Dataset, index: usize, trigger: &Trigger, placement: Placement<'_>, seed: u64) -> Result<InjectedGraph> {
+    let graph =
+        ds.graphs.get(index).ok_or_else(|| Error::invalid(format!("graph index {index} is outside dataset {:?}", ds.name)))?;
     let positions = placement.positions(index, graph, trigger.num_nodes, seed)?;
     let graph = inject(graph, trigger, &positions)?;
     Ok(InjectedGraph { index, graph, positions })
@@ -227,11 +218,7 @@ pub fn plant(
 
 fn check_indices(ds: &Dataset, indices: &[usize], what: &str) -> Result<()> {
     if let Some(&bad) = indices.iter().find(|&&i| i >= ds.len()) {
-        return Err(Error::invalid(format!(
-            "{what} index {bad} is outside dataset {:?} ({} graphs)",
-            ds.name,
-            ds.len()
-        )));
+        return Err(Error::invalid(format!("{what} index {bad} is outside dataset {:?} ({} graphs)", ds.name, ds.len())));
     }
     Ok(())
 }

@@ -26,9 +26,7 @@ impl Trigger {
     /// because an edgeless trigger would only delete edges and carry no pattern.
     pub fn new(num_nodes: usize, edges: Vec<(u32, u32)>) -> Result<Trigger> {
         if num_nodes < 2 {
-            return Err(Error::invalid(format!(
-                "a trigger needs at least 2 nodes, got {num_nodes}"
-            )));
+            return Err(Error::invalid(format!("a trigger needs at least 2 nodes, got {num_nodes}")));
         }
         if edges.is_empty() {
             return Err(Error::invalid(format!("the {num_nodes}-node trigger has no edges")));
@@ -39,9 +37,7 @@ impl Trigger {
                 return Err(Error::invalid(format!("trigger edge ({u}, {v}) is a self-loop")));
             }
             if u as usize >= num_nodes || v as usize >= num_nodes {
-                return Err(Error::invalid(format!(
-                    "trigger edge ({u}, {v}) names a node outside 0..{num_nodes}"
-                )));
+                return Err(Error::invalid(format!("trigger edge ({u}, {v}) names a node outside 0..{num_nodes}")));
             }
             canonical.push((u.min(v), u.max(v)));
         }
@@ -63,14 +59,10 @@ impl Trigger {
     /// each (lowest node of each component to the lowest node of the next).
     pub fn erdos_renyi(num_nodes: usize, density: f64, seed: u64) -> Result<Trigger> {
         if !(density > 0.0 && density <= 1.0) {
-            return Err(Error::invalid(format!(
-                "trigger density must be in (0, 1], got {density}"
-            )));
+            return Err(Error::invalid(format!("trigger density must be in (0, 1], got {density}")));
         }
         if num_nodes < 2 {
-            return Err(Error::invalid(format!(
-                "a trigger needs at least 2 nodes, got {num_nodes}"
-            )));
+            return Err(Error::invalid(format!("a trigger needs at least 2 nodes, got {num_nodes}")));
         }
         let mut pairs = Vec::new();
         for u in 0..num_nodes as u32 {

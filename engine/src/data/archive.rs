@@ -32,9 +32,7 @@ pub enum ArchiveKind {
 /// an archive that does not start like one is an error rather than a text dataset.
 pub fn sniff_archive(path: &Path) -> Result<Option<ArchiveKind>> {
     let mut head = Vec::with_capacity(512);
-    File::open(path)
-        .and_then(|f| f.take(512).read_to_end(&mut head))
-        .map_err(|e| Error::io(path, e))?;
+    File::open(path).and_then(|f| f.take(512).read_to_end(&mut head)).map_err(|e| Error::io(path, e))?;
     let kind = if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
         Some(ArchiveKind::Zip)
     } else if head.starts_with(&[0x1f, 0x8b]) {
@@ -56,10 +54,7 @@ pub fn sniff_archive(path: &Path) -> Result<Option<ArchiveKind>> {
 pub fn extract_archive(path: &Path, kind: ArchiveKind) -> Result<TempDir> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.len() > MAX_ARCHIVE_FILE_BYTES {
-        return Err(Error::file(
-            path,
-            format!("archive is larger than the {} MiB limit", MAX_ARCHIVE_FILE_BYTES >> 20),
-        ));
+        return Err(Error::file(path, format!("archive is larger than the {} MiB limit", MAX_ARCHIVE_FILE_BYTES >> 20)));
     }
     let dir = tempfile::Builder::new()
         .prefix("gcleaner-dataset-")
@@ -96,19 +91,13 @@ impl Sink<'_> {
     fn count_entry(&mut self) -> Result<()> {
         self.entries += 1;
         if self.entries > MAX_ARCHIVE_ENTRIES {
-            return Err(Error::file(
-                self.archive,
-                format!("archive has more than {MAX_ARCHIVE_ENTRIES} entries"),
-            ));
+            return Err(Error::file(self.archive, format!("archive has more than {MAX_ARCHIVE_ENTRIES} entries")));
         }
         Ok(())
     }
 
     fn too_large(&self) -> Error {
-        Error::file(
-            self.archive,
-            format!("archive unpacks to more than {} MiB", MAX_ARCHIVE_UNPACKED_BYTES >> 20),
-        )
+        Error::file(self.archive, format!("archive unpacks to more than {} MiB", MAX_ARCHIVE_UNPACKED_BYTES >> 20))
     }
 
     fn make_dir(&self, name: &str, relative: &Path) -> Result<()> {
@@ -161,9 +150,7 @@ pub(crate) fn safe_relative_path(name: &str) -> Result<PathBuf, &'static str> {
         match part {
             "" | "." => continue,
             ".." => return Err("paths containing `..` are refused"),
-            _ if part.len() >= 2 && part.as_bytes()[1] == b':' && depth == 0 => {
-                return Err("absolute paths are refused")
-            }
+            _ if part.len() >= 2 && part.as_bytes()[1] == b':' && depth == 0 => return Err("absolute paths are refused"),
             _ => {
                 relative.push(part);
                 depth += 1;
@@ -183,19 +170,14 @@ pub(crate) fn safe_relative_path(name: &str) -> Result<PathBuf, &'static str> {
 fn extract_zip(sink: &mut Sink<'_>) -> Result<()> {
     let archive_path = sink.archive;
     let file = File::open(archive_path).map_err(|e| Error::io(archive_path, e))?;
-    let mut zip = zip::ZipArchive::new(file)
-        .map_err(|e| Error::file(archive_path, format!("not a readable zip archive: {e}")))?;
+    let mut zip =
+        zip::ZipArchive::new(file).map_err(|e| Error::file(archive_path, format!("not a readable zip archive: {e}")))?;
     if zip.len() > MAX_ARCHIVE_ENTRIES {
-        return Err(Error::file(
-            archive_path,
-            format!("archive has more than {MAX_ARCHIVE_ENTRIES} entries"),
-        ));
+        return Err(Error::file(archive_path, format!("archive has more than {MAX_ARCHIVE_ENTRIES} entries")));
     }
     for i in 0..zip.len() {
         sink.count_entry()?;
-        let mut entry = zip
-            .by_index(i)
-            .map_err(|e| Error::file(archive_path, format!("entry {i}: cannot read: {e}")))?;
+        let mut entry = zip.by_index(i).map_err(|e| Error::file(archive_path, format!("entry {i}: cannot read: {e}")))?;
         let name = entry.name().to_string();
         let relative = safe_relative_path(&name).map_err(|why| sink.refuse(&name, why))?;
         // Unix file type bits, when the archive records them: only regular files and folders.
@@ -246,11 +228,7 @@ impl<R: Read> Read for BoundedStream<R> {
 fn extract_tar<R: Read>(sink: &mut Sink<'_>, stream: R) -> Result<()> {
     let archive_path = sink.archive;
     let exceeded = Rc::new(Cell::new(false));
-    let bounded = BoundedStream {
-        inner: stream,
-        remaining: MAX_ARCHIVE_FILE_BYTES,
-        exceeded: exceeded.clone(),
-    };
+    let bounded = BoundedStream { inner: stream, remaining: MAX_ARCHIVE_FILE_BYTES, exceeded: exceeded.clone() };
     let mut tar = tar::Archive::new(bounded);
     let stream_error = |e: std::io::Error, sink: &Sink<'_>| {
         if exceeded.get() {

@@ -32,21 +32,12 @@ impl GraphBatch {
 
     /// Builds the disjoint union of `graphs`; `indices[i]` is the dataset index of `graphs[i]`
     /// (reported back in [`GraphBatch::graph_indices`] and in error messages).
-    pub fn new(
-        graphs: &[&Graph],
-        indices: Vec<usize>,
-        features: &FeatureSpec,
-        device: Device,
-    ) -> Result<GraphBatch> {
+    pub fn new(graphs: &[&Graph], indices: Vec<usize>, features: &FeatureSpec, device: Device) -> Result<GraphBatch> {
         if graphs.is_empty() {
             return Err(Error::invalid("a batch needs at least one graph"));
         }
         if indices.len() != graphs.len() {
-            return Err(Error::invalid(format!(
-                "{} graph indices for a batch of {} graphs",
-                indices.len(),
-                graphs.len()
-            )));
+            return Err(Error::invalid(format!("{} graph indices for a batch of {} graphs", indices.len(), graphs.len())));
         }
         features.validate()?;
         let dim = features.dim();
@@ -63,9 +54,7 @@ impl GraphBatch {
         let mut labels = Vec::with_capacity(graphs.len());
         let mut offset = 0i64;
         for (position, (g, &index)) in graphs.iter().zip(&indices).enumerate() {
-            let rows = features
-                .node_features(g)
-                .map_err(|e| Error::invalid(format!("graph {index}: {e}")))?;
+            let rows = features.node_features(g).map_err(|e| Error::invalid(format!("graph {index}: {e}")))?;
             x.extend_from_slice(&rows);
             for &(u, v) in &g.edges {
                 let (u, v) = (offset + i64::from(u), offset + i64::from(v));
@@ -110,11 +99,7 @@ pub fn make_batches(
         return Err(Error::invalid("batch size must be at least 1"));
     }
     if let Some(&bad) = indices.iter().find(|&&i| i >= ds.graphs.len()) {
-        return Err(Error::invalid(format!(
-            "graph index {bad} is outside dataset {:?} of {} graphs",
-            ds.name,
-            ds.graphs.len()
-        )));
+        return Err(Error::invalid(format!("graph index {bad} is outside dataset {:?} of {} graphs", ds.name, ds.graphs.len())));
     }
     indices
         .chunks(batch_size)
@@ -142,8 +127,7 @@ mod tests {
         let triangle = graph(3, &[(0, 1), (0, 2), (1, 2)], 1);
         let pair_and_isolated = graph(3, &[(0, 1)], 0);
         let spec = FeatureSpec::OneHotDegree { max_degree: 2 };
-        let b = GraphBatch::new(&[&triangle, &pair_and_isolated], vec![7, 3], &spec, Device::Cpu)
-            .unwrap();
+        let b = GraphBatch::new(&[&triangle, &pair_and_isolated], vec![7, 3], &spec, Device::Cpu).unwrap();
 
         assert_eq!(b.x.size(), vec![6, 3]);
         assert_eq!(b.x.kind(), tch::Kind::Float);

@@ -42,9 +42,7 @@ impl FeatureSpec {
             FeatureSpec::OneHotDegree { max_degree } => max_degree.saturating_add(1),
             FeatureSpec::NodeLabelsOneHot { num_labels } => *num_labels,
             FeatureSpec::NodeAttributes { dim } => *dim,
-            FeatureSpec::Concat { parts } => {
-                parts.iter().fold(0, |sum, p| sum.saturating_add(p.dim()))
-            }
+            FeatureSpec::Concat { parts } => parts.iter().fold(0, |sum, p| sum.saturating_add(p.dim())),
         }
     }
 
@@ -69,10 +67,7 @@ impl FeatureSpec {
             _ => {}
         }
         if self.dim() > MAX_FEATURE_DIM {
-            return Err(Error::invalid(format!(
-                "features would be {} wide, over the {MAX_FEATURE_DIM} limit",
-                self.dim()
-            )));
+            return Err(Error::invalid(format!("features would be {} wide, over the {MAX_FEATURE_DIM} limit", self.dim())));
         }
         Ok(())
     }
@@ -97,19 +92,19 @@ impl FeatureSpec {
                 }
             }
             FeatureSpec::NodeLabelsOneHot { num_labels } => {
-                let labels = g.node_labels.as_ref().ok_or_else(|| {
-                    Error::invalid("node_labels_one_hot needs node labels, but the graph has none")
-                })?;
+                let labels = g
+                    .node_labels
+                    .as_ref()
+                    .ok_or_else(|| Error::invalid("node_labels_one_hot needs node labels, but the graph has none"))?;
                 for (row, &label) in rows.zip(labels) {
                     row[offset + (label as usize).min(num_labels - 1)] = 1.0;
                 }
             }
             FeatureSpec::NodeAttributes { dim } => {
-                let attrs = g.node_attributes.as_ref().ok_or_else(|| {
-                    Error::invalid(
-                        "node_attributes features need node attributes, but the graph has none",
-                    )
-                })?;
+                let attrs = g
+                    .node_attributes
+                    .as_ref()
+                    .ok_or_else(|| Error::invalid("node_attributes features need node attributes, but the graph has none"))?;
                 if g.num_nodes > 0 && g.attr_dim() != *dim {
                     return Err(Error::invalid(format!(
                         "node_attributes features expect {dim} attributes per node, the graph has {}",
@@ -181,10 +176,7 @@ mod tests {
     #[test]
     fn node_attributes_are_copied_and_width_checked() {
         let spec = FeatureSpec::NodeAttributes { dim: 2 };
-        assert_eq!(
-            spec.node_features(&path_graph()).unwrap(),
-            path_graph().node_attributes.unwrap()
-        );
+        assert_eq!(spec.node_features(&path_graph()).unwrap(), path_graph().node_attributes.unwrap());
 
         let err = FeatureSpec::NodeAttributes { dim: 3 }.node_features(&path_graph()).unwrap_err();
         assert!(err.to_string().contains("expect 3 attributes"), "{err}");
@@ -196,10 +188,7 @@ mod tests {
     #[test]
     fn concat_places_parts_side_by_side() {
         let spec = FeatureSpec::Concat {
-            parts: vec![
-                FeatureSpec::OneHotDegree { max_degree: 2 },
-                FeatureSpec::NodeAttributes { dim: 2 },
-            ],
+            parts: vec![FeatureSpec::OneHotDegree { max_degree: 2 }, FeatureSpec::NodeAttributes { dim: 2 }],
         };
         assert_eq!(spec.dim(), 5);
         let x = spec.node_features(&path_graph()).unwrap();
@@ -228,9 +217,7 @@ mod tests {
         let err = FeatureSpec::default().node_features(&broken).unwrap_err();
         assert!(err.to_string().contains("(0, 7)"), "{err}");
         let short_labels = Graph { node_labels: Some(vec![1]), ..path_graph() };
-        assert!(FeatureSpec::NodeLabelsOneHot { num_labels: 2 }
-            .node_features(&short_labels)
-            .is_err());
+        assert!(FeatureSpec::NodeLabelsOneHot { num_labels: 2 }.node_features(&short_labels).is_err());
     }
 
     #[test]
@@ -246,19 +233,13 @@ mod tests {
             label: 0,
         };
         let ds = Dataset { name: "s".into(), graphs: vec![star], class_labels: vec![0] };
-        assert_eq!(
-            FeatureSpec::default_for(&ds),
-            FeatureSpec::OneHotDegree { max_degree: DEFAULT_MAX_DEGREE_CAP }
-        );
+        assert_eq!(FeatureSpec::default_for(&ds), FeatureSpec::OneHotDegree { max_degree: DEFAULT_MAX_DEGREE_CAP });
     }
 
     #[test]
     fn spec_json_uses_the_kind_tag() {
         let spec = FeatureSpec::Concat {
-            parts: vec![
-                FeatureSpec::OneHotDegree { max_degree: 4 },
-                FeatureSpec::NodeLabelsOneHot { num_labels: 7 },
-            ],
+            parts: vec![FeatureSpec::OneHotDegree { max_degree: 4 }, FeatureSpec::NodeLabelsOneHot { num_labels: 7 }],
         };
         let json = serde_json::to_string(&spec).unwrap();
         assert_eq!(

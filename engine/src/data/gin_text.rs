@@ -34,10 +34,7 @@ pub fn load_gin_text(path: &Path) -> Result<Dataset> {
             if fields.len() != 1 {
                 return Err(err(
                     header_no,
-                    format!(
-                        "expected the number of graphs alone on the first line, found {} values",
-                        fields.len()
-                    ),
+                    format!("expected the number of graphs alone on the first line, found {} values", fields.len()),
                 ));
             }
             parse_field::<u64>(fields[0], "graph count").map_err(|m| err(header_no, m))?;
@@ -45,25 +42,16 @@ pub fn load_gin_text(path: &Path) -> Result<Dataset> {
             continue;
         }
         let [n_field, label_field] = fields.as_slice() else {
-            return Err(err(
-                header_no,
-                format!("expected a graph header `num_nodes label`, found {} values", fields.len()),
-            ));
+            return Err(err(header_no, format!("expected a graph header `num_nodes label`, found {} values", fields.len())));
         };
         let n: usize = parse_field(n_field, "node count").map_err(|m| err(header_no, m))?;
         let label: i64 = parse_field(label_field, "graph label").map_err(|m| err(header_no, m))?;
         if n > MAX_NODES_PER_GRAPH {
-            return Err(err(
-                header_no,
-                format!("graph has {n} nodes, over the {MAX_NODES_PER_GRAPH} limit"),
-            ));
+            return Err(err(header_no, format!("graph has {n} nodes, over the {MAX_NODES_PER_GRAPH} limit")));
         }
         total_nodes += n;
         if total_nodes > MAX_TOTAL_NODES {
-            return Err(err(
-                header_no,
-                format!("the dataset has more than {MAX_TOTAL_NODES} nodes"),
-            ));
+            return Err(err(header_no, format!("the dataset has more than {MAX_TOTAL_NODES} nodes")));
         }
 
         let mut edges = Vec::new();
@@ -74,9 +62,7 @@ pub fn load_gin_text(path: &Path) -> Result<Dataset> {
                 let eof_line = reader.line_no() + 1;
                 return Err(err(
                     eof_line,
-                    format!(
-                        "file ends after {node} of the {n} node lines of the graph whose header is line {header_no}"
-                    ),
+                    format!("file ends after {node} of the {n} node lines of the graph whose header is line {header_no}"),
                 ));
             };
             let values: Vec<&str> = text.split_whitespace().collect();
@@ -94,10 +80,7 @@ pub fn load_gin_text(path: &Path) -> Result<Dataset> {
             let k: usize = parse_field(values[1], "neighbour count").map_err(|m| err(no, m))?;
             let rest = &values[2..];
             if rest.len() < k {
-                return Err(err(
-                    no,
-                    format!("node line announces {k} neighbours but lists only {}", rest.len()),
-                ));
+                return Err(err(no, format!("node line announces {k} neighbours but lists only {}", rest.len())));
             }
             for field in &rest[..k] {
                 let nb: usize = parse_field(field, "neighbour index").map_err(|m| err(no, m))?;
@@ -139,9 +122,6 @@ pub fn load_gin_text(path: &Path) -> Result<Dataset> {
     if graphs.is_empty() {
         return Err(Error::file(path, "no graphs: the dataset is empty"));
     }
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "dataset".to_string());
+    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".to_string());
     Dataset::from_original_labels(name, graphs, &labels)
 }

@@ -50,8 +50,7 @@ impl Graph {
     /// pass; this guards graphs assembled elsewhere (attacks, callers of the library).
     pub fn validate(&self) -> Result<()> {
         let n = self.num_nodes;
-        if let Some(&(u, v)) = self.edges.iter().find(|&&(u, v)| u as usize >= n || v as usize >= n)
-        {
+        if let Some(&(u, v)) = self.edges.iter().find(|&&(u, v)| u as usize >= n || v as usize >= n) {
             return Err(Error::invalid(format!("edge ({u}, {v}) names a node outside 0..{n}")));
         }
         if let Some(labels) = &self.node_labels {
@@ -62,10 +61,7 @@ impl Graph {
         if let Some(attrs) = &self.node_attributes {
             let ragged = if n == 0 { !attrs.is_empty() } else { attrs.len() % n != 0 };
             if ragged {
-                return Err(Error::invalid(format!(
-                    "{} node attribute values do not split into {n} equal rows",
-                    attrs.len()
-                )));
+                return Err(Error::invalid(format!("{} node attribute values do not split into {n} equal rows", attrs.len())));
             }
         }
         Ok(())
@@ -97,17 +93,9 @@ impl Dataset {
     /// Builds a dataset from graphs and one original label per graph (as the file wrote it).
     /// Classes are the sorted unique labels: class `c` is `class_labels[c]`, so MUTAG's -1/1
     /// become 0/1 and the mapping does not depend on the order graphs appear in.
-    pub fn from_original_labels(
-        name: impl Into<String>,
-        mut graphs: Vec<Graph>,
-        original_labels: &[i64],
-    ) -> Result<Dataset> {
+    pub fn from_original_labels(name: impl Into<String>, mut graphs: Vec<Graph>, original_labels: &[i64]) -> Result<Dataset> {
         if graphs.len() != original_labels.len() {
-            return Err(Error::invalid(format!(
-                "{} labels for {} graphs",
-                original_labels.len(),
-                graphs.len()
-            )));
+            return Err(Error::invalid(format!("{} labels for {} graphs", original_labels.len(), graphs.len())));
         }
         let mut class_labels = original_labels.to_vec();
         class_labels.sort_unstable();
@@ -132,12 +120,9 @@ impl Dataset {
         check_unique(labels)?;
         let mut graphs = self.graphs.clone();
         for (i, g) in graphs.iter_mut().enumerate() {
-            let original = self.original_label(i).ok_or_else(|| {
-                Error::invalid(format!(
-                    "graph {i} has class {} outside the dataset's classes",
-                    g.label
-                ))
-            })?;
+            let original = self
+                .original_label(i)
+                .ok_or_else(|| Error::invalid(format!("graph {i} has class {} outside the dataset's classes", g.label)))?;
             g.label = labels.iter().position(|&l| l == original).ok_or_else(|| {
                 Error::invalid(format!(
                     "dataset {:?} has graphs labelled {original}, which is not one of the class labels {labels:?}",
@@ -254,15 +239,7 @@ mod tests {
     use super::*;
 
     fn graphs(n: usize) -> Vec<Graph> {
-        (0..n)
-            .map(|i| Graph {
-                num_nodes: i + 1,
-                edges: vec![],
-                node_labels: None,
-                node_attributes: None,
-                label: 0,
-            })
-            .collect()
+        (0..n).map(|i| Graph { num_nodes: i + 1, edges: vec![], node_labels: None, node_attributes: None, label: 0 }).collect()
     }
 
     #[test]
@@ -296,10 +273,7 @@ mod tests {
         assert_eq!(kept.class_labels, vec![0, 2, 4, 5]);
         assert_eq!(kept.graphs.iter().map(|g| g.label).collect::<Vec<_>>(), vec![0, 1, 2, 3, 1]);
         // The graph with label 1 (2 nodes) is gone; order is kept.
-        assert_eq!(
-            kept.graphs.iter().map(|g| g.num_nodes).collect::<Vec<_>>(),
-            vec![1, 3, 4, 5, 6]
-        );
+        assert_eq!(kept.graphs.iter().map(|g| g.num_nodes).collect::<Vec<_>>(), vec![1, 3, 4, 5, 6]);
         let err = ds.keep_classes(&[0, 3]).unwrap_err().to_string();
         assert!(err.contains("no class labelled 3"), "{err}");
         assert!(ds.keep_classes(&[]).is_err());

@@ -70,8 +70,7 @@ struct LineCounter<'a> {
 impl LineCounter<'_> {
     fn line_of(&mut self, offset: usize) -> usize {
         let offset = offset.clamp(self.offset, self.text.len());
-        self.line +=
-            self.text.as_bytes()[self.offset..offset].iter().filter(|&&b| b == b'\n').count();
+        self.line += self.text.as_bytes()[self.offset..offset].iter().filter(|&&b| b == b'\n').count();
         self.offset = offset;
         self.line
     }
@@ -84,12 +83,9 @@ pub fn load_json_dataset(path: &Path) -> Result<Dataset> {
     let first = text.trim_start().chars().next();
     let document: DocumentIn = match first {
         Some('{') => serde_json::from_str(&text).map_err(json_err)?,
-        Some('[') => DocumentIn {
-            format: None,
-            name: None,
-            class_labels: None,
-            graphs: serde_json::from_str(&text).map_err(json_err)?,
-        },
+        Some('[') => {
+            DocumentIn { format: None, name: None, class_labels: None, graphs: serde_json::from_str(&text).map_err(json_err)? }
+        }
         _ => {
             return Err(Error::parse(
                 path,
@@ -100,16 +96,11 @@ pub fn load_json_dataset(path: &Path) -> Result<Dataset> {
     };
     if let Some(format) = &document.format {
         if format != GRAPHS_FORMAT {
-            return Err(Error::file(
-                path,
-                format!("unsupported format {format:?}; expected {GRAPHS_FORMAT:?}"),
-            ));
+            return Err(Error::file(path, format!("unsupported format {format:?}; expected {GRAPHS_FORMAT:?}")));
         }
     }
     if let Some(class_labels) = &document.class_labels {
-        if let Some((i, l)) =
-            class_labels.iter().enumerate().find(|(i, l)| class_labels[..*i].contains(l))
-        {
+        if let Some((i, l)) = class_labels.iter().enumerate().find(|(i, l)| class_labels[..*i].contains(l)) {
             return Err(Error::file(path, format!("class_labels lists {l} twice (position {i})")));
         }
     }
@@ -124,8 +115,7 @@ pub fn load_json_dataset(path: &Path) -> Result<Dataset> {
     let mut total_nodes = 0usize;
     for (index, raw) in document.graphs.iter().enumerate() {
         // `raw` borrows from `text`, so its address gives its position in the file.
-        let start =
-            lines.line_of((raw.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize));
+        let start = lines.line_of((raw.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize));
         let at = |message: String| Error::parse(path, start, format!("graph {index}: {message}"));
         let g: GraphIn = serde_json::from_str(raw.get()).map_err(|e| {
             // serde's own position is relative to the graph's text: drop it, keep the message.
@@ -141,21 +131,17 @@ pub fn load_json_dataset(path: &Path) -> Result<Dataset> {
         }
         if let Some(class_labels) = &document.class_labels {
             if !class_labels.contains(&g.label) {
-                return Err(at(format!(
-                    "label {} is not one of class_labels {class_labels:?}",
-                    g.label
-                )));
+                return Err(at(format!("label {} is not one of class_labels {class_labels:?}", g.label)));
             }
         }
         labels.push(g.label);
         graphs.push(graph);
     }
 
-    let name = document.name.clone().unwrap_or_else(|| {
-        path.file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "dataset".into())
-    });
+    let name = document
+        .name
+        .clone()
+        .unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into()));
     let dataset = Dataset::from_original_labels(name, graphs, &labels)?;
     match &document.class_labels {
         Some(class_labels) => dataset.with_class_labels(class_labels),
@@ -180,8 +166,7 @@ fn convert_graph(g: &GraphIn, attr_width: &mut Option<usize>) -> Result<Graph, S
             Some(_) => {}
         }
     }
-    let n = num_nodes
-        .ok_or("num_nodes is missing (and no node_labels or node_attributes give the count)")?;
+    let n = num_nodes.ok_or("num_nodes is missing (and no node_labels or node_attributes give the count)")?;
     if n > MAX_NODES_PER_GRAPH as u64 {
         return Err(format!("{n} nodes is over the {MAX_NODES_PER_GRAPH} limit"));
     }
@@ -202,17 +187,12 @@ fn convert_graph(g: &GraphIn, attr_width: &mut Option<usize>) -> Result<Graph, S
             for (i, row) in rows.iter().enumerate() {
                 let width = *attr_width.get_or_insert(row.len());
                 if row.len() != width {
-                    return Err(format!(
-                        "node_attributes row {i} has {} values, but earlier rows have {width}",
-                        row.len()
-                    ));
+                    return Err(format!("node_attributes row {i} has {} values, but earlier rows have {width}", row.len()));
                 }
                 for &x in row {
                     let x = x as f32;
                     if !x.is_finite() {
-                        return Err(format!(
-                            "node_attributes row {i} holds a value too large for f32"
-                        ));
+                        return Err(format!("node_attributes row {i} holds a value too large for f32"));
                     }
                     values.push(x);
                 }
@@ -221,13 +201,7 @@ fn convert_graph(g: &GraphIn, attr_width: &mut Option<usize>) -> Result<Graph, S
         }
     };
 
-    let mut graph = Graph {
-        num_nodes: n,
-        edges,
-        node_labels: g.node_labels.clone(),
-        node_attributes,
-        label: 0,
-    };
+    let mut graph = Graph { num_nodes: n, edges, node_labels: g.node_labels.clone(), node_attributes, label: 0 };
     graph.canonicalize_edges();
     Ok(graph)
 }
@@ -250,8 +224,7 @@ pub fn write_json_dataset(ds: &Dataset, path: &Path) -> Result<()> {
     let io = |e: std::io::Error| Error::io(path, e);
     let ser = |e: serde_json::Error| Error::file(path, e.to_string());
 
-    write!(out, "{{\"format\":{},\"name\":", serde_json::to_string(GRAPHS_FORMAT).map_err(ser)?)
-        .map_err(io)?;
+    write!(out, "{{\"format\":{},\"name\":", serde_json::to_string(GRAPHS_FORMAT).map_err(ser)?).map_err(io)?;
     serde_json::to_writer(&mut out, &ds.name).map_err(ser)?;
     write!(out, ",\"class_labels\":").map_err(io)?;
     serde_json::to_writer(&mut out, &ds.class_labels).map_err(ser)?;

@@ -67,9 +67,7 @@ fn is_json(path: &Path) -> Result<bool> {
         return Ok(true);
     }
     let mut head = Vec::with_capacity(4096);
-    std::fs::File::open(path)
-        .and_then(|f| f.take(4096).read_to_end(&mut head))
-        .map_err(|e| Error::io(path, e))?;
+    std::fs::File::open(path).and_then(|f| f.take(4096).read_to_end(&mut head)).map_err(|e| Error::io(path, e))?;
     let content = head.strip_prefix(UTF8_BOM).unwrap_or(&head);
     let first = content.iter().find(|b| !b.is_ascii_whitespace());
     Ok(matches!(first, Some(b'{' | b'[')))
@@ -110,10 +108,7 @@ pub fn locate_dataset(root: &Path) -> Result<Located> {
             let entry = entry.map_err(|e| Error::io(&dir, e))?;
             visited += 1;
             if visited > MAX_ARCHIVE_ENTRIES {
-                return Err(Error::file(
-                    root,
-                    format!("more than {MAX_ARCHIVE_ENTRIES} entries to search for a dataset"),
-                ));
+                return Err(Error::file(root, format!("more than {MAX_ARCHIVE_ENTRIES} entries to search for a dataset")));
             }
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') || name == "__MACOSX" {
@@ -132,20 +127,11 @@ pub fn locate_dataset(root: &Path) -> Result<Located> {
     match (tu_dirs.len(), files.len()) {
         (1, 0) => Ok(Located::Tu(tu_dirs.remove(0))),
         (0, 1) => Ok(Located::File(files.remove(0))),
-        (0, 0) => Err(Error::file(
-            root,
-            "no dataset found: expected a TU folder (with DS_A.txt) or one .txt / .json file",
-        )),
+        (0, 0) => Err(Error::file(root, "no dataset found: expected a TU folder (with DS_A.txt) or one .txt / .json file")),
         _ => {
-            let found: Vec<String> = tu_dirs
-                .iter()
-                .chain(&files)
-                .map(|p| p.strip_prefix(root).unwrap_or(p).display().to_string())
-                .collect();
-            Err(Error::file(
-                root,
-                format!("holds several possible datasets ({}); keep exactly one", found.join(", ")),
-            ))
+            let found: Vec<String> =
+                tu_dirs.iter().chain(&files).map(|p| p.strip_prefix(root).unwrap_or(p).display().to_string()).collect();
+            Err(Error::file(root, format!("holds several possible datasets ({}); keep exactly one", found.join(", "))))
         }
     }
 }
@@ -153,9 +139,7 @@ pub fn locate_dataset(root: &Path) -> Result<Located> {
 fn is_candidate_file(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     let Some((stem, ext)) = lower.rsplit_once('.') else { return false };
-    let documentation = ["readme", "license", "licence", "notice", "changelog", "citation"]
-        .iter()
-        .any(|d| stem.starts_with(d));
+    let documentation = ["readme", "license", "licence", "notice", "changelog", "citation"].iter().any(|d| stem.starts_with(d));
     matches!(ext, "txt" | "json") && !documentation
 }
 

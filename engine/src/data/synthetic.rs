@@ -48,13 +48,8 @@ pub fn generate(num_graphs: usize, seed: u64) -> Dataset {
             }
             let node_labels = (0..n).map(|_| rng.gen_range(0..NUM_NODE_LABELS as u32)).collect();
             let node_attributes = (0..n * ATTR_DIM).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
-            let mut g = Graph {
-                num_nodes: n,
-                edges,
-                node_labels: Some(node_labels),
-                node_attributes: Some(node_attributes),
-                label,
-            };
+            let mut g =
+                Graph { num_nodes: n, edges, node_labels: Some(node_labels), node_attributes: Some(node_attributes), label };
             g.canonicalize_edges();
             g
         })

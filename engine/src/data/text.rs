@@ -181,10 +181,7 @@ pub(crate) fn split_fields(line: &str) -> Result<Vec<&str>, String> {
 
 /// Parses one field, describing it as `what` in the error message.
 pub(crate) fn parse_field<T: FromStr>(field: &str, what: &str) -> Result<T, String> {
-    field
-        .trim()
-        .parse::<T>()
-        .map_err(|_| format!("{what} must be {}, found {field:?}", kind_of::<T>()))
+    field.trim().parse::<T>().map_err(|_| format!("{what} must be {}, found {field:?}", kind_of::<T>()))
 }
 
 /// Parses a finite float (NaN and infinities are refused: they poison every later sum).

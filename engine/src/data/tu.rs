@@ -29,18 +29,13 @@ pub fn tu_prefix(dir: &Path) -> Result<Option<String>> {
     match prefixes.len() {
         0 => Ok(None),
         1 => Ok(prefixes.pop()),
-        _ => Err(Error::file(
-            dir,
-            format!("holds several TU datasets ({}); keep one per folder", prefixes.join(", ")),
-        )),
+        _ => Err(Error::file(dir, format!("holds several TU datasets ({}); keep one per folder", prefixes.join(", ")))),
     }
 }
 
 /// Loads the TU dataset in `dir`.
 pub fn load_tu_dir(dir: &Path) -> Result<Dataset> {
-    let prefix = tu_prefix(dir)?.ok_or_else(|| {
-        Error::file(dir, "no *_A.txt file here, so this is not a TU dataset folder")
-    })?;
+    let prefix = tu_prefix(dir)?.ok_or_else(|| Error::file(dir, "no *_A.txt file here, so this is not a TU dataset folder"))?;
     let part = |suffix: &str| dir.join(format!("{prefix}_{suffix}.txt"));
 
     let nodes = read_graph_indicator(&required(part("graph_indicator"), &prefix)?)?;
@@ -48,17 +43,9 @@ pub fn load_tu_dir(dir: &Path) -> Result<Dataset> {
     let labels = read_graph_labels(&required(part("graph_labels"), &prefix)?, num_graphs)?;
 
     let node_labels_path = part("node_labels");
-    let node_labels = if node_labels_path.exists() {
-        Some(read_node_labels(&node_labels_path, nodes.count())?)
-    } else {
-        None
-    };
+    let node_labels = if node_labels_path.exists() { Some(read_node_labels(&node_labels_path, nodes.count())?) } else { None };
     let attributes_path = part("node_attributes");
-    let attributes = if attributes_path.exists() {
-        Some(read_node_attributes(&attributes_path, nodes.count())?)
-    } else {
-        None
-    };
+    let attributes = if attributes_path.exists() { Some(read_node_attributes(&attributes_path, nodes.count())?) } else { None };
 
     let mut edges = read_edges(&required(part("A"), &prefix)?, &nodes)?;
 
@@ -69,9 +56,7 @@ pub fn load_tu_dir(dir: &Path) -> Result<Dataset> {
             num_nodes: end - start,
             edges: std::mem::take(graph_edges),
             node_labels: node_labels.as_ref().map(|l| l[start..end].to_vec()),
-            node_attributes: attributes
-                .as_ref()
-                .map(|(values, dim)| values[start * dim..end * dim].to_vec()),
+            node_attributes: attributes.as_ref().map(|(values, dim)| values[start * dim..end * dim].to_vec()),
             label: 0,
         };
         graph.canonicalize_edges();
@@ -116,11 +101,7 @@ fn single_field<'a>(path: &Path, no: usize, text: &'a str, what: &str) -> Result
     let fields = split_fields(text).map_err(|m| Error::parse(path, no, m))?;
     match fields.as_slice() {
         [one] => Ok(one),
-        _ => Err(Error::parse(
-            path,
-            no,
-            format!("expected 1 column ({what}), found {}", fields.len()),
-        )),
+        _ => Err(Error::parse(path, no, format!("expected 1 column ({what}), found {}", fields.len()))),
     }
 }
 
@@ -145,11 +126,7 @@ fn read_graph_indicator(path: &Path) -> Result<NodeIndex> {
             ));
         }
         if id > MAX_GRAPHS as u64 {
-            return Err(Error::parse(
-                path,
-                no,
-                format!("graph id {id} is over the {MAX_GRAPHS} graphs limit"),
-            ));
+            return Err(Error::parse(path, no, format!("graph id {id} is over the {MAX_GRAPHS} graphs limit")));
         }
         // Skipped ids are graphs without nodes (TU Fingerprint has 651 of them): each gets an
         // empty node range starting here.
@@ -159,18 +136,10 @@ fn read_graph_indicator(path: &Path) -> Result<NodeIndex> {
         }
         let graph_size = index.node_graph.len() - index.graph_start[index.graph_start.len() - 1];
         if graph_size >= MAX_NODES_PER_GRAPH {
-            return Err(Error::parse(
-                path,
-                no,
-                format!("graph {id} has more than {MAX_NODES_PER_GRAPH} nodes"),
-            ));
+            return Err(Error::parse(path, no, format!("graph {id} has more than {MAX_NODES_PER_GRAPH} nodes")));
         }
         if index.node_graph.len() >= MAX_TOTAL_NODES {
-            return Err(Error::parse(
-                path,
-                no,
-                format!("the dataset has more than {MAX_TOTAL_NODES} nodes"),
-            ));
+            return Err(Error::parse(path, no, format!("the dataset has more than {MAX_TOTAL_NODES} nodes")));
         }
         // `previous` is at most MAX_GRAPHS here, far below u32::MAX.
         index.node_graph.push((previous - 1) as u32);
@@ -187,19 +156,8 @@ fn too_many(path: &Path, no: usize, expected: usize, what: &str, reference: &str
 }
 
 /// A per-item file that ends before every item has its line.
-fn too_few(
-    path: &Path,
-    reader: &LineReader,
-    got: usize,
-    expected: usize,
-    what: &str,
-    reference: &str,
-) -> Error {
-    Error::parse(
-        path,
-        reader.line_no() + 1,
-        format!("file ends after {got} {what}, but {reference} implies {expected}"),
-    )
+fn too_few(path: &Path, reader: &LineReader, got: usize, expected: usize, what: &str, reference: &str) -> Error {
+    Error::parse(path, reader.line_no() + 1, format!("file ends after {got} {what}, but {reference} implies {expected}"))
 }
 
 fn read_graph_labels(path: &Path, num_graphs: usize) -> Result<Vec<i64>> {
@@ -211,8 +169,7 @@ fn read_graph_labels(path: &Path, num_graphs: usize) -> Result<Vec<i64>> {
             return Err(too_many(path, no, num_graphs, "graph labels", reference));
         }
         let field = single_field(path, no, text, "the label of this graph")?;
-        labels
-            .push(parse_field::<i64>(field, "graph label").map_err(|m| Error::parse(path, no, m))?);
+        labels.push(parse_field::<i64>(field, "graph label").map_err(|m| Error::parse(path, no, m))?);
     }
     if labels.len() < num_graphs {
         return Err(too_few(path, &reader, labels.len(), num_graphs, "graph labels", reference));
@@ -229,8 +186,7 @@ fn read_node_labels(path: &Path, num_nodes: usize) -> Result<Vec<u32>> {
             return Err(too_many(path, no, num_nodes, "node labels", reference));
         }
         let field = single_field(path, no, text, "the label of this node")?;
-        labels
-            .push(parse_field::<u32>(field, "node label").map_err(|m| Error::parse(path, no, m))?);
+        labels.push(parse_field::<u32>(field, "node label").map_err(|m| Error::parse(path, no, m))?);
     }
     if labels.len() < num_nodes {
         return Err(too_few(path, &reader, labels.len(), num_nodes, "node labels", reference));
@@ -253,16 +209,10 @@ fn read_node_attributes(path: &Path, num_nodes: usize) -> Result<(Vec<f32>, usiz
         if rows == 0 {
             width = fields.len();
         } else if fields.len() != width {
-            return Err(Error::parse(
-                path,
-                no,
-                format!("expected {width} columns like the first line, found {}", fields.len()),
-            ));
+            return Err(Error::parse(path, no, format!("expected {width} columns like the first line, found {}", fields.len())));
         }
         for field in fields {
-            values.push(
-                parse_finite(field, "node attribute").map_err(|m| Error::parse(path, no, m))?,
-            );
+            values.push(parse_finite(field, "node attribute").map_err(|m| Error::parse(path, no, m))?);
         }
         rows += 1;
     }
@@ -280,21 +230,13 @@ fn read_edges(path: &Path, nodes: &NodeIndex) -> Result<Vec<Vec<(u32, u32)>>> {
     while let Some((no, text)) = reader.next_record()? {
         let fields = split_fields(text).map_err(|m| Error::parse(path, no, m))?;
         let [a, b] = fields.as_slice() else {
-            return Err(Error::parse(
-                path,
-                no,
-                format!("expected 2 columns (row, col node ids), found {}", fields.len()),
-            ));
+            return Err(Error::parse(path, no, format!("expected 2 columns (row, col node ids), found {}", fields.len())));
         };
         let mut ends = [0usize; 2];
         for (end, field) in ends.iter_mut().zip([a, b]) {
             let id: u64 = parse_field(field, "node id").map_err(|m| Error::parse(path, no, m))?;
             if id == 0 || id > n {
-                return Err(Error::parse(
-                    path,
-                    no,
-                    format!("node id {id} out of range 1..={n} (node ids are 1-based)"),
-                ));
+                return Err(Error::parse(path, no, format!("node id {id} out of range 1..={n} (node ids are 1-based)")));
             }
             *end = (id - 1) as usize;
         }
@@ -303,13 +245,7 @@ fn read_edges(path: &Path, nodes: &NodeIndex) -> Result<Vec<Vec<(u32, u32)>>> {
             return Err(Error::parse(
                 path,
                 no,
-                format!(
-                    "edge joins node {} of graph {} and node {} of graph {}",
-                    ends[0] + 1,
-                    gu + 1,
-                    ends[1] + 1,
-                    gv + 1
-                ),
+                format!("edge joins node {} of graph {} and node {} of graph {}", ends[0] + 1, gu + 1, ends[1] + 1, gv + 1),
             ));
         }
         let start = nodes.graph_start[gu as usize];

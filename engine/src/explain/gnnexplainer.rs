@@ -168,11 +168,8 @@ fn explain_batch(
     let (edge_mask, feature_mask, importance) = tch::no_grad(|| {
         let edge_mask = edge_param.sigmoid();
         let feature_mask = feature_param.sigmoid();
-        let feature_part = (&batch.x.abs() * feature_mask.index_select(0, &batch.batch)).sum_dim_intlist(
-            [1i64].as_slice(),
-            false,
-            Kind::Float,
-        );
+        let feature_part =
+            (&batch.x.abs() * feature_mask.index_select(0, &batch.batch)).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
         let directed = edge_mask.repeat_interleave_self_int(2, 0, None);
         let importance = feature_part.index_add(0, &batch.edge_index.get(1), &directed);
         (edge_mask, feature_mask, importance)
@@ -223,11 +220,11 @@ fn masked_loss(
 
     let edge_size = edge_mask.sum(Kind::Float) * config.edge_size;
     // Mean entropy per graph, summed over graphs: each edge weighs 1 / (edges of its graph).
-    let edge_entropy = (binary_entropy(&edge_mask) / edge_counts.index_select(0, edge_graph)).sum(Kind::Float)
-        * config.edge_entropy;
+    let edge_entropy =
+        (binary_entropy(&edge_mask) / edge_counts.index_select(0, edge_graph)).sum(Kind::Float) * config.edge_entropy;
     let feature_size = feature_mask.mean_dim([1i64].as_slice(), false, Kind::Float).sum(Kind::Float) * config.feature_size;
-    let feature_entropy = binary_entropy(&feature_mask).mean_dim([1i64].as_slice(), false, Kind::Float).sum(Kind::Float)
-        * config.feature_entropy;
+    let feature_entropy =
+        binary_entropy(&feature_mask).mean_dim([1i64].as_slice(), false, Kind::Float).sum(Kind::Float) * config.feature_entropy;
     prediction_loss + edge_size + edge_entropy + feature_size + feature_entropy
 }
 
@@ -294,9 +291,7 @@ impl Adam {
             for (i, (param, grad)) in params.iter().zip(grads).enumerate() {
                 self.first[i] = &self.first[i] * Self::BETA1 + grad * (1.0 - Self::BETA1);
                 self.second[i] = &self.second[i] * Self::BETA2 + grad.square() * (1.0 - Self::BETA2);
-                let update = (&self.first[i] / correction1)
-                    / ((&self.second[i] / correction2).sqrt() + Self::EPSILON)
-                    * self.lr;
+                let update = (&self.first[i] / correction1) / ((&self.second[i] / correction2).sqrt() + Self::EPSILON) * self.lr;
                 let mut param = param.shallow_clone();
                 let _ = param.f_sub_(&update);
             }
@@ -381,9 +376,7 @@ mod tests {
         let g = star(5, 1);
         let light = GnnExplainerConfig { epochs: 100, edge_size: 0.0, edge_entropy: 0.0, ..Default::default() };
         let heavy = GnnExplainerConfig { edge_size: 5.0, ..light.clone() };
-        let sum = |c: &GnnExplainerConfig| -> f32 {
-            explain(&m, &[&g], &features, c).unwrap()[0].edge_mask.iter().sum()
-        };
+        let sum = |c: &GnnExplainerConfig| -> f32 { explain(&m, &[&g], &features, c).unwrap()[0].edge_mask.iter().sum() };
         assert!(sum(&heavy) < sum(&light), "a larger size weight must keep fewer edges");
     }
 

@@ -26,9 +26,7 @@ fn layer_heat_map(maps: &Tensor, grad: &Tensor, batch: &Tensor, num_graphs: i64)
     let heat = (alpha.index_select(0, batch) * maps).sum_dim_intlist([1i64].as_slice(), false, Kind::Float).relu();
     // Per-graph extremes. (tch's `scatter_reduce` binds the old `scatter(reduce=)` overload,
     // which knows only add and multiply: `index_reduce` is the differentiable min / max.)
-    let extreme = |how: &str| {
-        Tensor::zeros([num_graphs], (Kind::Float, device)).index_reduce(0, batch, &heat, how, false)
-    };
+    let extreme = |how: &str| Tensor::zeros([num_graphs], (Kind::Float, device)).index_reduce(0, batch, &heat, how, false);
     let (lo, hi) = (extreme("amin"), extreme("amax"));
     let lo = lo.index_select(0, batch);
     let range = (hi.index_select(0, batch) - &lo).clamp_min(1e-8);

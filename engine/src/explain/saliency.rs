@@ -31,9 +31,8 @@ pub fn node_importance(model: &GnnModel, graphs: &[&Graph], features: &FeatureSp
     let node_score = (&grads[0] * &x).abs().sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
     // An edge's influence is shared by its two endpoints.
     let edge_score = grads[1].abs() * 0.5;
-    let node_score = node_score
-        .index_add(0, &batch.edge_index.get(0), &edge_score)
-        .index_add(0, &batch.edge_index.get(1), &edge_score);
+    let node_score =
+        node_score.index_add(0, &batch.edge_index.get(0), &edge_score).index_add(0, &batch.edge_index.get(1), &edge_score);
     split_per_graph(&node_score.to_device(Device::Cpu), graphs)
 }
 

@@ -24,11 +24,7 @@ impl BatchNorm1d {
             bias: p.zeros("bias", &[dim]),
             running_mean: p.zeros_no_train("running_mean", &[dim]),
             running_var: p.ones_no_train("running_var", &[dim]),
-            num_batches_tracked: p.add(
-                "num_batches_tracked",
-                Tensor::zeros([], (Kind::Int64, p.device())),
-                false,
-            ),
+            num_batches_tracked: p.add("num_batches_tracked", Tensor::zeros([], (Kind::Int64, p.device())), false),
         }
     }
 

@@ -31,9 +31,8 @@ impl EdgesWithSelfLoops {
     pub fn new(edges: &Edges, kind: Kind) -> EdgesWithSelfLoops {
         let device = edges.src.device();
         let nodes = Tensor::arange(edges.num_nodes, (Kind::Int64, device));
-        let weight = edges.weight.as_ref().map(|w| {
-            Tensor::cat(&[w.shallow_clone(), Tensor::ones([edges.num_nodes], (kind, device))], 0)
-        });
+        let weight =
+            edges.weight.as_ref().map(|w| Tensor::cat(&[w.shallow_clone(), Tensor::ones([edges.num_nodes], (kind, device))], 0));
         EdgesWithSelfLoops {
             src: Tensor::cat(&[&edges.src, &nodes], 0),
             dst: Tensor::cat(&[&edges.dst, &nodes], 0),

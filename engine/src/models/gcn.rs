@@ -33,8 +33,7 @@ impl GcnNorm {
         };
         let degree = scatter_sum(&weight, &edges.dst, edges.num_nodes) + 1.0;
         let inv_sqrt = degree.rsqrt();
-        let edge =
-            inv_sqrt.index_select(0, &edges.src) * weight * inv_sqrt.index_select(0, &edges.dst);
+        let edge = inv_sqrt.index_select(0, &edges.src) * weight * inv_sqrt.index_select(0, &edges.dst);
         GcnNorm { edge, self_loop: degree.reciprocal() }
     }
 }
@@ -47,10 +46,7 @@ pub struct GcnConv {
 
 impl GcnConv {
     pub fn new(p: &nn::Path, in_dim: i64, out_dim: i64) -> GcnConv {
-        GcnConv {
-            lin: glorot_linear_no_bias(p / "lin", in_dim, out_dim),
-            bias: p.zeros("bias", &[out_dim]),
-        }
+        GcnConv { lin: glorot_linear_no_bias(p / "lin", in_dim, out_dim), bias: p.zeros("bias", &[out_dim]) }
     }
 
     pub fn forward(&self, x: &Tensor, edges: &Edges, norm: &GcnNorm) -> Tensor {
@@ -126,11 +122,7 @@ mod tests {
         let s6 = 6f64.sqrt();
         assert_close(
             &out,
-            &[
-                1.0 / 2.0 + 2.0 / s6 + 0.25,
-                2.0 / 3.0 + 1.0 / s6 + 3.0 / s6 + 0.25,
-                3.0 / 2.0 + 2.0 / s6 + 0.25,
-            ],
+            &[1.0 / 2.0 + 2.0 / s6 + 0.25, 2.0 / 3.0 + 1.0 / s6 + 3.0 / s6 + 0.25, 3.0 / 2.0 + 2.0 / s6 + 0.25],
             1e-6,
         );
     }

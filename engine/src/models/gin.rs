@@ -107,11 +107,7 @@ mod tests {
         let g = TinyBatch::path3();
         // a = 1.5 x_i + sum of neighbours: 1.5 + 2 = 3.5, 3 + 1 + 3 = 7, 4.5 + 2 = 6.5
         let out = conv.forward(&g.x, &Edges::new(&g.input()));
-        assert_close(
-            &out,
-            &[2.0 * 3.5 - 1.0 + 0.5, 2.0 * 7.0 - 1.0 + 0.5, 2.0 * 6.5 - 1.0 + 0.5],
-            1e-6,
-        );
+        assert_close(&out, &[2.0 * 3.5 - 1.0 + 0.5, 2.0 * 7.0 - 1.0 + 0.5, 2.0 * 6.5 - 1.0 + 0.5], 1e-6);
     }
 
     #[test]

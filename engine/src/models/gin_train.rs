@@ -83,8 +83,7 @@ struct PreparedBatch {
 }
 
 fn host_indices(t: &Tensor, bound: usize, what: &str) -> Result<Vec<usize>> {
-    let values = Vec::<i64>::try_from(t.flatten(0, -1))
-        .map_err(|e| Error::invalid(format!("graph input: {what}: {e}")))?;
+    let values = Vec::<i64>::try_from(t.flatten(0, -1)).map_err(|e| Error::invalid(format!("graph input: {what}: {e}")))?;
     values
         .into_iter()
         .map(|v| {
@@ -185,9 +184,8 @@ impl Norm {
         self.batch_statistics = n > 1;
         // SAFETY: the BatchNorm tensors are the model's own variables, separate from the
         // activation buffers, and only this trainer touches them during a step.
-        let (weight, bias, running_mean, running_var) = unsafe {
-            (f32s(&self.weight), f32s(&self.bias), f32s_mut(&self.running_mean), f32s_mut(&self.running_var))
-        };
+        let (weight, bias, running_mean, running_var) =
+            unsafe { (f32s(&self.weight), f32s(&self.bias), f32s_mut(&self.running_mean), f32s_mut(&self.running_var)) };
         if self.batch_statistics {
             let mut sums = ColumnSums::new(dim);
             for row in s.chunks_exact(dim) {
@@ -208,8 +206,7 @@ impl Norm {
                 self.inv_std[c] = (1.0 / (sq / n as f64 + BN_EPS).sqrt()) as f32;
                 let unbiased = sq / (n - 1) as f64;
                 running_mean[c] = ((1.0 - BN_MOMENTUM) * f64::from(running_mean[c]) + BN_MOMENTUM * m) as f32;
-                running_var[c] =
-                    ((1.0 - BN_MOMENTUM) * f64::from(running_var[c]) + BN_MOMENTUM * unbiased) as f32;
+                running_var[c] = ((1.0 - BN_MOMENTUM) * f64::from(running_var[c]) + BN_MOMENTUM * unbiased) as f32;
             }
             tch::no_grad(|| {
                 let _ = self.num_batches_tracked.shallow_clone().g_add_scalar_(1);
@@ -238,8 +235,7 @@ impl Norm {
         let (mut sum_d, mut sum_d_centred) = (ColumnSums::new(dim), ColumnSums::new(dim));
         for (s_row, d_row) in s.chunks_exact(dim).zip(d.chunks_exact(dim)) {
             add_assign(sum_d.row(), d_row);
-            for (((a, &sv), &dv), &m) in sum_d_centred.row().iter_mut().zip(s_row).zip(d_row).zip(&self.mean)
-            {
+            for (((a, &sv), &dv), &m) in sum_d_centred.row().iter_mut().zip(s_row).zip(d_row).zip(&self.mean) {
                 *a += dv * (sv - m);
             }
         }
@@ -430,19 +426,15 @@ impl GinCpuTrainer {
             })
         };
         let (h, c) = (spec.hidden, spec.num_classes);
-        let prepared = batches
-            .iter()
-            .map(|b| PreparedBatch::new(b, spec.in_features, c, spec.pooling))
-            .collect::<Result<Vec<_>>>()?;
+        let prepared =
+            batches.iter().map(|b| PreparedBatch::new(b, spec.in_features, c, spec.pooling)).collect::<Result<Vec<_>>>()?;
         let max_nodes = prepared.iter().map(|b| b.num_nodes).max().unwrap_or(0) as i64;
         let max_graphs = prepared.iter().map(|b| b.num_graphs).max().unwrap_or(0) as i64;
         let buffer = |rows: i64, cols: usize| Tensor::zeros([rows, cols as i64], (Kind::Float, Device::Cpu));
         let mut blocks = Vec::with_capacity(gin.convs.len());
         for (i, (conv, bn)) in gin.convs.iter().zip(&gin.bns).enumerate() {
             let in_dim = if i == 0 { spec.in_features } else { h };
-            let (Some(lin1), Some(lin2), Some(norm)) =
-                (linear(&conv.lin1), linear(&conv.lin2), norm(bn, &grad_view, h))
-            else {
+            let (Some(lin1), Some(lin2), Some(norm)) = (linear(&conv.lin1), linear(&conv.lin2), norm(bn, &grad_view, h)) else {
                 return Ok(None);
             };
             blocks.push(Block {
@@ -540,15 +532,12 @@ impl GinCpuTrainer {
     fn loss(&mut self, index: usize) -> (f64, i64) {
         let batch = &self.batches[index];
         let c = self.num_classes;
-        let (logits, d_logits) =
-            (rows(&self.logits, batch.num_graphs), rows(&self.d_logits, batch.num_graphs));
+        let (logits, d_logits) = (rows(&self.logits, batch.num_graphs), rows(&self.d_logits, batch.num_graphs));
         // SAFETY: separate allocations, each borrowed once.
         let (logits, d_logits) = unsafe { (f32s(&logits), f32s_mut(&d_logits)) };
         let (mut loss, mut correct) = (0f64, 0i64);
         let b = batch.num_graphs as f32;
-        for ((row, d_row), &label) in
-            logits.chunks_exact(c).zip(d_logits.chunks_exact_mut(c)).zip(&batch.labels)
-        {
+        for ((row, d_row), &label) in logits.chunks_exact(c).zip(d_logits.chunks_exact_mut(c)).zip(&batch.labels) {
             // The first maximum, as argmax picks it.
             let (mut best, mut max) = (0, f32::NEG_INFINITY);
             for (k, &v) in row.iter().enumerate() {
@@ -570,8 +559,7 @@ impl GinCpuTrainer {
     fn backward(&mut self, index: usize) {
         let batch = &self.batches[index];
         let (n, h, g) = (batch.num_nodes, self.hidden, batch.num_graphs);
-        let (pooled, fc1_out, d_logits) =
-            (rows(&self.pooled, g), rows(&self.fc1_out, g), rows(&self.d_logits, g));
+        let (pooled, fc1_out, d_logits) = (rows(&self.pooled, g), rows(&self.fc1_out, g), rows(&self.d_logits, g));
         let (d_fc1, d_pooled) = (rows(&self.d_fc1, g), rows(&self.d_pooled, g));
         // SAFETY (every block below): the buffers are separate allocations and the gradient
         // views disjoint slices of `grad`; each is borrowed once at a time, and libtorch only
@@ -594,16 +582,8 @@ impl GinCpuTrainer {
         let d_aggregated = rows(&self.d_aggregated, n);
         for i in (0..self.blocks.len()).rev() {
             let block = &self.blocks[i];
-            let (hidden, activated, aggregated) =
-                (rows(&block.hidden, n), rows(&block.activated, n), rows(&block.aggregated, n));
-            unsafe {
-                block.norm.relu_backward(
-                    f32s(&activated),
-                    f32s_mut(&d_output),
-                    h,
-                    f32s_mut(&block.lin2.grad_bias),
-                )
-            };
+            let (hidden, activated, aggregated) = (rows(&block.hidden, n), rows(&block.activated, n), rows(&block.aggregated, n));
+            unsafe { block.norm.relu_backward(f32s(&activated), f32s_mut(&d_output), h, f32s_mut(&block.lin2.grad_bias)) };
             block.lin2.backward(&hidden, &d_output, Some(&d_hidden));
             unsafe { relu_backward(f32s(&hidden), f32s_mut(&d_hidden), h, f32s_mut(&block.lin1.grad_bias)) };
             // The first block's input is the data: no gradient needed.
@@ -738,11 +718,7 @@ mod tests {
             .expect("prepared")
             .expect("a CPU GIN with every parameter trained takes the hand-derived path");
         let (loss, correct) = trainer.compute_gradients(0);
-        assert!(
-            (loss - reference.loss).abs() <= 1e-5 * loss.abs().max(1.0),
-            "loss {loss} vs {}",
-            reference.loss
-        );
+        assert!((loss - reference.loss).abs() <= 1e-5 * loss.abs().max(1.0), "loss {loss} vs {}", reference.loss);
         assert_eq!(correct, single.correct);
         assert_eq!(correct, reference.correct);
 
@@ -752,22 +728,12 @@ mod tests {
         for (name, expected) in &reference.grads {
             let (offset, len) = opt.slot(&vars[name]).expect("slot");
             let ours = trainer.gradient().narrow(0, offset, len);
-            errors.push((
-                name,
-                error(&ours, expected),
-                error(&single.grads[name], expected),
-                max_abs(expected),
-            ));
+            errors.push((name, error(&ours, expected), error(&single.grads[name], expected), max_abs(expected)));
         }
         for (name, var) in &vars {
             if !var.requires_grad() {
                 let expected = &reference.after[name].to_kind(Kind::Double);
-                errors.push((
-                    name,
-                    error(var, expected),
-                    error(&single.after[name], expected),
-                    max_abs(expected),
-                ));
+                errors.push((name, error(var, expected), error(&single.after[name], expected), max_abs(expected)));
             }
         }
         // Rounding noise: of libtorch's order over all tensors together, and nowhere far beyond

@@ -12,10 +12,7 @@ pub struct Head {
 
 impl Head {
     pub fn new(p: &nn::Path, hidden: i64, num_classes: i64) -> Head {
-        Head {
-            fc1: torch_linear(p / "fc1", hidden, hidden),
-            fc2: torch_linear(p / "fc2", hidden, num_classes),
-        }
+        Head { fc1: torch_linear(p / "fc1", hidden, hidden), fc2: torch_linear(p / "fc2", hidden, num_classes) }
     }
 
     /// Graph embeddings `[B, h]` to logits `[B, C]`.
@@ -23,10 +20,7 @@ impl Head {
         self.fc2.forward(&self.fc1.forward(embedding).relu())
     }
 
-    pub fn expected_tensors(
-        hidden: usize,
-        num_classes: usize,
-    ) -> Vec<super::weights::ExpectedTensor> {
+    pub fn expected_tensors(hidden: usize, num_classes: usize) -> Vec<super::weights::ExpectedTensor> {
         use super::weights::ExpectedTensor as T;
         vec![
             T::param("fc1.weight", &[hidden, hidden]),

@@ -16,10 +16,5 @@ pub fn torch_linear(p: nn::Path, in_dim: i64, out_dim: i64) -> nn::Linear {
 
 /// A linear map without bias and with Glorot weights, PyG's `Linear(bias=False)` inside GCN/GAT.
 pub fn glorot_linear_no_bias(p: nn::Path, in_dim: i64, out_dim: i64) -> nn::Linear {
-    nn::linear(
-        p,
-        in_dim,
-        out_dim,
-        nn::LinearConfig { ws_init: glorot(in_dim, out_dim), bs_init: None, bias: false },
-    )
+    nn::linear(p, in_dim, out_dim, nn::LinearConfig { ws_init: glorot(in_dim, out_dim), bs_init: None, bias: false })
 }

@@ -55,12 +55,7 @@ pub struct GraphInput<'a> {
 }
 
 impl<'a> GraphInput<'a> {
-    pub fn new(
-        x: &'a Tensor,
-        edge_index: &'a Tensor,
-        batch: &'a Tensor,
-        num_graphs: i64,
-    ) -> GraphInput<'a> {
+    pub fn new(x: &'a Tensor, edge_index: &'a Tensor, batch: &'a Tensor, num_graphs: i64) -> GraphInput<'a> {
         GraphInput { x, edge_index, edge_weight: None, batch, num_graphs }
     }
 
@@ -75,10 +70,7 @@ impl<'a> GraphInput<'a> {
         let fail = |msg: String| Err(Error::invalid(format!("graph input: {msg}")));
         let x_size = self.x.size();
         if x_size.len() != 2 || x_size[1] != spec.in_features as i64 {
-            return fail(format!(
-                "x has shape {x_size:?}, the model expects [N, {}]",
-                spec.in_features
-            ));
+            return fail(format!("x has shape {x_size:?}, the model expects [N, {}]", spec.in_features));
         }
         if self.x.kind() != Kind::Float {
             return fail(format!("x is {:?}, expected f32", self.x.kind()));
@@ -86,27 +78,16 @@ impl<'a> GraphInput<'a> {
         let n = x_size[0];
         let ei_size = self.edge_index.size();
         if ei_size.len() != 2 || ei_size[0] != 2 || self.edge_index.kind() != Kind::Int64 {
-            return fail(format!(
-                "edge_index must be [2, E] i64, got {ei_size:?} {:?}",
-                self.edge_index.kind()
-            ));
+            return fail(format!("edge_index must be [2, E] i64, got {ei_size:?} {:?}", self.edge_index.kind()));
         }
         let e = ei_size[1];
         if let Some(w) = self.edge_weight {
             if w.size() != [e] || w.kind() != Kind::Float {
-                return fail(format!(
-                    "edge_weight must be [{e}] f32, got {:?} {:?}",
-                    w.size(),
-                    w.kind()
-                ));
+                return fail(format!("edge_weight must be [{e}] f32, got {:?} {:?}", w.size(), w.kind()));
             }
         }
         if self.batch.size() != [n] || self.batch.kind() != Kind::Int64 {
-            return fail(format!(
-                "batch must be [{n}] i64, got {:?} {:?}",
-                self.batch.size(),
-                self.batch.kind()
-            ));
+            return fail(format!("batch must be [{n}] i64, got {:?} {:?}", self.batch.size(), self.batch.kind()));
         }
         if self.num_graphs < 1 {
             return fail(format!("num_graphs must be at least 1, got {}", self.num_graphs));
@@ -116,13 +97,9 @@ impl<'a> GraphInput<'a> {
             return fail(format!("every tensor must be on the model's device {device:?}"));
         }
         if e > 0 {
-            let (lo, hi) =
-                (self.edge_index.min().int64_value(&[]), self.edge_index.max().int64_value(&[]));
+            let (lo, hi) = (self.edge_index.min().int64_value(&[]), self.edge_index.max().int64_value(&[]));
             if lo < 0 || hi >= n {
-                return fail(format!(
-                    "edge_index refers to node {} but there are {n} nodes",
-                    if lo < 0 { lo } else { hi }
-                ));
+                return fail(format!("edge_index refers to node {} but there are {n} nodes", if lo < 0 { lo } else { hi }));
             }
         }
         if n > 0 {
@@ -205,12 +182,8 @@ impl GnnModel {
             let root = vs.root();
             (Body::new(&root, &spec), Head::new(&root, spec.hidden as i64, spec.num_classes as i64))
         };
-        let mut parameter_names: Vec<String> = vs
-            .variables()
-            .into_iter()
-            .filter(|(_, t)| t.requires_grad())
-            .map(|(name, _)| name)
-            .collect();
+        let mut parameter_names: Vec<String> =
+            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(name, _)| name).collect();
         parameter_names.sort();
         Ok(GnnModel { spec, device, vs, body, head, parameter_names })
     }
@@ -294,11 +267,7 @@ impl GnnModel {
 
     /// Loads a safetensors file (spec from its metadata unless `spec_override` is given),
     /// with the default [`weights::WeightLimits`].
-    pub fn load(
-        path: &Path,
-        spec_override: Option<ModelSpec>,
-        device: Device,
-    ) -> Result<LoadedModel> {
+    pub fn load(path: &Path, spec_override: Option<ModelSpec>, device: Device) -> Result<LoadedModel> {
         weights::load(path, spec_override, device, &weights::WeightLimits::default())
     }
 
@@ -354,11 +323,7 @@ impl GnnModel {
 
     /// Parameters of the head (fc1, fc2).
     pub fn head_parameter_names(&self) -> Vec<String> {
-        self.parameter_names
-            .iter()
-            .filter(|n| n.starts_with("fc1.") || n.starts_with("fc2."))
-            .cloned()
-            .collect()
+        self.parameter_names.iter().filter(|n| n.starts_with("fc1.") || n.starts_with("fc2.")).cloned().collect()
     }
 
     /// Makes exactly `names` require gradients; every other parameter is frozen. Build the

@@ -21,9 +21,7 @@ fn expected_tensors_are_exactly_the_models_variables() {
         let expected = expected_tensors(m.spec());
         assert_eq!(vars.len(), expected.len(), "{arch:?}");
         for want in expected {
-            let var = vars
-                .get(&want.name)
-                .unwrap_or_else(|| panic!("{arch:?}: no variable {}", want.name));
+            let var = vars.get(&want.name).unwrap_or_else(|| panic!("{arch:?}: no variable {}", want.name));
             let shape: Vec<usize> = var.size().iter().map(|&d| d as usize).collect();
             assert_eq!(shape, want.shape, "{arch:?} {}", want.name);
             let kind = if want.role == TensorRole::Counter { Kind::Int64 } else { Kind::Float };
@@ -40,31 +38,17 @@ fn published_names_and_layer_counts() {
         n
     };
     let gin = names(Arch::Gin);
-    for name in [
-        "conv1.eps",
-        "conv5.nn.0.weight",
-        "conv5.nn.2.bias",
-        "bn5.num_batches_tracked",
-        "fc1.weight",
-        "fc2.bias",
-    ] {
+    for name in ["conv1.eps", "conv5.nn.0.weight", "conv5.nn.2.bias", "bn5.num_batches_tracked", "fc1.weight", "fc2.bias"] {
         assert!(gin.contains(&name.to_string()), "gin lacks {name}");
     }
     assert!(!gin.iter().any(|n| n.starts_with("conv6")));
     let gcn = names(Arch::Gcn);
-    assert!(
-        gcn.contains(&"conv3.lin.weight".to_string()) && gcn.contains(&"conv3.bias".to_string())
-    );
+    assert!(gcn.contains(&"conv3.lin.weight".to_string()) && gcn.contains(&"conv3.bias".to_string()));
     assert!(!gcn.iter().any(|n| n.starts_with("bn") || n.starts_with("conv4")));
     let gat = names(Arch::Gat);
-    assert!(["conv3.att_src", "conv3.att_dst", "conv3.lin.weight", "conv3.bias"]
-        .iter()
-        .all(|n| gat.contains(&n.to_string())));
+    assert!(["conv3.att_src", "conv3.att_dst", "conv3.lin.weight", "conv3.bias"].iter().all(|n| gat.contains(&n.to_string())));
     let sage = names(Arch::Sage);
-    assert!(
-        sage.contains(&"conv7.lin_l.bias".to_string())
-            && sage.contains(&"conv7.lin_r.weight".to_string())
-    );
+    assert!(sage.contains(&"conv7.lin_l.bias".to_string()) && sage.contains(&"conv7.lin_r.weight".to_string()));
     assert!(!sage.contains(&"conv7.lin_r.bias".to_string()));
 }
 
@@ -82,16 +66,9 @@ fn forward_exposes_layers_embedding_logits_and_normalised_log_probs() {
         assert_eq!(out.logits.size(), [4, 3]);
         let total_prob = values(&out.log_probs.exp().sum_dim_intlist(1, false, None::<Kind>));
         assert!(total_prob.iter().all(|p| (p - 1.0).abs() < 1e-5), "{arch:?}: {total_prob:?}");
-        assert_eq!(
-            values(&m.head(&out.embedding)),
-            values(&out.logits),
-            "{arch:?}: head(embedding) == logits"
-        );
+        assert_eq!(values(&m.head(&out.embedding)), values(&out.logits), "{arch:?}: head(embedding) == logits");
         let manual = &out.logits - out.logits.logsumexp([1i64].as_slice(), true);
-        assert!(
-            (manual - &out.log_probs).abs().max().double_value(&[]) < 1e-5,
-            "{arch:?}: log_softmax of the logits"
-        );
+        assert!((manual - &out.log_probs).abs().max().double_value(&[]) < 1e-5, "{arch:?}: log_softmax of the logits");
     }
 }
 
@@ -132,25 +109,16 @@ fn gradients_reach_node_features_edge_weights_and_layer_outputs() {
         for train in [false, true] {
             let m = model(arch);
             let x = b.x.copy().set_requires_grad(true);
-            let w = Tensor::ones([b.edge_index.size()[1]], (Kind::Float, Device::Cpu))
-                .set_requires_grad(true);
-            let input = GraphInput {
-                x: &x,
-                edge_index: &b.edge_index,
-                edge_weight: Some(&w),
-                batch: &b.batch,
-                num_graphs: b.num_graphs,
-            };
+            let w = Tensor::ones([b.edge_index.size()[1]], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+            let input =
+                GraphInput { x: &x, edge_index: &b.edge_index, edge_weight: Some(&w), batch: &b.batch, num_graphs: b.num_graphs };
             let out = m.forward_t(&input, train);
             let loss = out.log_probs.select(1, 0).sum(Kind::Float);
             let last = out.layer_outputs.last().unwrap();
             let grads = Tensor::run_backward(&[&loss], &[&x, &w, last], false, false);
             for (what, g) in ["x", "edge_weight", "last layer output"].iter().zip(&grads) {
                 let norm = g.abs().sum(Kind::Float).double_value(&[]);
-                assert!(
-                    norm > 0.0 && norm.is_finite(),
-                    "{arch:?} train={train}: gradient w.r.t. {what} is {norm}"
-                );
+                assert!(norm > 0.0 && norm.is_finite(), "{arch:?} train={train}: gradient w.r.t. {what} is {norm}");
             }
         }
     }
@@ -181,11 +149,7 @@ fn try_clone_is_a_deep_copy() {
         let out = |m: &GnnModel| values(&tch::no_grad(|| m.forward_t(&b.input(), false)).log_probs);
         assert_eq!(out(&m), out(&copy), "{arch:?}");
         for (name, var) in copy.var_store().variables() {
-            assert_eq!(
-                var.requires_grad(),
-                m.var_store().variables()[&name].requires_grad(),
-                "{arch:?} {name}"
-            );
+            assert_eq!(var.requires_grad(), m.var_store().variables()[&name].requires_grad(), "{arch:?} {name}");
         }
         tch::no_grad(|| {
             for (_, mut var) in copy.var_store().variables() {
@@ -213,10 +177,7 @@ fn freezing_keeps_only_the_last_conv_and_the_head_trainable() {
         m.set_all_trainable();
         assert!(m.parameter_names().iter().all(|n| vars[n].requires_grad()));
         // Buffers are never parameters.
-        assert!(!m
-            .parameter_names()
-            .iter()
-            .any(|n| n.contains("running") || n.ends_with("eps") || n.contains("num_batches")));
+        assert!(!m.parameter_names().iter().any(|n| n.contains("running") || n.ends_with("eps") || n.contains("num_batches")));
         let err = m.set_trainable(&["conv99.weight".to_string()]).unwrap_err().to_string();
         assert!(err.contains("conv99.weight"), "{err}");
     }
@@ -230,30 +191,16 @@ fn check_rejects_malformed_inputs_with_a_reason() {
     let b = random_batch(5, 8);
     assert!(b.input().check(m.spec(), Device::Cpu).is_ok());
     let wrong_width = Tensor::zeros([13, 4], (Kind::Float, Device::Cpu));
-    let err = GraphInput { x: &wrong_width, ..b.input() }
-        .check(m.spec(), Device::Cpu)
-        .unwrap_err()
-        .to_string();
+    let err = GraphInput { x: &wrong_width, ..b.input() }.check(m.spec(), Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("[N, 5]"), "{err}");
     let bad_edges = Tensor::from_slice(&[0i64, 13]).view([2, 1]);
-    let err = GraphInput { edge_index: &bad_edges, ..b.input() }
-        .check(m.spec(), Device::Cpu)
-        .unwrap_err()
-        .to_string();
+    let err = GraphInput { edge_index: &bad_edges, ..b.input() }.check(m.spec(), Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("node 13"), "{err}");
     let bad_batch = Tensor::full([13], 4, (Kind::Int64, Device::Cpu));
-    let err = GraphInput { batch: &bad_batch, ..b.input() }
-        .check(m.spec(), Device::Cpu)
-        .unwrap_err()
-        .to_string();
+    let err = GraphInput { batch: &bad_batch, ..b.input() }.check(m.spec(), Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("graph 4"), "{err}");
     let short_weights = Tensor::ones([2], (Kind::Float, Device::Cpu));
-    let err = b
-        .input()
-        .with_edge_weight(&short_weights)
-        .check(m.spec(), Device::Cpu)
-        .unwrap_err()
-        .to_string();
+    let err = b.input().with_edge_weight(&short_weights).check(m.spec(), Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("edge_weight"), "{err}");
     let int_x = Tensor::zeros([13, 5], (Kind::Int64, Device::Cpu));
     assert!(m.try_forward_t(&GraphInput { x: &int_x, ..b.input() }, false).is_err());

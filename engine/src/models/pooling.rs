@@ -27,15 +27,7 @@ mod tests {
     fn sum_and_mean_pool_per_graph_and_empty_graphs_give_zeros() {
         let x = Tensor::from_slice(&[1.0f32, 10.0, 3.0, 30.0, 5.0, 50.0]).view([3, 2]);
         let batch = Tensor::from_slice(&[0i64, 0, 2]);
-        assert_close(
-            &global_pool(&x, &batch, 3, Pooling::Sum),
-            &[4.0, 40.0, 0.0, 0.0, 5.0, 50.0],
-            0.0,
-        );
-        assert_close(
-            &global_pool(&x, &batch, 3, Pooling::Mean),
-            &[2.0, 20.0, 0.0, 0.0, 5.0, 50.0],
-            0.0,
-        );
+        assert_close(&global_pool(&x, &batch, 3, Pooling::Sum), &[4.0, 40.0, 0.0, 0.0, 5.0, 50.0], 0.0);
+        assert_close(&global_pool(&x, &batch, 3, Pooling::Mean), &[2.0, 20.0, 0.0, 0.0, 5.0, 50.0], 0.0);
     }
 }

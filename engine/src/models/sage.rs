@@ -24,12 +24,7 @@ impl SageConv {
     pub fn new(p: &nn::Path, in_dim: i64, out_dim: i64) -> SageConv {
         SageConv {
             lin_l: torch_linear(p / "lin_l", in_dim, out_dim),
-            lin_r: nn::linear(
-                p / "lin_r",
-                in_dim,
-                out_dim,
-                nn::LinearConfig { bias: false, ..Default::default() },
-            ),
+            lin_r: nn::linear(p / "lin_r", in_dim, out_dim, nn::LinearConfig { bias: false, ..Default::default() }),
         }
     }
 
@@ -125,11 +120,7 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let conv = conv(&vs);
         // means: 2, (1 + 3) / 2 = 2, 2
-        assert_close(
-            &run(&conv, &TinyBatch::path3(), None),
-            &[4.0 + 1.0 + 3.0, 4.0 + 1.0 + 6.0, 4.0 + 1.0 + 9.0],
-            1e-6,
-        );
+        assert_close(&run(&conv, &TinyBatch::path3(), None), &[4.0 + 1.0 + 3.0, 4.0 + 1.0 + 6.0, 4.0 + 1.0 + 9.0], 1e-6);
     }
 
     #[test]
@@ -156,10 +147,6 @@ mod tests {
     fn sage_conv_of_an_isolated_node_has_a_zero_mean() {
         let vs = nn::VarStore::new(Device::Cpu);
         let conv = conv(&vs);
-        assert_close(
-            &run(&conv, &TinyBatch::new(&[(1, vec![])], &[5.0]), None),
-            &[1.0 + 15.0],
-            1e-6,
-        );
+        assert_close(&run(&conv, &TinyBatch::new(&[(1, vec![])], &[5.0]), None), &[1.0 + 15.0], 1e-6);
     }
 }

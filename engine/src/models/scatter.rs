@@ -16,13 +16,8 @@ pub fn scatter_sum(values: &Tensor, index: &Tensor, num_rows: i64) -> Tensor {
 /// Matches PyTorch Geometric's `softmax`: the group maximum (detached, so it only shifts the
 /// exponent for stability) is subtracted and the sum is guarded by 1e-16.
 pub fn segment_softmax(scores: &Tensor, index: &Tensor, num_rows: i64) -> Tensor {
-    let group_max = Tensor::zeros([num_rows], (scores.kind(), scores.device())).index_reduce(
-        0,
-        index,
-        &scores.detach(),
-        "amax",
-        false,
-    );
+    let group_max =
+        Tensor::zeros([num_rows], (scores.kind(), scores.device())).index_reduce(0, index, &scores.detach(), "amax", false);
     let exp = (scores - group_max.index_select(0, index)).exp();
     let denominator = scatter_sum(&exp, index, num_rows) + 1e-16;
     exp / denominator.index_select(0, index)
@@ -32,13 +27,8 @@ pub fn segment_softmax(scores: &Tensor, index: &Tensor, num_rows: i64) -> Tensor
 /// normalising: `w_k exp(s_k) / sum_j w_j exp(s_j)`. At unit weights this is the plain segment
 /// softmax; a weight of 0 removes the term from its group exactly.
 pub fn weighted_segment_softmax(scores: &Tensor, weights: &Tensor, index: &Tensor, num_rows: i64) -> Tensor {
-    let group_max = Tensor::zeros([num_rows], (scores.kind(), scores.device())).index_reduce(
-        0,
-        index,
-        &scores.detach(),
-        "amax",
-        false,
-    );
+    let group_max =
+        Tensor::zeros([num_rows], (scores.kind(), scores.device())).index_reduce(0, index, &scores.detach(), "amax", false);
     let exp = (scores - group_max.index_select(0, index)).exp() * weights;
     let denominator = scatter_sum(&exp, index, num_rows) + 1e-16;
     exp / denominator.index_select(0, index)
@@ -59,11 +49,7 @@ mod tests {
     fn scatter_sum_adds_rows_into_buckets_and_leaves_empty_ones_zero() {
         let values = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).view([3, 2]);
         let index = Tensor::from_slice(&[2i64, 0, 2]);
-        assert_close(
-            &scatter_sum(&values, &index, 4),
-            &[3.0, 4.0, 0.0, 0.0, 6.0, 8.0, 0.0, 0.0],
-            0.0,
-        );
+        assert_close(&scatter_sum(&values, &index, 4), &[3.0, 4.0, 0.0, 0.0, 6.0, 8.0, 0.0, 0.0], 0.0);
     }
 
     #[test]

@@ -54,9 +54,7 @@ impl std::str::FromStr for Arch {
             "gcn" => Ok(Arch::Gcn),
             "gat" => Ok(Arch::Gat),
             "sage" | "graphsage" => Ok(Arch::Sage),
-            other => {
-                Err(format!("unknown architecture {other:?} (expected gin, gcn, gat or sage)"))
-            }
+            other => Err(format!("unknown architecture {other:?} (expected gin, gcn, gat or sage)")),
         }
     }
 }
@@ -94,13 +92,7 @@ pub const MAX_CLASSES: usize = 4096;
 
 impl ModelSpec {
     /// A spec with the published layer count and pooling of `arch`.
-    pub fn published(
-        arch: Arch,
-        in_features: usize,
-        hidden: usize,
-        num_classes: usize,
-        features: FeatureSpec,
-    ) -> ModelSpec {
+    pub fn published(arch: Arch, in_features: usize, hidden: usize, num_classes: usize, features: FeatureSpec) -> ModelSpec {
         ModelSpec {
             format: SPEC_FORMAT.to_string(),
             arch,
@@ -116,8 +108,7 @@ impl ModelSpec {
 
     /// Parses and validates a spec from its JSON text.
     pub fn from_json(text: &str) -> Result<ModelSpec> {
-        let spec: ModelSpec = serde_json::from_str(text)
-            .map_err(|e| Error::invalid(format!("invalid model spec JSON: {e}")))?;
+        let spec: ModelSpec = serde_json::from_str(text).map_err(|e| Error::invalid(format!("invalid model spec JSON: {e}")))?;
         spec.validate()?;
         Ok(spec)
     }
@@ -154,11 +145,7 @@ impl ModelSpec {
         }
         if let Some(labels) = &self.class_labels {
             if labels.len() != self.num_classes {
-                problems.push(format!(
-                    "class_labels has {} entries but num_classes is {}",
-                    labels.len(),
-                    self.num_classes
-                ));
+                problems.push(format!("class_labels has {} entries but num_classes is {}", labels.len(), self.num_classes));
             }
             let mut sorted = labels.clone();
             sorted.sort_unstable();
@@ -189,8 +176,7 @@ mod tests {
         assert_eq!((spec.num_layers, spec.pooling), (5, Pooling::Sum));
         let back = ModelSpec::from_json(&spec.to_json()).unwrap();
         assert_eq!(back, spec);
-        let sage =
-            ModelSpec::published(Arch::Sage, 3, 64, 2, FeatureSpec::NodeAttributes { dim: 3 });
+        let sage = ModelSpec::published(Arch::Sage, 3, 64, 2, FeatureSpec::NodeAttributes { dim: 3 });
         assert_eq!((sage.num_layers, sage.pooling), (7, Pooling::Mean));
     }
 
@@ -204,15 +190,7 @@ mod tests {
         spec.in_features = 12;
         spec.class_labels = Some(vec![1, 1, 2]);
         let err = spec.validate().unwrap_err().to_string();
-        for needle in [
-            "format",
-            "hidden",
-            "num_layers",
-            "num_classes",
-            "in_features is 12",
-            "class_labels has 3",
-            "duplicates",
-        ] {
+        for needle in ["format", "hidden", "num_layers", "num_classes", "in_features is 12", "class_labels has 3", "duplicates"] {
             assert!(err.contains(needle), "{needle:?} missing from {err}");
         }
     }
@@ -221,10 +199,7 @@ mod tests {
     fn in_features_must_match_the_feature_width() {
         let mut spec = gin();
         spec.features = FeatureSpec::Concat {
-            parts: vec![
-                FeatureSpec::OneHotDegree { max_degree: 4 },
-                FeatureSpec::NodeLabelsOneHot { num_labels: 6 },
-            ],
+            parts: vec![FeatureSpec::OneHotDegree { max_degree: 4 }, FeatureSpec::NodeLabelsOneHot { num_labels: 6 }],
         };
         assert!(spec.validate().is_ok());
         spec.features = FeatureSpec::OneHotDegree { max_degree: usize::MAX };
@@ -239,10 +214,7 @@ mod tests {
     fn from_json_rejects_unknown_fields_and_bad_json() {
         let mut value: serde_json::Value = serde_json::from_str(&gin().to_json()).unwrap();
         value["dropout"] = serde_json::json!(0.5);
-        assert!(ModelSpec::from_json(&value.to_string())
-            .unwrap_err()
-            .to_string()
-            .contains("dropout"));
+        assert!(ModelSpec::from_json(&value.to_string()).unwrap_err().to_string().contains("dropout"));
         assert!(ModelSpec::from_json("{").is_err());
     }
 }

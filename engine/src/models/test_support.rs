@@ -54,8 +54,7 @@ impl TinyBatch {
         let dim = features.len() as i64 / offset;
         TinyBatch {
             x: Tensor::from_slice(features).view([offset, dim]),
-            edge_index: Tensor::cat(&[Tensor::from_slice(&src), Tensor::from_slice(&dst)], 0)
-                .view([2, e]),
+            edge_index: Tensor::cat(&[Tensor::from_slice(&src), Tensor::from_slice(&dst)], 0).view([2, e]),
             batch: Tensor::from_slice(&batch),
             num_graphs: graphs.len() as i64,
         }
@@ -79,13 +78,7 @@ pub fn symmetric_weights(per_edge: &[f32]) -> Tensor {
 
 /// A spec for `arch` with node-attribute features of width `in_features`.
 pub fn spec(arch: super::Arch, in_features: usize, hidden: usize, num_classes: usize) -> ModelSpec {
-    ModelSpec::published(
-        arch,
-        in_features,
-        hidden,
-        num_classes,
-        FeatureSpec::NodeAttributes { dim: in_features },
-    )
+    ModelSpec::published(arch, in_features, hidden, num_classes, FeatureSpec::NodeAttributes { dim: in_features })
 }
 
 /// A few random graphs (deterministic) with `dim` random features per node.

@@ -58,11 +58,7 @@ impl ExpectedTensor {
     }
 
     pub fn running_var(name: &str, shape: &[usize]) -> ExpectedTensor {
-        ExpectedTensor {
-            name: name.to_string(),
-            shape: shape.to_vec(),
-            role: TensorRole::RunningVariance,
-        }
+        ExpectedTensor { name: name.to_string(), shape: shape.to_vec(), role: TensorRole::RunningVariance }
     }
 
     pub fn counter(name: &str) -> ExpectedTensor {
@@ -91,21 +87,13 @@ pub struct LoadedModel {
 }
 
 /// Loads weights into a new model on `device`.
-pub fn load(
-    path: &Path,
-    spec_override: Option<ModelSpec>,
-    device: Device,
-    limits: &WeightLimits,
-) -> Result<LoadedModel> {
+pub fn load(path: &Path, spec_override: Option<ModelSpec>, device: Device, limits: &WeightLimits) -> Result<LoadedModel> {
     let bytes = read_weights_file(path, limits)?;
     let checked = check_weights(path, &bytes, spec_override)?;
-    let model =
-        GnnModel::new(checked.spec, device).map_err(|e| Error::weights(path, e.to_string()))?;
+    let model = GnnModel::new(checked.spec, device).map_err(|e| Error::weights(path, e.to_string()))?;
     let mut variables = model.var_store().variables();
     for (name, value) in checked.tensors {
-        let mut var = variables
-            .remove(&name)
-            .ok_or_else(|| Error::invalid(format!("internal: model has no variable {name}")))?;
+        let mut var = variables.remove(&name).ok_or_else(|| Error::invalid(format!("internal: model has no variable {name}")))?;
         tch::no_grad(|| var.f_copy_(&value))?;
     }
     if let Some(name) = variables.keys().next() {
@@ -131,8 +119,7 @@ pub fn inspect_with_limits(path: &Path, limits: &WeightLimits) -> Result<ModelSp
 pub fn save(model: &GnnModel, path: &Path) -> Result<()> {
     let mut variables: Vec<(String, Tensor)> = model.var_store().variables().into_iter().collect();
     variables.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> =
-        Vec::with_capacity(variables.len());
+    let mut encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::with_capacity(variables.len());
     for (name, var) in variables {
         let cpu = var.detach().to_device(Device::Cpu).contiguous();
         let shape: Vec<usize> = cpu.size().iter().map(|&d| d as usize).collect();
@@ -163,10 +150,7 @@ pub fn save(model: &GnnModel, path: &Path) -> Result<()> {
 }
 
 fn temporary_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
@@ -199,29 +183,22 @@ fn read_weights_file(path: &Path, limits: &WeightLimits) -> Result<Vec<u8>> {
     if metadata.len() > limits.max_file_bytes {
         return Err(Error::weights(
             path,
-            format!(
-                "file is {} bytes, more than the limit of {} bytes",
-                metadata.len(),
-                limits.max_file_bytes
-            ),
+            format!("file is {} bytes, more than the limit of {} bytes", metadata.len(), limits.max_file_bytes),
         ));
     }
     let mut bytes = Vec::with_capacity(metadata.len() as usize);
     // `take` bounds the read even if the file grows after the size check.
     file.take(limits.max_file_bytes + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
     if bytes.len() as u64 > limits.max_file_bytes {
-        return Err(Error::weights(
-            path,
-            format!("file is larger than the limit of {} bytes", limits.max_file_bytes),
-        ));
+        return Err(Error::weights(path, format!("file is larger than the limit of {} bytes", limits.max_file_bytes)));
     }
     // A safetensors file opens with its header length (u64 LE) and then '{'. Its first bytes
     // can look like a pickle or zip signature (a header of 128 bytes starts with 0x80), so the
     // signatures are only consulted for files that are not plausibly safetensors.
     let header_len = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
     let available = (bytes.len() as u64).saturating_sub(8);
-    let plausible = matches!(header_len, Some(n) if (2..=available.min(MAX_HEADER_BYTES)).contains(&n))
-        && bytes.get(8) == Some(&b'{');
+    let plausible =
+        matches!(header_len, Some(n) if (2..=available.min(MAX_HEADER_BYTES)).contains(&n)) && bytes.get(8) == Some(&b'{');
     if plausible {
         return Ok(bytes);
     }
@@ -271,10 +248,7 @@ pub fn duplicate_header_key(header: &[u8]) -> Option<String> {
             f.write_str("a JSON object")
         }
 
-        fn visit_map<A: MapAccess<'de>>(
-            self,
-            mut map: A,
-        ) -> std::result::Result<Self::Value, A::Error> {
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
             let mut seen = std::collections::HashSet::new();
             let mut duplicate = None;
             while let Some(key) = map.next_key::<String>()? {
@@ -303,10 +277,7 @@ pub fn duplicate_header_key(header: &[u8]) -> Option<String> {
     impl<'de> serde::de::DeserializeSeed<'de> for KeysSeed {
         type Value = Option<String>;
 
-        fn deserialize<D: serde::Deserializer<'de>>(
-            self,
-            d: D,
-        ) -> std::result::Result<Self::Value, D::Error> {
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Self::Value, D::Error> {
             d.deserialize_any(Keys { metadata: false }).or(Ok(None))
         }
     }
@@ -315,26 +286,18 @@ pub fn duplicate_header_key(header: &[u8]) -> Option<String> {
     deserializer.deserialize_map(Keys { metadata: true }).ok().flatten()
 }
 
-fn check_weights(
-    path: &Path,
-    bytes: &[u8],
-    spec_override: Option<ModelSpec>,
-) -> Result<CheckedWeights> {
+fn check_weights(path: &Path, bytes: &[u8], spec_override: Option<ModelSpec>) -> Result<CheckedWeights> {
     let header = bytes
         .get(..8)
         .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
         .and_then(|n| usize::try_from(n).ok())
         .and_then(|n| bytes.get(8..8usize.checked_add(n)?));
     if let Some(name) = header.and_then(duplicate_header_key) {
-        return Err(Error::weights(
-            path,
-            format!("not a valid safetensors file: the header names {name:?} more than once"),
-        ));
+        return Err(Error::weights(path, format!("not a valid safetensors file: the header names {name:?} more than once")));
     }
-    let (_, metadata) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| Error::weights(path, format!("not a valid safetensors file: {e}")))?;
-    let file = SafeTensors::deserialize(bytes)
-        .map_err(|e| Error::weights(path, format!("not a valid safetensors file: {e}")))?;
+    let (_, metadata) =
+        SafeTensors::read_metadata(bytes).map_err(|e| Error::weights(path, format!("not a valid safetensors file: {e}")))?;
+    let file = SafeTensors::deserialize(bytes).map_err(|e| Error::weights(path, format!("not a valid safetensors file: {e}")))?;
     let spec = match spec_override {
         Some(spec) => spec,
         None => {
@@ -344,8 +307,7 @@ fn check_weights(
                     format!("no model spec: the file has no {SPEC_METADATA_KEY:?} metadata entry; pass the spec JSON separately"),
                 )
             })?;
-            ModelSpec::from_json(text)
-                .map_err(|e| Error::weights(path, format!("embedded spec: {e}")))?
+            ModelSpec::from_json(text).map_err(|e| Error::weights(path, format!("embedded spec: {e}")))?
         }
     };
     spec.validate().map_err(|e| Error::weights(path, e.to_string()))?;
@@ -378,17 +340,13 @@ fn check_weights(
         ));
     }
     let wanted: BTreeSet<&str> = expected.iter().map(|t| t.name.as_str()).collect();
-    let ignored: BTreeSet<String> =
-        file.names().into_iter().filter(|name| !wanted.contains(name.as_str())).cloned().collect();
+    let ignored: BTreeSet<String> = file.names().into_iter().filter(|name| !wanted.contains(name.as_str())).cloned().collect();
     Ok(CheckedWeights { spec, tensors, ignored: ignored.into_iter().collect() })
 }
 
 /// One tensor against its expectation: dtype, shape, then values. Returns it as an f32 (or
 /// i64 counter) CPU tensor.
-fn check_tensor(
-    want: &ExpectedTensor,
-    view: &TensorView<'_>,
-) -> std::result::Result<Tensor, String> {
+fn check_tensor(want: &ExpectedTensor, view: &TensorView<'_>) -> std::result::Result<Tensor, String> {
     let kind = match (want.role, view.dtype()) {
         (TensorRole::Counter, Dtype::I64) => Kind::Int64,
         (TensorRole::Counter, other) => return Err(format!("dtype {other:?}, expected I64")),
@@ -404,11 +362,7 @@ fn check_tensor(
     // libtorch copies `numel * element size` bytes without bounds checks: make sure they exist.
     let numel: usize = want.shape.iter().product();
     if view.data().len() != numel * kind.elt_size_in_bytes() {
-        return Err(format!(
-            "holds {} bytes, expected {}",
-            view.data().len(),
-            numel * kind.elt_size_in_bytes()
-        ));
+        return Err(format!("holds {} bytes, expected {}", view.data().len(), numel * kind.elt_size_in_bytes()));
     }
     let raw = Tensor::f_from_data_size(view.data(), &dims, kind).map_err(|e| e.to_string())?;
     if want.role == TensorRole::Counter {
@@ -439,15 +393,8 @@ mod header_tests {
             dup(&format!(r#"{{"__metadata__":{{"a":"1"}},"w":{entry},"__metadata__":{{}}}}"#)),
             Some("__metadata__".into())
         );
-        assert_eq!(
-            dup(r#"{"__metadata__":{"spec":"1","x":"2","spec":"3"}}"#),
-            Some("__metadata__.spec".into())
-        );
-        assert_eq!(
-            dup(r#"{"__metadata__":null,"w":{"w":1,"w":2}}"#),
-            None,
-            "only names of tensors and metadata entries"
-        );
+        assert_eq!(dup(r#"{"__metadata__":{"spec":"1","x":"2","spec":"3"}}"#), Some("__metadata__.spec".into()));
+        assert_eq!(dup(r#"{"__metadata__":null,"w":{"w":1,"w":2}}"#), None, "only names of tensors and metadata entries");
         // Malformed headers are the safetensors parser's to report.
         assert_eq!(dup("[1,2]"), None);
         assert_eq!(dup(r#"{"w":1,"w""#), None);
@@ -458,8 +405,7 @@ mod header_tests {
     fn with_header(bytes: &[u8], edit: impl FnOnce(&str) -> String) -> Vec<u8> {
         let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
         let header = edit(std::str::from_utf8(&bytes[8..8 + n]).unwrap());
-        [(header.len() as u64).to_le_bytes().as_slice(), header.as_bytes(), &bytes[8 + n..]]
-            .concat()
+        [(header.len() as u64).to_le_bytes().as_slice(), header.as_bytes(), &bytes[8 + n..]].concat()
     }
 
     #[test]
@@ -481,26 +427,16 @@ mod header_tests {
         std::fs::write(&path, &twice).unwrap();
         for err in [
             inspect(&path).map(|_| ()).unwrap_err().to_string(),
-            load(&path, None, Device::Cpu, &WeightLimits::default())
-                .map(|_| ())
-                .unwrap_err()
-                .to_string(),
+            load(&path, None, Device::Cpu, &WeightLimits::default()).map(|_| ()).unwrap_err().to_string(),
         ] {
-            assert!(
-                err.contains("\"fc2.bias\" more than once") && err.contains("twice.safetensors"),
-                "{err}"
-            );
+            assert!(err.contains("\"fc2.bias\" more than once") && err.contains("twice.safetensors"), "{err}");
             assert!(!err.contains('\n'), "one line: {err}");
         }
 
         // The spec given twice: readers would disagree on the architecture.
         let spec_twice = with_header(&bytes, |h| {
             let spec = &parsed["__metadata__"][SPEC_METADATA_KEY];
-            h.replacen(
-                "\"__metadata__\":{",
-                &format!("\"__metadata__\":{{\"{SPEC_METADATA_KEY}\":{spec},"),
-                1,
-            )
+            h.replacen("\"__metadata__\":{", &format!("\"__metadata__\":{{\"{SPEC_METADATA_KEY}\":{spec},"), 1)
         });
         let path = dir.path().join("spec-twice.safetensors");
         std::fs::write(&path, &spec_twice).unwrap();

@@ -41,9 +41,8 @@ fn read_entries(path: &Path) -> (Entries, HashMap<String, String>) {
 }
 
 fn write_entries(path: &Path, entries: &Entries, metadata: Option<HashMap<String, String>>) {
-    let views = entries.iter().map(|(name, (dtype, shape, data))| {
-        (name.clone(), TensorView::new(*dtype, shape.clone(), data).unwrap())
-    });
+    let views =
+        entries.iter().map(|(name, (dtype, shape, data))| (name.clone(), TensorView::new(*dtype, shape.clone(), data).unwrap()));
     std::fs::write(path, safetensors::serialize(views, &metadata).unwrap()).unwrap();
 }
 
@@ -96,8 +95,7 @@ fn saved_files_use_pyg_names_f32_i64_counters_and_embed_the_spec() {
     let embedded = ModelSpec::from_json(&metadata[SPEC_METADATA_KEY]).unwrap();
     assert_eq!(&embedded, model.spec());
     assert_eq!(inspect(&path).unwrap(), embedded);
-    let leftovers: Vec<_> =
-        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers.len(), 1, "temporary files left behind: {leftovers:?}");
 }
 
@@ -197,17 +195,11 @@ fn extra_tensors_are_ignored_and_listed() {
     let (mut entries, metadata) = read_entries(&good);
     entries.insert("conv4.lin.weight".into(), (Dtype::F32, vec![1, 2], f32_bytes(&[1.0, 2.0])));
     entries.insert("bn1.running_mean".into(), (Dtype::F32, vec![2], f32_bytes(&[0.0, 0.0])));
-    entries.insert(
-        "bn1.num_batches_tracked".into(),
-        (Dtype::I64, vec![], 3i64.to_le_bytes().to_vec()),
-    );
+    entries.insert("bn1.num_batches_tracked".into(), (Dtype::I64, vec![], 3i64.to_le_bytes().to_vec()));
     let path = dir.path().join("extra.safetensors");
     write_entries(&path, &entries, Some(metadata));
     let loaded = GnnModel::load(&path, None, Device::Cpu).expect("load");
-    assert_eq!(
-        loaded.ignored_tensors,
-        ["bn1.num_batches_tracked", "bn1.running_mean", "conv4.lin.weight"]
-    );
+    assert_eq!(loaded.ignored_tensors, ["bn1.num_batches_tracked", "bn1.running_mean", "conv4.lin.weight"]);
 }
 
 #[test]
@@ -227,21 +219,13 @@ fn the_spec_comes_from_metadata_or_the_override() {
     let mut wrong = model.spec().clone();
     wrong.hidden = 16;
     let mislabelled = dir.path().join("mislabelled.safetensors");
-    write_entries(
-        &mislabelled,
-        &entries,
-        Some(HashMap::from([(SPEC_METADATA_KEY.to_string(), wrong.to_json())])),
-    );
+    write_entries(&mislabelled, &entries, Some(HashMap::from([(SPEC_METADATA_KEY.to_string(), wrong.to_json())])));
     let err = load_err(&mislabelled);
     assert!(err.contains("conv1.lin_l.weight: shape [8, 5], the spec expects [16, 5]"), "{err}");
     assert!(GnnModel::load(&mislabelled, Some(model.spec().clone()), Device::Cpu).is_ok());
 
     let broken = dir.path().join("broken.safetensors");
-    write_entries(
-        &broken,
-        &entries,
-        Some(HashMap::from([(SPEC_METADATA_KEY.to_string(), "{\"arch\":".to_string())])),
-    );
+    write_entries(&broken, &entries, Some(HashMap::from([(SPEC_METADATA_KEY.to_string(), "{\"arch\":".to_string())])));
     assert!(load_err(&broken).contains("embedded spec"));
 }
 
@@ -251,25 +235,16 @@ fn a_spec_that_disagrees_with_the_tensors_is_refused_with_the_names() {
     let (model, good) = saved(Arch::Gin, dir.path());
     let mut more_classes = model.spec().clone();
     more_classes.num_classes = 4;
-    let err =
-        GnnModel::load(&good, Some(more_classes), Device::Cpu).map(|_| ()).unwrap_err().to_string();
-    assert!(
-        err.contains("fc2.weight: shape [3, 8], the spec expects [4, 8]")
-            && err.contains("fc2.bias"),
-        "{err}"
-    );
+    let err = GnnModel::load(&good, Some(more_classes), Device::Cpu).map(|_| ()).unwrap_err().to_string();
+    assert!(err.contains("fc2.weight: shape [3, 8], the spec expects [4, 8]") && err.contains("fc2.bias"), "{err}");
     let mut deeper = model.spec().clone();
     deeper.num_layers = 6;
     let err = GnnModel::load(&good, Some(deeper), Device::Cpu).map(|_| ()).unwrap_err().to_string();
-    assert!(
-        err.contains("conv6.nn.0.weight: missing") && err.contains("bn6.running_var: missing"),
-        "{err}"
-    );
+    assert!(err.contains("conv6.nn.0.weight: missing") && err.contains("bn6.running_var: missing"), "{err}");
     let mut other_arch = model.spec().clone();
     other_arch.arch = Arch::Gcn;
     other_arch.num_layers = 3;
-    let err =
-        GnnModel::load(&good, Some(other_arch), Device::Cpu).map(|_| ()).unwrap_err().to_string();
+    let err = GnnModel::load(&good, Some(other_arch), Device::Cpu).map(|_| ()).unwrap_err().to_string();
     assert!(err.contains("gcn spec") && err.contains("conv1.lin.weight: missing"), "{err}");
 }
 
@@ -282,17 +257,9 @@ fn absurd_specs_are_refused_before_any_tensor_is_built() {
     value["hidden"] = serde_json::json!(1_000_000);
     value["num_layers"] = serde_json::json!(100_000);
     let path = dir.path().join("absurd.safetensors");
-    write_entries(
-        &path,
-        &entries,
-        Some(HashMap::from([(SPEC_METADATA_KEY.to_string(), value.to_string())])),
-    );
+    write_entries(&path, &entries, Some(HashMap::from([(SPEC_METADATA_KEY.to_string(), value.to_string())])));
     let err = load_err(&path);
-    assert!(
-        err.contains("hidden must be between 1 and 4096")
-            && err.contains("num_layers must be between 1 and 64"),
-        "{err}"
-    );
+    assert!(err.contains("hidden must be between 1 and 4096") && err.contains("num_layers must be between 1 and 64"), "{err}");
 }
 
 #[test]
@@ -300,21 +267,14 @@ fn malformed_files_are_refused_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let (_, good) = saved(Arch::Gat, dir.path());
 
-    let err = load(&good, None, Device::Cpu, &WeightLimits { max_file_bytes: 100 })
-        .map(|_| ())
-        .unwrap_err()
-        .to_string();
+    let err = load(&good, None, Device::Cpu, &WeightLimits { max_file_bytes: 100 }).map(|_| ()).unwrap_err().to_string();
     assert!(err.contains("more than the limit of 100 bytes"), "{err}");
 
     let cases: [(&str, Vec<u8>, &str); 5] = [
         ("tiny", b"abc".to_vec(), "only 3 bytes"),
         ("huge-header", [(1u64 << 40).to_le_bytes().as_slice(), b"{}"].concat(), "implausible"),
         ("not-json", [4u64.to_le_bytes().as_slice(), b"[1,2"].concat(), "not a JSON object"),
-        (
-            "bad-json",
-            [4u64.to_le_bytes().as_slice(), b"{1,2"].concat(),
-            "not a valid safetensors file",
-        ),
+        ("bad-json", [4u64.to_le_bytes().as_slice(), b"{1,2"].concat(), "not a valid safetensors file"),
         (
             "short-data",
             {
@@ -357,11 +317,7 @@ fn half_precision_files_load_as_f32() {
         let original = model.var_store().variables();
         for (name, var) in loaded.model.var_store().variables() {
             let want = &original[&name];
-            let want = if want.kind() == Kind::Float {
-                want.to_kind(kind).to_kind(Kind::Float)
-            } else {
-                want.shallow_clone()
-            };
+            let want = if want.kind() == Kind::Float { want.to_kind(kind).to_kind(Kind::Float) } else { want.shallow_clone() };
             assert_eq!(var.kind(), want.kind(), "{dtype:?} {name}");
             assert!(var.equal(&want), "{dtype:?} {name}");
         }

@@ -25,18 +25,14 @@ pub fn connected_patterns(n: usize) -> Vec<Trigger> {
     let index_of = |i: usize, j: usize| pairs.iter().position(|&p| p == (i.min(j), i.max(j))).expect("a slot pair");
     let permutations = permutations(n);
     // For each permutation, where each pair's bit goes.
-    let pair_maps: Vec<Vec<usize>> = permutations
-        .iter()
-        .map(|perm| pairs.iter().map(|&(i, j)| index_of(perm[i], perm[j])).collect())
-        .collect();
+    let pair_maps: Vec<Vec<usize>> =
+        permutations.iter().map(|perm| pairs.iter().map(|&(i, j)| index_of(perm[i], perm[j])).collect()).collect();
     let mut canonical: Vec<u32> = (0u32..1 << pairs.len())
         .filter(|&mask| is_connected(n, &pairs, mask))
         .map(|mask| {
             pair_maps
                 .iter()
-                .map(|map| {
-                    map.iter().enumerate().filter(|&(p, _)| mask >> p & 1 == 1).fold(0u32, |acc, (_, &q)| acc | 1 << q)
-                })
+                .map(|map| map.iter().enumerate().filter(|&(p, _)| mask >> p & 1 == 1).fold(0u32, |acc, (_, &q)| acc | 1 << q))
                 .min()
                 .expect("at least the identity permutation")
         })

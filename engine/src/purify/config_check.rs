@@ -59,9 +59,15 @@ mod tests {
             at_least("recovery.restarts", 0, 1),
         ] {
             let err = err.unwrap_err();
-            assert!(matches!(&err, Error::Setting { path, .. } if err.to_string().starts_with(&format!("{path} must "))), "{err}");
+            assert!(
+                matches!(&err, Error::Setting { path, .. } if err.to_string().starts_with(&format!("{path} must "))),
+                "{err}"
+            );
         }
-        assert_eq!(fraction("holdout_fraction", 1.0, false).unwrap_err().to_string(), "holdout_fraction must be in [0, 1), got 1");
+        assert_eq!(
+            fraction("holdout_fraction", 1.0, false).unwrap_err().to_string(),
+            "holdout_fraction must be in [0, 1), got 1"
+        );
         assert!(positive("unlearn.lr", 1e-3).is_ok());
         assert!(non_negative("unlearn.ce_weight", 0.0).is_ok());
         assert!(fraction("evidence_threshold", 1.0, true).is_ok() && fraction("holdout_fraction", 0.0, false).is_ok());

@@ -326,10 +326,10 @@ pub fn evidence_from_predictions(
     let triggered_shares = shares(triggered);
     let target = fixed_target.unwrap_or_else(|| {
         (0..num_classes)
-        .max_by(|&a, &b| {
-            (triggered_shares[a] - clean_shares[a]).total_cmp(&(triggered_shares[b] - clean_shares[b])).then(b.cmp(&a))
-        })
-        .unwrap_or(0)
+            .max_by(|&a, &b| {
+                (triggered_shares[a] - clean_shares[a]).total_cmp(&(triggered_shares[b] - clean_shares[b])).then(b.cmp(&a))
+            })
+            .unwrap_or(0)
     });
     let (mut flips, mut candidates) = (0usize, 0usize);
     for (&c, &t) in copy_clean.iter().zip(triggered) {

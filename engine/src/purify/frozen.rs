@@ -134,7 +134,15 @@ mod tests {
         let c = graph(6, &[(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)], 1);
         let features = FeatureSpec::OneHotDegree { max_degree: 4 };
         let sample = MontageBatch::clean(&[&a, &b], &[0, 1], &features, Device::Cpu).unwrap();
-        let copies = MontageBatch::build(&[&c, &a, &c], &[1, 0, 1], &[vec![0, 2, 4], vec![1, 3, 4], vec![5, 1, 0]], 3, &features, Device::Cpu).unwrap();
+        let copies = MontageBatch::build(
+            &[&c, &a, &c],
+            &[1, 0, 1],
+            &[vec![0, 2, 4], vec![1, 3, 4], vec![5, 1, 0]],
+            3,
+            &features,
+            Device::Cpu,
+        )
+        .unwrap();
         let pattern = Tensor::from_slice(&[1.0f32, 0.0, 1.0]);
         for arch in [Arch::Gin, Arch::Gcn, Arch::Gat, Arch::Sage] {
             let _torch_seed = crate::rng::seed_torch(5);

@@ -193,13 +193,16 @@ fn line_chart(h: &mut String, title: &str, xs: &[f64], ys: &[f64]) {
         .iter()
         .zip(ys)
         .filter(|(_, y)| y.is_finite())
-        .map(|(x, y)| format!("{:.1},{:.1}", pad + (w - 2.0 * pad) * x / xmax, ht - pad - (ht - 2.0 * pad) * (y - lo) / (hi - lo)))
+        .map(|(x, y)| {
+            format!("{:.1},{:.1}", pad + (w - 2.0 * pad) * x / xmax, ht - pad - (ht - 2.0 * pad) * (y - lo) / (hi - lo))
+        })
         .collect();
     h.push_str("<figure>");
     element(h, "svg", &[("class", &"chart"), ("width", &w), ("height", &ht)], false);
     let points = points.join(" ");
     element(h, "polyline", &[("fill", &"none"), ("stroke", &"#2957a4"), ("stroke-width", &2), ("points", &points)], true);
-    let labels = [(pad, 16.0, format!("{hi:.3}")), (pad, ht - 8.0, format!("{lo:.3}")), (w - 70.0, ht - 8.0, format!("epoch {xmax:.0}"))];
+    let labels =
+        [(pad, 16.0, format!("{hi:.3}")), (pad, ht - 8.0, format!("{lo:.3}")), (w - 70.0, ht - 8.0, format!("epoch {xmax:.0}"))];
     for (x, y, label) in labels {
         element(h, "text", &[("x", &format!("{x:.0}")), ("y", &format!("{y:.0}")), ("font-size", &11)], false);
         let _ = write!(h, "{}</text>", esc(&label));

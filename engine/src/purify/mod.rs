@@ -167,7 +167,11 @@ fn dense_cores(trigger: &recovery::Trigger, candidates: &[Candidate], unlearned:
                 .filter_map(|&(a, b)| Some((slot.get(&a).copied()?, slot.get(&b).copied()?)))
                 .map(|(a, b)| (a.min(b), a.max(b)))
                 .collect();
-            (!edges.is_empty() && trigger.slot_features.is_none()).then_some(recovery::Trigger { size: s, edges, slot_features: None })
+            (!edges.is_empty() && trigger.slot_features.is_none()).then_some(recovery::Trigger {
+                size: s,
+                edges,
+                slot_features: None,
+            })
         })
         .collect()
 }
@@ -287,9 +291,8 @@ fn census_pick(
             flip_rate: e.flip_rate,
             score: e.score,
         });
-        let better = best.as_ref().is_none_or(|(_, b)| {
-            e.score.total_cmp(&b.score).then(e.flip_rate.total_cmp(&b.flip_rate)).is_gt()
-        });
+        let better =
+            best.as_ref().is_none_or(|(_, b)| e.score.total_cmp(&b.score).then(e.flip_rate.total_cmp(&b.flip_rate)).is_gt());
         if better {
             best = Some((pattern, e));
         }
@@ -346,7 +349,8 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
 
     let t = Instant::now();
     let train_importance = importance(model, &train_graphs, config.explainer)?;
-    let holdout_importance = if holdout_graphs.is_empty() { Vec::new() } else { importance(model, &holdout_graphs, config.explainer)? };
+    let holdout_importance =
+        if holdout_graphs.is_empty() { Vec::new() } else { importance(model, &holdout_graphs, config.explainer)? };
     let explain_s = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -379,15 +383,14 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
         if config.recovery.census {
             census_pick(model, &probe, &mut candidate, &train_graphs, &train_labels, &positions, config)?;
         }
-        candidate.evidence =
-            probe.measure_against_null(
-                model,
-                &candidate.recovered.trigger,
-                &train_graphs,
-                &train_labels,
-                config.null_draws,
-                &mut null_rng,
-            )?;
+        candidate.evidence = probe.measure_against_null(
+            model,
+            &candidate.recovered.trigger,
+            &train_graphs,
+            &train_labels,
+            config.null_draws,
+            &mut null_rng,
+        )?;
         candidates.push(candidate);
     }
     let recovery_s = t.elapsed().as_secs_f64();
@@ -502,11 +505,23 @@ mod tests {
         refused(PurifyConfig { holdout_fraction: 1.0, ..d() }, "holdout_fraction");
         refused(PurifyConfig { evidence_threshold: f64::NAN, ..d() }, "evidence_threshold");
         refused(PurifyConfig { trigger_nodes: Some(1), ..d() }, "trigger_nodes");
-        refused(PurifyConfig { recovery: RecoveryConfig { sizes: vec![], ..RecoveryConfig::default() }, ..d() }, "recovery.sizes");
-        refused(PurifyConfig { recovery: RecoveryConfig { restarts: 0, ..RecoveryConfig::default() }, ..d() }, "recovery.restarts");
-        refused(PurifyConfig { recovery: RecoveryConfig { threshold: 1.5, ..RecoveryConfig::default() }, ..d() }, "recovery.threshold");
+        refused(
+            PurifyConfig { recovery: RecoveryConfig { sizes: vec![], ..RecoveryConfig::default() }, ..d() },
+            "recovery.sizes",
+        );
+        refused(
+            PurifyConfig { recovery: RecoveryConfig { restarts: 0, ..RecoveryConfig::default() }, ..d() },
+            "recovery.restarts",
+        );
+        refused(
+            PurifyConfig { recovery: RecoveryConfig { threshold: 1.5, ..RecoveryConfig::default() }, ..d() },
+            "recovery.threshold",
+        );
         refused(PurifyConfig { unlearn: UnlearnConfig { lr: 0.0, ..UnlearnConfig::default() }, ..d() }, "unlearn.lr");
-        refused(PurifyConfig { unlearn: UnlearnConfig { batch_size: 0, ..UnlearnConfig::default() }, ..d() }, "unlearn.batch_size");
+        refused(
+            PurifyConfig { unlearn: UnlearnConfig { batch_size: 0, ..UnlearnConfig::default() }, ..d() },
+            "unlearn.batch_size",
+        );
     }
     use crate::purify::evidence::TriggerEvidence;
     use crate::purify::recovery::Trigger;
@@ -577,8 +592,15 @@ mod tests {
 
     #[test]
     fn small_graphs_are_still_searched_for_four_node_motifs() {
-        let graph = |n: usize| Graph { num_nodes: n, edges: (1..n as u32).map(|v| (v - 1, v)).collect(), node_labels: None, node_attributes: None, label: 0 };
-        let dataset = |n: usize| Dataset { name: "sample".into(), graphs: (0..4).map(|_| graph(n)).collect(), class_labels: vec![0, 1] };
+        let graph = |n: usize| Graph {
+            num_nodes: n,
+            edges: (1..n as u32).map(|v| (v - 1, v)).collect(),
+            node_labels: None,
+            node_attributes: None,
+            label: 0,
+        };
+        let dataset =
+            |n: usize| Dataset { name: "sample".into(), graphs: (0..4).map(|_| graph(n)).collect(), class_labels: vec![0, 1] };
         let sample = dataset(8);
         assert_eq!(candidate_sizes(&PurifyConfig::default(), &sample), vec![2, 3, 4]);
         let large = dataset(20);

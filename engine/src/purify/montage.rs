@@ -227,10 +227,8 @@ impl MontageBatch {
             ],
             1,
         );
-        let edge_weight = Tensor::cat(
-            &[Tensor::ones([kept], (Kind::Float, device)), pair_weight.shallow_clone(), pair_weight],
-            0,
-        );
+        let edge_weight =
+            Tensor::cat(&[Tensor::ones([kept], (Kind::Float, device)), pair_weight.shallow_clone(), pair_weight], 0);
         let x = self.features(slot_features, |max_degree| {
             let degree = Tensor::zeros([self.num_nodes], (Kind::Float, device)).index_add(0, &edge_index.get(1), &edge_weight);
             straight_through_one_hot(&degree, max_degree)
@@ -268,7 +266,8 @@ impl MontageBatch {
     /// Unweighted inputs where the placed pairs flagged in `present` (`[P]`, bool) are edges.
     fn assemble_present(&self, present: &Tensor, slot_features: Option<&Tensor>) -> MontageInputs {
         let (src, dst) = (self.pair_src.masked_select(present), self.pair_dst.masked_select(present));
-        let edge_index = Tensor::cat(&[self.kept_edges.shallow_clone(), Tensor::stack(&[&src, &dst], 0), Tensor::stack(&[&dst, &src], 0)], 1);
+        let edge_index =
+            Tensor::cat(&[self.kept_edges.shallow_clone(), Tensor::stack(&[&src, &dst], 0), Tensor::stack(&[&dst, &src], 0)], 1);
         let x = self.features(slot_features, |max_degree| {
             edge_index
                 .get(1)
@@ -396,7 +395,8 @@ mod tests {
         // Degree features plus node labels, so that generated slot features are written too.
         let a = graph(6, &[(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (0, 5), (1, 4)]);
         let b = graph(5, &[(0, 1), (0, 2), (0, 3), (0, 4)]);
-        let (a, b) = (Graph { node_labels: Some(vec![0, 1, 2, 0, 1, 2]), ..a }, Graph { node_labels: Some(vec![2, 2, 1, 0, 0]), ..b });
+        let (a, b) =
+            (Graph { node_labels: Some(vec![0, 1, 2, 0, 1, 2]), ..a }, Graph { node_labels: Some(vec![2, 2, 1, 0, 0]), ..b });
         let features = FeatureSpec::Concat {
             parts: vec![FeatureSpec::OneHotDegree { max_degree: 3 }, FeatureSpec::NodeLabelsOneHot { num_labels: 3 }],
         };

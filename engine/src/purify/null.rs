@@ -144,14 +144,25 @@ fn match_edge_count(piece: &mut Vec<(usize, usize)>, size: usize, m: usize, rng:
 /// goes further in its direction, its excess is measured against natural pieces filled to its
 /// own edge count; a planted pattern against the data's trend (dense, for the sparser class) is
 /// still measured against natural pieces as they are.
-pub fn density_association(graphs: &[&Graph], labels: &[usize], target: usize, size: usize, pieces: usize, rng: &mut Rng) -> (f64, f64) {
+pub fn density_association(
+    graphs: &[&Graph],
+    labels: &[usize],
+    target: usize,
+    size: usize,
+    pieces: usize,
+    rng: &mut Rng,
+) -> (f64, f64) {
     let (mut inside, mut outside) = (Vec::new(), Vec::new());
     for (g, &label) in graphs.iter().zip(labels) {
         if g.num_nodes < 2 {
             continue;
         }
         let mean = (0..pieces.max(1)).map(|_| natural_patch(g, size, rng).len() as f64).sum::<f64>() / pieces.max(1) as f64;
-        if label == target { inside.push(mean) } else { outside.push(mean) }
+        if label == target {
+            inside.push(mean)
+        } else {
+            outside.push(mean)
+        }
     }
     let stats = |v: &[f64]| {
         let n = v.len() as f64;
@@ -164,7 +175,15 @@ pub fn density_association(graphs: &[&Graph], labels: &[usize], target: usize, s
         return (0.0, mi);
     }
     let se = (vi / ni + vo / no).sqrt();
-    let t = if se > 0.0 { (mi - mo) / se } else if mi > mo { f64::INFINITY } else if mi < mo { f64::NEG_INFINITY } else { 0.0 };
+    let t = if se > 0.0 {
+        (mi - mo) / se
+    } else if mi > mo {
+        f64::INFINITY
+    } else if mi < mo {
+        f64::NEG_INFINITY
+    } else {
+        0.0
+    };
     (t, mi)
 }
 
@@ -188,7 +207,13 @@ mod tests {
     use crate::rng::rng_for;
 
     fn path(n: usize) -> Graph {
-        Graph { num_nodes: n, edges: (1..n as u32).map(|v| (v - 1, v)).collect(), node_labels: None, node_attributes: None, label: 0 }
+        Graph {
+            num_nodes: n,
+            edges: (1..n as u32).map(|v| (v - 1, v)).collect(),
+            node_labels: None,
+            node_attributes: None,
+            label: 0,
+        }
     }
 
     #[test]

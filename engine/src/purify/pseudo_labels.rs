@@ -18,13 +18,7 @@ pub fn pseudo_label(model: &GnnModel, sample: &Dataset) -> Result<Dataset> {
     let spec = model.spec();
     let graphs: Vec<&crate::data::Graph> = sample.graphs.iter().collect();
     let predicted = super::baselines::inference::predict_plain(model, &graphs, LABEL_BATCH)?;
-    let class_labels =
-        spec.class_labels.clone().unwrap_or_else(|| (0..spec.num_classes as i64).collect());
-    let graphs = sample
-        .graphs
-        .iter()
-        .zip(predicted)
-        .map(|(g, class)| crate::data::Graph { label: class, ..g.clone() })
-        .collect();
+    let class_labels = spec.class_labels.clone().unwrap_or_else(|| (0..spec.num_classes as i64).collect());
+    let graphs = sample.graphs.iter().zip(predicted).map(|(g, class)| crate::data::Graph { label: class, ..g.clone() }).collect();
     Ok(Dataset { name: sample.name.clone(), graphs, class_labels })
 }

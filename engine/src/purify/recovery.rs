@@ -91,10 +91,8 @@ pub struct Trigger {
 impl Trigger {
     /// The adjacency vector over slot pairs, in [`slot_pairs`] order.
     pub fn adjacency(&self, device: tch::Device) -> Tensor {
-        let values: Vec<f32> = slot_pairs(self.size)
-            .into_iter()
-            .map(|p| if self.edges.contains(&p) { 1.0 } else { 0.0 })
-            .collect();
+        let values: Vec<f32> =
+            slot_pairs(self.size).into_iter().map(|p| if self.edges.contains(&p) { 1.0 } else { 0.0 }).collect();
         Tensor::from_slice(&values).to_device(device)
     }
 
@@ -179,7 +177,11 @@ pub fn similarity_objective(embeddings: &Tensor, threshold: f64) -> (Tensor, Ten
 /// Mean embedding of the clean graphs: the centre of the embedding space.
 pub fn embedding_centre(model: &GnnModel, batch: &MontageBatch) -> Tensor {
     tch::no_grad(|| {
-        model.forward_t(&batch.assemble_clean().graph_input(batch), false).embedding.mean_dim([0i64].as_slice(), true, Kind::Float)
+        model.forward_t(&batch.assemble_clean().graph_input(batch), false).embedding.mean_dim(
+            [0i64].as_slice(),
+            true,
+            Kind::Float,
+        )
     })
 }
 
@@ -270,7 +272,9 @@ pub fn pattern_objective(
 /// continuous ones the mean.
 fn distil_universal(generator: &TriggerGenerator, batch: &MontageBatch, size: usize, width: usize) -> Result<Trigger> {
     let proposal = generator.propose(&batch.slot_input);
-    let votes = Vec::<f32>::try_from(proposal.adjacency.detach().mean_dim([0i64].as_slice(), false, Kind::Float).to_device(tch::Device::Cpu))?;
+    let votes = Vec::<f32>::try_from(
+        proposal.adjacency.detach().mean_dim([0i64].as_slice(), false, Kind::Float).to_device(tch::Device::Cpu),
+    )?;
     let edges = slot_pairs(size).into_iter().zip(votes).filter(|(_, v)| *v >= 0.5).map(|(p, _)| p).collect();
     let slot_features = match (&proposal.features, width) {
         (Some(f), w) if w > 0 => {

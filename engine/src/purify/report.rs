@@ -160,7 +160,9 @@ impl Verdict {
             if backdoor { ">=" } else { "<" }
         );
         let summary = match (backdoor, changed) {
-            (true, _) => format!("backdoor evidence: {found}; it was unlearned until it moves no more graphs than natural patterns do"),
+            (true, _) => {
+                format!("backdoor evidence: {found}; it was unlearned until it moves no more graphs than natural patterns do")
+            }
             (false, true) => format!("no backdoor evidence: {found}; unlearning was forced"),
             (false, false) => format!("no backdoor evidence: {found}; the model is returned unchanged"),
         };
@@ -327,7 +329,8 @@ pub fn measure_holdout(
     // an edge changes nothing here.
     let placements = holdout.placements(trigger.size, config.unlearn.positions, config.seed, "holdout-report-positions");
     // The probe would predict the clean held-out graphs again; it takes the predictions above.
-    let probe = evidence::EvidenceProbe::with_clean_predictions(model, &holdout.graphs, &placements, trigger.size, predicted.clone())?;
+    let probe =
+        evidence::EvidenceProbe::with_clean_predictions(model, &holdout.graphs, &placements, trigger.size, predicted.clone())?;
     let flip_rate = probe.measure(model, trigger, Some(target))?.flip_rate;
     Ok((HoldoutMeasurement { evaluation, flip_rate }, predicted))
 }

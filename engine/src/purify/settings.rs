@@ -55,8 +55,7 @@ impl Overrides {
     /// (`set("unlearn", {"epochs": 5})` is `set("unlearn.epochs", 5)`; the empty path is the whole
     /// config). A path no setting has, or a value of the wrong type, is refused here.
     pub fn set(&mut self, path: &str, value: Value) -> Result<(), OverrideError> {
-        let segments: Vec<String> =
-            if path.is_empty() { Vec::new() } else { path.split('.').map(str::to_string).collect() };
+        let segments: Vec<String> = if path.is_empty() { Vec::new() } else { path.split('.').map(str::to_string).collect() };
         let shape = serde_json::to_value(PurifyConfig::default()).expect("the config serialises");
         let mut slot = &shape;
         for (i, segment) in segments.iter().enumerate() {
@@ -221,7 +220,9 @@ mod tests {
         let documented = documented_settings();
         for (path, default) in &config {
             match documented.iter().find(|(p, _)| p == path) {
-                Some((_, doc)) => assert!(same(doc, default), "docs/report.md gives {path} the default {doc}, the code {default}"),
+                Some((_, doc)) => {
+                    assert!(same(doc, default), "docs/report.md gives {path} the default {doc}, the code {default}")
+                }
                 None => panic!("docs/report.md's config table lacks {path} (default {default})"),
             }
         }

@@ -29,16 +29,9 @@ pub fn single_threaded() {
 }
 
 /// A model trained with the engine's trainer on `indices` of `ds`.
-pub fn trained_model(
-    ds: &Dataset,
-    indices: &[usize],
-    spec: ModelSpec,
-    epochs: usize,
-    seed: u64,
-) -> GnnModel {
+pub fn trained_model(ds: &Dataset, indices: &[usize], spec: ModelSpec, epochs: usize, seed: u64) -> GnnModel {
     let mut model = fresh_model(spec, seed);
-    let batches =
-        make_batches(ds, indices, 32, &model.spec().features.clone(), Device::Cpu).unwrap();
+    let batches = make_batches(ds, indices, 32, &model.spec().features.clone(), Device::Cpu).unwrap();
     let config = TrainConfig { epochs, lr: 0.01, lr_step: 50, seed, ..TrainConfig::default() };
     train(&mut model, &batches, &config, &mut NoProgress).unwrap();
     model
@@ -46,35 +39,22 @@ pub fn trained_model(
 
 /// The model's own predictions (evaluation mode) for graphs batched with `features`.
 pub fn plain_predict(model: &GnnModel, graphs: &[&Graph], features: &FeatureSpec) -> Vec<usize> {
-    let batch =
-        GraphBatch::new(graphs, (0..graphs.len()).collect(), features, Device::Cpu).unwrap();
+    let batch = GraphBatch::new(graphs, (0..graphs.len()).collect(), features, Device::Cpu).unwrap();
     classes(&tch::no_grad(|| model.forward_t(&batch.input(), false).log_probs))
 }
 
 /// Predictions for `graphs` whose node features come from `feature_graphs` (same node counts)
 /// but whose edges come from `graphs`.
-pub fn predict_with_features_of(
-    model: &GnnModel,
-    graphs: &[&Graph],
-    feature_graphs: &[&Graph],
-) -> Vec<usize> {
+pub fn predict_with_features_of(model: &GnnModel, graphs: &[&Graph], feature_graphs: &[&Graph]) -> Vec<usize> {
     let features = &model.spec().features;
-    let structure =
-        GraphBatch::new(graphs, (0..graphs.len()).collect(), features, Device::Cpu).unwrap();
-    let original =
-        GraphBatch::new(feature_graphs, (0..graphs.len()).collect(), features, Device::Cpu)
-            .unwrap();
-    let input =
-        GraphInput::new(&original.x, &structure.edge_index, &original.batch, original.num_graphs);
+    let structure = GraphBatch::new(graphs, (0..graphs.len()).collect(), features, Device::Cpu).unwrap();
+    let original = GraphBatch::new(feature_graphs, (0..graphs.len()).collect(), features, Device::Cpu).unwrap();
+    let input = GraphInput::new(&original.x, &structure.edge_index, &original.batch, original.num_graphs);
     classes(&tch::no_grad(|| model.forward_t(&input, false).log_probs))
 }
 
 fn classes(log_probs: &Tensor) -> Vec<usize> {
-    Vec::<i64>::try_from(log_probs.argmax(-1, false).to_kind(Kind::Int64))
-        .unwrap()
-        .into_iter()
-        .map(|c| c as usize)
-        .collect()
+    Vec::<i64>::try_from(log_probs.argmax(-1, false).to_kind(Kind::Int64)).unwrap().into_iter().map(|c| c as usize).collect()
 }
 
 /// Every variable of the model, by name, as f32 values.
@@ -83,9 +63,7 @@ pub fn weights(model: &GnnModel) -> Vec<(String, Vec<f32>)> {
         .var_store()
         .variables()
         .into_iter()
-        .map(|(name, t)| {
-            (name, Vec::<f32>::try_from(t.detach().to_kind(Kind::Float).flatten(0, -1)).unwrap())
-        })
+        .map(|(name, t)| (name, Vec::<f32>::try_from(t.detach().to_kind(Kind::Float).flatten(0, -1)).unwrap()))
         .collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     vars

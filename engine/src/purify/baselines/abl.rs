@@ -92,14 +92,9 @@ impl AblConfig {
             return Err(Error::invalid(format!("ABL gamma must be positive, got {}", self.gamma)));
         }
         if !(self.isolation_ratio > 0.0 && self.isolation_ratio < 1.0) {
-            return Err(Error::invalid(format!(
-                "ABL isolation ratio must be in (0, 1), got {}",
-                self.isolation_ratio
-            )));
+            return Err(Error::invalid(format!("ABL isolation ratio must be in (0, 1), got {}", self.isolation_ratio)));
         }
-        for (name, lr) in
-            [("learning rate", self.lr), ("unlearning learning rate", self.unlearning_lr)]
-        {
+        for (name, lr) in [("learning rate", self.lr), ("unlearning learning rate", self.unlearning_lr)] {
             if !(lr.is_finite() && lr > 0.0) {
                 return Err(Error::invalid(format!("ABL {name} must be positive, got {lr}")));
             }
@@ -175,20 +170,13 @@ pub fn lowest_loss(indices: &[usize], losses: &[f64], count: usize) -> Vec<usize
 /// Computed in f64 from the logits: in f32 a graph predicted with a logit margin above about 17
 /// has a loss of exactly 0, and a confident model puts many graphs there (the poisoned ones
 /// first), which would leave isolation to break ties by index.
-pub fn per_graph_losses(
-    model: &GnnModel,
-    ds: &Dataset,
-    indices: &[usize],
-    batch_size: usize,
-) -> Result<Vec<f64>> {
+pub fn per_graph_losses(model: &GnnModel, ds: &Dataset, indices: &[usize], batch_size: usize) -> Result<Vec<f64>> {
     let batches = make_batches(ds, indices, batch_size, &model.spec().features, model.device())?;
     let num_classes = model.spec().num_classes;
     let mut losses = Vec::with_capacity(indices.len());
     for batch in &batches {
         let logits = tch::no_grad(|| model.forward_t(&batch.input(), false).logits);
-        let logits = Vec::<f64>::try_from(
-            logits.to_kind(Kind::Double).to_device(tch::Device::Cpu).flatten(0, -1),
-        )?;
+        let logits = Vec::<f64>::try_from(logits.to_kind(Kind::Double).to_device(tch::Device::Cpu).flatten(0, -1))?;
         let labels = Vec::<i64>::try_from(batch.labels.to_device(tch::Device::Cpu))?;
         for (row, &label) in logits.chunks(num_classes).zip(&labels) {
             losses.push(cross_entropy(row, label as usize));
@@ -214,9 +202,7 @@ pub fn cross_entropy(logits: &[f64], label: usize) -> f64 {
 /// Summed f64 cross-entropy of a batch, from its logits (see [`cross_entropy`]).
 fn batch_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
     let num_classes = logits.size().last().copied().unwrap_or(1).max(1) as usize;
-    let values = Vec::<f64>::try_from(
-        logits.detach().to_kind(Kind::Double).to_device(tch::Device::Cpu).flatten(0, -1),
-    )?;
+    let values = Vec::<f64>::try_from(logits.detach().to_kind(Kind::Double).to_device(tch::Device::Cpu).flatten(0, -1))?;
     let labels = Vec::<i64>::try_from(labels.to_device(tch::Device::Cpu))?;
     Ok(values.chunks(num_classes).zip(labels).map(|(row, y)| cross_entropy(row, y as usize)).sum())
 }
@@ -229,12 +215,7 @@ pub fn complementary_cross_entropy(logits: &Tensor, labels: &Tensor) -> Tensor {
     (logits.logsumexp([1], false) - others).mean(Kind::Float)
 }
 
-fn check_training_set(
-    model: &GnnModel,
-    ds: &Dataset,
-    indices: &[usize],
-    isolate: usize,
-) -> Result<()> {
+fn check_training_set(model: &GnnModel, ds: &Dataset, indices: &[usize], isolate: usize) -> Result<()> {
     if indices.is_empty() {
         return Err(Error::invalid("ABL: the poisoned training set holds no graphs"));
     }
@@ -242,11 +223,7 @@ fn check_training_set(
     let mut seen = vec![false; ds.len()];
     for &i in indices {
         let g = ds.graphs.get(i).ok_or_else(|| {
-            Error::invalid(format!(
-                "ABL: training index {i} is outside dataset {:?} ({} graphs)",
-                ds.name,
-                ds.len()
-            ))
+            Error::invalid(format!("ABL: training index {i} is outside dataset {:?} ({} graphs)", ds.name, ds.len()))
         })?;
         if std::mem::replace(&mut seen[i], true) {
             return Err(Error::invalid(format!("ABL: training index {i} is given twice")));
@@ -310,8 +287,7 @@ pub fn abl(
     let learner = GnnModel::new(model.spec().clone(), model.device())?;
 
     // Phase 1: local gradient ascent, then isolation.
-    let batches =
-        shuffled_batches(&learner, ds, indices, config.batch_size, seed, "baselines/abl-batches")?;
+    let batches = shuffled_batches(&learner, ds, indices, config.batch_size, seed, "baselines/abl-batches")?;
     let mut opt = nn::Adam::default().build(learner.var_store(), config.lr)?;
     let mut order: Vec<usize> = (0..batches.len()).collect();
     let mut rng = rng_for(seed, "baselines/abl-order");
@@ -353,16 +329,8 @@ pub fn abl(
     // Phase 2: plain training on what was not isolated.
     let mut learner = learner;
     let training = if config.training_epochs > 0 {
-        let batches = shuffled_batches(
-            &learner,
-            ds,
-            &remaining,
-            config.batch_size,
-            seed,
-            "baselines/abl-train",
-        )?;
-        let mut renamed =
-            |e: ProgressEvent<'_>| progress.step(ProgressEvent { phase: "abl-training", ..e });
+        let batches = shuffled_batches(&learner, ds, &remaining, config.batch_size, seed, "baselines/abl-train")?;
+        let mut renamed = |e: ProgressEvent<'_>| progress.step(ProgressEvent { phase: "abl-training", ..e });
         train(&mut learner, &batches, &config.training_config(seed), &mut renamed)?
     } else {
         Vec::new()
@@ -370,8 +338,7 @@ pub fn abl(
 
     // Phase 3: unlearning the isolated graphs. BatchNorm stays in evaluation mode: the isolated
     // set is a handful of graphs whose batch statistics say nothing about the data.
-    let batches =
-        make_batches(ds, &isolated, config.batch_size, &learner.spec().features, learner.device())?;
+    let batches = make_batches(ds, &isolated, config.batch_size, &learner.spec().features, learner.device())?;
     let mut opt = nn::Adam::default().build(learner.var_store(), config.unlearning_lr)?;
     let mut unlearning_loss = Vec::with_capacity(config.unlearning_epochs);
     for epoch in 0..config.unlearning_epochs {
@@ -380,12 +347,8 @@ pub fn abl(
             let logits = learner.forward_t(&batch.input(), false).logits;
             loss_sum += batch_cross_entropy(&logits, &batch.labels)?;
             let objective = match config.unlearning_objective {
-                UnlearningObjective::GradientAscent => {
-                    logits.log_softmax(-1, Kind::Float).nll_loss(&batch.labels).neg()
-                }
-                UnlearningObjective::Complementary => {
-                    complementary_cross_entropy(&logits, &batch.labels)
-                }
+                UnlearningObjective::GradientAscent => logits.log_softmax(-1, Kind::Float).nll_loss(&batch.labels).neg(),
+                UnlearningObjective::Complementary => complementary_cross_entropy(&logits, &batch.labels),
             };
             opt.backward_step(&objective);
         }

@@ -46,10 +46,7 @@ impl FinetuneConfig {
             return Err(Error::invalid("fine-tuning needs at least 1 epoch"));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(Error::invalid(format!(
-                "fine-tuning learning rate must be positive, got {}",
-                self.lr
-            )));
+            return Err(Error::invalid(format!("fine-tuning learning rate must be positive, got {}", self.lr)));
         }
         if self.batch_size == 0 {
             return Err(Error::invalid("fine-tuning batch size must be at least 1"));
@@ -90,8 +87,7 @@ pub fn fine_tune(
     let mut order: Vec<usize> = (0..sample.len()).collect();
     let mut rng = rng_for(seed, "baselines/finetune");
     order.shuffle(&mut rng);
-    let batches =
-        make_batches(sample, &order, config.batch_size, &tuned.spec().features, tuned.device())?;
+    let batches = make_batches(sample, &order, config.batch_size, &tuned.spec().features, tuned.device())?;
     let mut opt = nn::Adam::default().build(tuned.var_store(), config.lr)?;
     let mut batch_order: Vec<usize> = (0..batches.len()).collect();
     let mut epoch_loss = Vec::with_capacity(config.epochs);

@@ -41,21 +41,14 @@ pub(super) fn check_model(model: &GnnModel) -> Result<()> {
 /// features are computed now and stored as its node attributes (node labels dropped), so later
 /// edits to the edges leave them alone; for [`FeatureSource::Recomputed`] it is unchanged.
 /// `position` names the graph in errors.
-pub(super) fn prepare(
-    graph: &Graph,
-    features: &FeatureSpec,
-    source: FeatureSource,
-    position: usize,
-) -> Result<Graph> {
+pub(super) fn prepare(graph: &Graph, features: &FeatureSpec, source: FeatureSource, position: usize) -> Result<Graph> {
     match source {
         FeatureSource::Recomputed => {
             graph.validate().map_err(|e| Error::invalid(format!("graph {position}: {e}")))?;
             Ok(graph.clone())
         }
         FeatureSource::Original => {
-            let rows = features
-                .node_features(graph)
-                .map_err(|e| Error::invalid(format!("graph {position}: {e}")))?;
+            let rows = features.node_features(graph).map_err(|e| Error::invalid(format!("graph {position}: {e}")))?;
             Ok(Graph {
                 num_nodes: graph.num_nodes,
                 edges: graph.edges.clone(),
@@ -92,13 +85,9 @@ pub(super) fn predict_classes(
         )));
     }
     let mut classes = Vec::with_capacity(graphs.len());
-    for (chunk, chunk_positions) in
-        graphs.chunks(batch_size.max(1)).zip(positions.chunks(batch_size.max(1)))
-    {
+    for (chunk, chunk_positions) in graphs.chunks(batch_size.max(1)).zip(positions.chunks(batch_size.max(1))) {
         let batch = GraphBatch::new(chunk, chunk_positions.to_vec(), features, model.device())?;
-        let predicted = tch::no_grad(|| {
-            model.forward_t(&batch.input(), false).log_probs.argmax(-1, false).to_kind(Kind::Int64)
-        });
+        let predicted = tch::no_grad(|| model.forward_t(&batch.input(), false).log_probs.argmax(-1, false).to_kind(Kind::Int64));
         let predicted = Vec::<i64>::try_from(predicted.to_device(tch::Device::Cpu))?;
         classes.extend(predicted.into_iter().map(|c| c as usize));
     }
@@ -106,11 +95,7 @@ pub(super) fn predict_classes(
 }
 
 /// The model's own predictions, no defence at inference.
-pub(crate) fn predict_plain(
-    model: &GnnModel,
-    graphs: &[&Graph],
-    batch_size: usize,
-) -> Result<Vec<usize>> {
+pub(crate) fn predict_plain(model: &GnnModel, graphs: &[&Graph], batch_size: usize) -> Result<Vec<usize>> {
     let positions: Vec<usize> = (0..graphs.len()).collect();
     predict_classes(model, graphs, &positions, &model.spec().features, batch_size)
 }

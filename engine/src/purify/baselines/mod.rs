@@ -47,8 +47,7 @@ pub enum DefenceKind {
 }
 
 impl DefenceKind {
-    pub const ALL: [DefenceKind; 4] =
-        [DefenceKind::Finetune, DefenceKind::Prune, DefenceKind::Smoothing, DefenceKind::Abl];
+    pub const ALL: [DefenceKind; 4] = [DefenceKind::Finetune, DefenceKind::Prune, DefenceKind::Smoothing, DefenceKind::Abl];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -84,9 +83,7 @@ impl std::str::FromStr for DefenceKind {
             "prune" | "pruning" => Ok(DefenceKind::Prune),
             "smoothing" | "randomized-smoothing" | "rs" => Ok(DefenceKind::Smoothing),
             "abl" => Ok(DefenceKind::Abl),
-            other => Err(format!(
-                "unknown baseline defence {other:?} (expected finetune, prune, smoothing or abl)"
-            )),
+            other => Err(format!("unknown baseline defence {other:?} (expected finetune, prune, smoothing or abl)")),
         }
     }
 }
@@ -196,12 +193,9 @@ impl DefendedModel {
         }
         match &self.inference {
             Inference::Plain => inference::predict_plain(&self.model, graphs, self.batch_size),
-            Inference::Prune(config) => {
-                prune::predict(&self.model, graphs, config, self.batch_size)
-            }
+            Inference::Prune(config) => prune::predict(&self.model, graphs, config, self.batch_size),
             Inference::Smoothing { config, seed } => {
-                let smoothed =
-                    smoothing::predict(&self.model, graphs, config, *seed, self.batch_size)?;
+                let smoothed = smoothing::predict(&self.model, graphs, config, *seed, self.batch_size)?;
                 Ok(smoothed.into_iter().map(|s| s.class).collect())
             }
         }
@@ -213,11 +207,7 @@ impl DefendedModel {
             .iter()
             .map(|&i| {
                 ds.graphs.get(i).ok_or_else(|| {
-                    Error::invalid(format!(
-                        "graph index {i} is outside dataset {:?} ({} graphs)",
-                        ds.name,
-                        ds.len()
-                    ))
+                    Error::invalid(format!("graph index {i} is outside dataset {:?} ({} graphs)", ds.name, ds.len()))
                 })
             })
             .collect::<Result<Vec<&Graph>>>()?;
@@ -247,19 +237,11 @@ pub fn run(
     let started = Instant::now();
     config.validate(kind)?;
     inference::check_model(model)?;
-    let mut report = DefenceReport {
-        defence: kind,
-        seed,
-        finetune: None,
-        prune: None,
-        smoothing: None,
-        abl: None,
-        elapsed_s: 0.0,
-    };
+    let mut report =
+        DefenceReport { defence: kind, seed, finetune: None, prune: None, smoothing: None, abl: None, elapsed_s: 0.0 };
     let (defended, inference) = match kind {
         DefenceKind::Finetune => {
-            let (tuned, history) =
-                finetune::fine_tune(model, clean_sample, &config.finetune, seed, progress)?;
+            let (tuned, history) = finetune::fine_tune(model, clean_sample, &config.finetune, seed, progress)?;
             report.finetune = Some(history);
             (tuned, Inference::Plain)
         }
@@ -285,11 +267,5 @@ pub fn run(
         }
     };
     report.elapsed_s = started.elapsed().as_secs_f64();
-    Ok(DefendedModel {
-        kind,
-        model: defended,
-        inference,
-        batch_size: config.inference_batch_size,
-        report,
-    })
+    Ok(DefendedModel { kind, model: defended, inference, batch_size: config.inference_batch_size, report })
 }

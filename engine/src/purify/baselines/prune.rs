@@ -58,15 +58,13 @@ pub fn edge_similarities(graph: &Graph, features: &FeatureSpec) -> Result<Vec<f6
 
 fn similarities_from_rows(graph: &Graph, rows: &[f32], dim: usize) -> Vec<f64> {
     let row = |v: u32| &rows[v as usize * dim..(v as usize + 1) * dim];
-    let norms: Vec<f64> = (0..graph.num_nodes as u32)
-        .map(|v| row(v).iter().map(|&a| f64::from(a) * f64::from(a)).sum::<f64>().sqrt())
-        .collect();
+    let norms: Vec<f64> =
+        (0..graph.num_nodes as u32).map(|v| row(v).iter().map(|&a| f64::from(a) * f64::from(a)).sum::<f64>().sqrt()).collect();
     graph
         .edges
         .iter()
         .map(|&(u, v)| {
-            let dot: f64 =
-                row(u).iter().zip(row(v)).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+            let dot: f64 = row(u).iter().zip(row(v)).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
             dot / (norms[u as usize].max(NORM_EPS) * norms[v as usize].max(NORM_EPS))
         })
         .collect()
@@ -80,32 +78,19 @@ pub fn prune_graph(graph: &Graph, features: &FeatureSpec, threshold: f64) -> Res
 }
 
 fn keep_similar(graph: &Graph, similarities: &[f64], threshold: f64) -> Graph {
-    let edges = graph
-        .edges
-        .iter()
-        .zip(similarities)
-        .filter(|(_, &s)| s >= threshold)
-        .map(|(&e, _)| e)
-        .collect();
+    let edges = graph.edges.iter().zip(similarities).filter(|(_, &s)| s >= threshold).map(|(&e, _)| e).collect();
     Graph { edges, ..graph.clone() }
 }
 
 /// Prunes every graph and classifies the result.
-pub(super) fn predict(
-    model: &GnnModel,
-    graphs: &[&Graph],
-    config: &PruneConfig,
-    batch_size: usize,
-) -> Result<Vec<usize>> {
+pub(super) fn predict(model: &GnnModel, graphs: &[&Graph], config: &PruneConfig, batch_size: usize) -> Result<Vec<usize>> {
     let spec = &model.spec().features;
     let pruned = graphs
         .iter()
         .enumerate()
         .map(|(position, g)| {
             let prepared = prepare(g, spec, config.features, position)?;
-            let rows = spec
-                .node_features(g)
-                .map_err(|e| Error::invalid(format!("graph {position}: {e}")))?;
+            let rows = spec.node_features(g).map_err(|e| Error::invalid(format!("graph {position}: {e}")))?;
             let similarities = similarities_from_rows(g, &rows, spec.dim());
             Ok(keep_similar(&prepared, &similarities, config.threshold))
         })

@@ -36,12 +36,7 @@ pub struct SmoothingConfig {
 
 impl Default for SmoothingConfig {
     fn default() -> Self {
-        SmoothingConfig {
-            samples: 20,
-            edge_keep: 0.8,
-            node_keep: 1.0,
-            features: FeatureSource::Original,
-        }
+        SmoothingConfig { samples: 20, edge_keep: 0.8, node_keep: 1.0, features: FeatureSource::Original }
     }
 }
 
@@ -55,9 +50,7 @@ impl SmoothingConfig {
         }
         for (name, p) in [("edge_keep", self.edge_keep), ("node_keep", self.node_keep)] {
             if !(p > 0.0 && p <= 1.0) {
-                return Err(Error::invalid(format!(
-                    "smoothing {name} must be a probability in (0, 1], got {p}"
-                )));
+                return Err(Error::invalid(format!("smoothing {name} must be a probability in (0, 1], got {p}")));
             }
         }
         Ok(())
@@ -159,21 +152,14 @@ pub fn subsample(graph: &Graph, config: &SmoothingConfig, rng: &mut Rng) -> Grap
             edges.push((nu, nv));
         }
     }
-    let node_labels = graph
-        .node_labels
-        .as_ref()
-        .map(|labels| labels.iter().zip(&kept).filter(|(_, &k)| k).map(|(&l, _)| l).collect());
+    let node_labels =
+        graph.node_labels.as_ref().map(|labels| labels.iter().zip(&kept).filter(|(_, &k)| k).map(|(&l, _)| l).collect());
     let dim = graph.attr_dim();
     let node_attributes = graph.node_attributes.as_ref().map(|attributes| {
         if dim == 0 {
             return Vec::new();
         }
-        attributes
-            .chunks_exact(dim)
-            .zip(&kept)
-            .filter(|(_, &k)| k)
-            .flat_map(|(row, _)| row.iter().copied())
-            .collect()
+        attributes.chunks_exact(dim).zip(&kept).filter(|(_, &k)| k).flat_map(|(row, _)| row.iter().copied()).collect()
     });
     Graph { num_nodes: count as usize, edges, node_labels, node_attributes, label: graph.label }
 }
@@ -207,11 +193,7 @@ pub fn smoothed_predictions(
         return Err(Error::invalid("smoothing needs at least one class"));
     }
     if graph_seeds.len() != graphs.len() {
-        return Err(Error::invalid(format!(
-            "{} subsample seeds for {} graphs",
-            graph_seeds.len(),
-            graphs.len()
-        )));
+        return Err(Error::invalid(format!("{} subsample seeds for {} graphs", graph_seeds.len(), graphs.len())));
     }
     // Whole graphs per call, as many as fit, at least one.
     let per_call = (graphs_per_call / config.samples).max(1);
@@ -236,9 +218,9 @@ pub fn smoothed_predictions(
         for votes_of_graph in classes.chunks(config.samples) {
             let mut votes = vec![0usize; num_classes];
             for &c in votes_of_graph {
-                *votes.get_mut(c).ok_or_else(|| {
-                    Error::invalid(format!("the classifier returned class {c} of {num_classes}"))
-                })? += 1;
+                *votes
+                    .get_mut(c)
+                    .ok_or_else(|| Error::invalid(format!("the classifier returned class {c} of {num_classes}")))? += 1;
             }
             out.push(SmoothedPrediction { class: majority_vote(&votes), votes });
         }
@@ -263,9 +245,8 @@ pub(super) fn predict(
     let refs: Vec<&Graph> = prepared.iter().collect();
     let seeds: Vec<u64> = graphs.iter().map(|g| graph_seed(seed, g)).collect();
     let features = batch_features(spec, config.features);
-    let mut classify = |subsamples: &[&Graph], positions: &[usize]| {
-        predict_classes(model, subsamples, positions, &features, batch_size)
-    };
+    let mut classify =
+        |subsamples: &[&Graph], positions: &[usize]| predict_classes(model, subsamples, positions, &features, batch_size);
     let num_classes = model.spec().num_classes;
     smoothed_predictions(&refs, &seeds, config, num_classes, batch_size, &mut classify)
 }

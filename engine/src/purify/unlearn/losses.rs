@@ -34,7 +34,14 @@ pub(super) fn teacher_divergence(student_log_probs: &Tensor, teacher_log_probs: 
 /// random graph of the whole set, embedding and teacher probabilities alike, and the head's
 /// answer to the mixed embedding is compared with the mixed probabilities (cross-entropy
 /// against soft targets, on logits divided by `scale` like every robust term).
-pub(super) fn mixup_divergence(model: &GnnModel, embedding: &Tensor, rows: &Tensor, teacher_probs: &Tensor, scale: f64, rng: &mut impl rand::Rng) -> Tensor {
+pub(super) fn mixup_divergence(
+    model: &GnnModel,
+    embedding: &Tensor,
+    rows: &Tensor,
+    teacher_probs: &Tensor,
+    scale: f64,
+    rng: &mut impl rand::Rng,
+) -> Tensor {
     let device = embedding.device();
     let count = rows.size()[0];
     let graphs = embedding.size()[0];
@@ -116,7 +123,8 @@ impl RobustTerms<'_> {
         let clean_logits = step.sample_logits.index_select(0, &step.rows);
         let teacher_log_probs = self.teacher_scaled.index_select(0, &step.rows);
         let class_w = &self.class_w;
-        let cw: Vec<f32> = step.labels.iter().map(|&l| if config.balance_clean_classes { class_w[l] as f32 } else { 1.0 }).collect();
+        let cw: Vec<f32> =
+            step.labels.iter().map(|&l| if config.balance_clean_classes { class_w[l] as f32 } else { 1.0 }).collect();
         let tw: Vec<f32> = step
             .labels
             .iter()
@@ -130,7 +138,8 @@ impl RobustTerms<'_> {
             + weighted_nll(&trig_lp, step.label_tensor, &tw) * config.ce_weight
             + weighted_nll(&clean_lp, step.label_tensor, &cw) * config.ce_weight;
         if config.mixup_weight > 0.0 {
-            let mixed = mixup_divergence(model, &step.sample_embedding, &step.rows, self.teacher_probs, scale, &mut self.mixup_rng);
+            let mixed =
+                mixup_divergence(model, &step.sample_embedding, &step.rows, self.teacher_probs, scale, &mut self.mixup_rng);
             loss = loss + mixed * config.mixup_weight;
         }
         loss

@@ -153,12 +153,7 @@ fn forward(model: &GnnModel, batch: &MontageBatch, inputs: &MontageInputs) -> cr
 /// Fine-tunes a copy of `model` on the clean graphs of `batch` (assembled as `clean`) with
 /// cross-entropy for [`UnlearnConfig::teacher_epochs_for_mode`] epochs (none: the copy is the
 /// input model): the teacher's logits on those graphs, one row per graph.
-fn fine_tuned_teacher(
-    model: &GnnModel,
-    batch: &MontageBatch,
-    clean: &MontageInputs,
-    config: &UnlearnConfig,
-) -> Result<Tensor> {
+fn fine_tuned_teacher(model: &GnnModel, batch: &MontageBatch, clean: &MontageInputs, config: &UnlearnConfig) -> Result<Tensor> {
     let teacher = model.try_clone()?;
     let epochs = config.teacher_epochs_for_mode();
     if epochs > 0 {
@@ -220,11 +215,7 @@ pub fn unlearn(
     let train_clean_in = train_clean_frozen.inputs();
     let teacher_logits_clean = fine_tuned_teacher(model, &train_clean, train_clean_in, config)?;
     let start_logits = tch::no_grad(|| train_clean_frozen.forward(model).logits);
-    let scale = if config.mode == UnlearnMode::Robust && config.logit_scaling {
-        logit_scale(&start_logits)
-    } else {
-        1.0
-    };
+    let scale = if config.mode == UnlearnMode::Robust && config.logit_scaling { logit_scale(&start_logits) } else { 1.0 };
     let teacher_scaled = (&teacher_logits_clean / scale).log_softmax(-1, Kind::Float);
     let teacher_probs = teacher_scaled.exp();
 
@@ -309,7 +300,8 @@ pub fn unlearn(
             for k in 0..=config.positions {
                 let t = if triggers.len() == 1 { 0 } else { rng.gen_range(0..triggers.len()) };
                 let size = triggers[t].size;
-                let nodes = if k == 0 { train.explainer_positions(g, size) } else { random_node_set(train.graphs[g], size, &mut rng) };
+                let nodes =
+                    if k == 0 { train.explainer_positions(g, size) } else { random_node_set(train.graphs[g], size, &mut rng) };
                 copies[t].push((g, nodes));
             }
         }
@@ -334,7 +326,8 @@ pub fn unlearn(
                 // Drawn from this run's own generator, not libtorch's process-wide one, which
                 // other threads (other jobs, parallel tests) may draw from at the same time.
                 let pairs = adjacencies[t].size()[0];
-                let keep: Vec<f32> = (0..chunk.len() as i64 * pairs).map(|_| f32::from(u8::from(rng.gen::<f64>() >= dropout))).collect();
+                let keep: Vec<f32> =
+                    (0..chunk.len() as i64 * pairs).map(|_| f32::from(u8::from(rng.gen::<f64>() >= dropout))).collect();
                 let keep = Tensor::from_slice(&keep).view([chunk.len() as i64, pairs]).to_device(device);
                 &adjacencies[t].unsqueeze(0) * keep
             } else {
@@ -363,11 +356,19 @@ pub fn unlearn(
             };
             let non_target = batch.labels.ne_tensor(&target_label);
             non_target_total += non_target.sum(Kind::Int64);
-            flipped_total += (outputs.triggered_logits().argmax(-1, false).eq_tensor(&target_label) * &non_target).sum(Kind::Int64);
+            flipped_total +=
+                (outputs.triggered_logits().argmax(-1, false).eq_tensor(&target_label) * &non_target).sum(Kind::Int64);
             let loss = match outputs {
                 StepOutputs::Robust { triggered_logits, sample_logits, sample_embedding } => robust.step_loss(
                     model,
-                    &RobustStep { triggered_logits, sample_logits, sample_embedding, rows, labels: &labels, label_tensor: &batch.labels },
+                    &RobustStep {
+                        triggered_logits,
+                        sample_logits,
+                        sample_embedding,
+                        rows,
+                        labels: &labels,
+                        label_tensor: &batch.labels,
+                    },
                 ),
                 StepOutputs::Paper(trig_out) => {
                     paper_loss(model, &batch, &trig_out, &teacher_logits_clean.index_select(0, &rows), config.lambda)
@@ -449,7 +450,8 @@ mod tests {
     #[test]
     fn unlearning_trains_the_head_and_the_blocks_after_the_frozen_ones() {
         let names = ["conv1.nn.0.weight", "bn1.weight", "conv2.eps", "conv3.lin.weight", "bn3.bias", "fc1.weight", "fc2.bias"];
-        let trained = |frozen: usize| -> Vec<&str> { names.iter().copied().filter(|n| trained_by_unlearning(n, frozen)).collect() };
+        let trained =
+            |frozen: usize| -> Vec<&str> { names.iter().copied().filter(|n| trained_by_unlearning(n, frozen)).collect() };
         // Robust mode on a three-block model: the last block, its BatchNorm and the head.
         assert_eq!(trained(robust_frozen_blocks(3, true)), ["conv3.lin.weight", "bn3.bias", "fc1.weight", "fc2.bias"]);
         // The head alone.
