@@ -48,6 +48,7 @@ postgres:
 
 test: setup $(PYG_STAMP) postgres
 	cargo fmt --all -- --check
+	cargo clippy --release --locked --workspace --all-targets -- -D warnings
 	cargo build --release --locked
 	cargo test --release --locked --workspace
 	tests/contract/schemathesis.sh

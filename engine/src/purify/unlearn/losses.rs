@@ -134,15 +134,16 @@ impl RobustTerms<'_> {
         let tw = Tensor::from_slice(&tw).to_device(device);
         let clean_lp = (&clean_logits / scale).log_softmax(-1, Kind::Float);
         let trig_lp = (&step.triggered_logits / scale).log_softmax(-1, Kind::Float);
-        let mut loss = teacher_divergence(&clean_lp, &teacher_log_probs)
+        let loss = teacher_divergence(&clean_lp, &teacher_log_probs)
             + weighted_nll(&trig_lp, step.label_tensor, &tw) * config.ce_weight
             + weighted_nll(&clean_lp, step.label_tensor, &cw) * config.ce_weight;
         if config.mixup_weight > 0.0 {
             let mixed =
                 mixup_divergence(model, &step.sample_embedding, &step.rows, self.teacher_probs, scale, &mut self.mixup_rng);
-            loss = loss + mixed * config.mixup_weight;
+            loss + mixed * config.mixup_weight
+        } else {
+            loss
         }
-        loss
     }
 }
 
