@@ -184,7 +184,7 @@ pub const MIN_SIZE_CAP: usize = 4;
 /// triggers are 3- and 4-node motifs whatever the graphs' size, and on graphs of 8 nodes
 /// (Fingerprint) the 30% cap alone would search up to 2 nodes; a floor of 3 still hid the
 /// 4-clique and 4-cycle-with-chord Motif-BA plants there (4 of 5 seeds undetected or
-/// mis-targeted, BENCHMARKS.md, session 8).
+/// mis-targeted, docs/experiments.md).
 pub fn candidate_sizes(config: &PurifyConfig, sample: &Dataset) -> Vec<usize> {
     if let Some(n) = config.trigger_nodes {
         return vec![n];

@@ -83,7 +83,7 @@ pub(super) fn worst_drop(start: &[f64], now: &[f64], support: &[usize]) -> f64 {
 /// the input model at epoch 0-1 (a 3-graph class had lost 2 graphs in one, the target class 6-7
 /// of its 16 in the other), keeping 83-92% ASR; let through, both ended at 0% ASR, with balanced
 /// accuracy on unseen graphs 13.7 points higher in one and 0.5 lower in the other
-/// (BENCHMARKS.md, session 8). A collapse (bitcoin's class 1 falling from 51-68% to 3-9% under
+/// (docs/experiments.md). A collapse (bitcoin's class 1 falling from 51-68% to 3-9% under
 /// the paper's loss) lowers the mean.
 pub(super) fn collapsed(drop: f64, collapse_drop: f64, start_balanced: f64, now_balanced: f64) -> bool {
     drop > collapse_drop && now_balanced < start_balanced
