@@ -60,8 +60,9 @@ t = first["purify_timings"]
 print(f"Whole purify() on the {first['sample_graphs']}-graph sample (default configuration): "
       f"{first['purify_s']:.1f} s = explain {t['explain_s']:.1f} + recovery {t['recovery_s']:.1f} + "
       f"unlearning {t['unlearning_s']:.1f} + evaluation {t['evaluation_s']:.1f}")
+epoch = first['purify_unlearn_epoch_s']
+unlearned = (f"unlearned trigger sizes {first['purify_unlearned_triggers']}, median unlearning epoch there "
+             f"{epoch * 1000:.1f} ms" if epoch is not None else "returned unchanged (no unlearning)")
 print(f"  verdict: backdoor {first['purify_backdoor_verdict']} (evidence {first['purify_evidence']:.2f}), "
-      f"unlearned trigger sizes {first['purify_unlearned_triggers']}, "
-      f"median unlearning epoch there {first['purify_unlearn_epoch_s'] * 1000:.1f} ms; "
-      f"backdoored model's ASR {first['backdoored_asr']:.3f}")
+      f"{unlearned}; backdoored model's ASR {first['backdoored_asr']:.3f}")
 PY
