@@ -224,11 +224,17 @@ impl EvidenceProbe {
                 self.size, trigger.size
             )));
         }
-        let triggered = match &self.batch {
-            Some(batch) => montage_predictions(model, batch, Some(trigger))?,
-            None => Vec::new(),
-        };
+        let triggered = self.triggered_predictions(model, trigger)?;
         Ok(self.evidence_for(&triggered, fixed_target))
+    }
+
+    /// The model's prediction for every placed copy with `trigger` written in (none when no
+    /// sample graph can carry it).
+    fn triggered_predictions(&self, model: &GnnModel, trigger: &Trigger) -> Result<Vec<usize>> {
+        match &self.batch {
+            Some(batch) => montage_predictions(model, batch, Some(trigger)),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// The trigger size the copies were placed for.
@@ -254,10 +260,7 @@ impl EvidenceProbe {
         draws: usize,
         rng: &mut crate::rng::Rng,
     ) -> Result<TriggerEvidence> {
-        let triggered = match &self.batch {
-            Some(batch) => montage_predictions(model, batch, Some(trigger))?,
-            None => Vec::new(),
-        };
+        let triggered = self.triggered_predictions(model, trigger)?;
         let mut e = self.evidence_for(&triggered, None);
         let edges = trigger.edges.len();
         let (association, target_mean) = super::null::density_association(graphs, labels, e.target, self.size, 8, rng);
