@@ -9,6 +9,9 @@ TORCH_STAMP := $(VENV)/.torch-$(TORCH_VERSION)
 PYG_STAMP := $(VENV)/.pyg
 SCHEMATHESIS_VERSION := 4.32.5
 SCHEMATHESIS_STAMP := $(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION)
+PYTEST_VERSION := 9.2.0
+HATCHLING_VERSION := 1.33.0
+CLIENT_TEST_STAMP := $(VENV)/.client-test-$(PYTEST_VERSION)-$(HATCHLING_VERSION)
 
 # torch-sys finds libtorch through the venv's python (LIBTORCH_USE_PYTORCH).
 export VIRTUAL_ENV := $(VENV)
@@ -18,7 +21,7 @@ export LIBTORCH_USE_PYTORCH := 1
 .PHONY: setup build test run demo sample bench bench-api zoo postgres clean-venv
 
 # Headless Chromium (Debian's package) for the test that opens report.html in a browser.
-setup: $(TORCH_STAMP) $(SCHEMATHESIS_STAMP)
+setup: $(TORCH_STAMP) $(SCHEMATHESIS_STAMP) $(CLIENT_TEST_STAMP)
 	@test -x /usr/bin/chromium || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
@@ -30,6 +33,12 @@ $(TORCH_STAMP):
 # The API fuzzer of the contract run (tests/contract/schemathesis.sh).
 $(SCHEMATHESIS_STAMP): $(TORCH_STAMP)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check "schemathesis==$(SCHEMATHESIS_VERSION)"
+	@touch $@
+
+# The Python client's test run (tests/client/run.sh): pytest, and hatchling to build the client
+# without fetching a build backend on every run.
+$(CLIENT_TEST_STAMP): $(TORCH_STAMP)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check "pytest==$(PYTEST_VERSION)" "hatchling==$(HATCHLING_VERSION)"
 	@touch $@
 
 # Python packages used only by the interop tests and the PyG benchmark.
@@ -52,6 +61,7 @@ test: setup $(PYG_STAMP) postgres
 	cargo build --release --locked
 	cargo test --release --locked --workspace
 	tests/contract/schemathesis.sh
+	tests/client/run.sh
 
 SAMPLE := $(CURDIR)/.run/sample
 
