@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from conftest import LONG_CONFIG, QUICK_CONFIG, Attack, Service, sha256
-from dropping_proxy import DroppingProxy
+from faulty_proxy import FaultyProxy
 from safetensors import safe_open
 
 import gcleaner
@@ -64,6 +64,20 @@ def test_purify_end_to_end(client: gcleaner.Client, service: Service, attack: At
     assert sha256(tmp_path / f"purified-{job.id}.safetensors") == expected
     job.download_model(target)
     assert sha256(target) == expected
+
+    # A download damaged on the way fails its ETag check and leaves no file behind.
+    upstream = urlsplit(service.url)
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    with FaultyProxy(upstream.hostname or "127.0.0.1", upstream.port or 80, corrupt_models=1) as proxy:
+        with gcleaner.Client(proxy.url, service.token) as proxied:
+            with pytest.raises(gcleaner.GcleanerError) as mismatch:
+                proxied.job(job.id).download_model(damaged / "model.safetensors")
+            assert mismatch.value.code == "checksum_mismatch"
+            assert list(damaged.iterdir()) == []
+            proxied.job(job.id).download_model(damaged / "model.safetensors")
+        assert proxy.faults["model"] == 1 and proxy.requests["model"] == 2
+    assert sha256(damaged / "model.safetensors") == expected
 
 
 def test_refused_uploads_raise_with_the_problem_code(client: gcleaner.Client, service: Service, attack: Attack) -> None:
@@ -127,14 +141,14 @@ def test_wait_survives_a_dropped_event_stream_and_cancel_stops_a_running_job(
         time.sleep(0.2)
 
     upstream = urlsplit(service.url)
-    with DroppingProxy(upstream.hostname or "127.0.0.1", upstream.port or 80, drops=1) as proxy:
+    with FaultyProxy(upstream.hostname or "127.0.0.1", upstream.port or 80, drop_event_streams=1) as proxy:
         with gcleaner.Client(proxy.url, service.token) as proxied:
             job = proxied.purify(attack.model, attack.clean_sample, config=QUICK_CONFIG)
             assert job.status == "queued"
             seen: list[tuple[int, str]] = []
 
             def on_event(j: gcleaner.Job) -> None:
-                seen.append((proxy.event_streams, j.status))
+                seen.append((proxy.requests["events"], j.status))
                 if len(seen) == 1:
                     # The cut stream's only event: the job waits behind the blocker. Cancel the
                     # blocker, so that the job runs and ends while the client follows it.
@@ -143,7 +157,7 @@ def test_wait_survives_a_dropped_event_stream_and_cancel_stops_a_running_job(
 
             job.wait(progress=on_event, timeout=180)
         assert job.status == "succeeded"
-        assert proxy.dropped == 1 and proxy.event_streams >= 2
+        assert proxy.faults["events"] == 1 and proxy.requests["events"] >= 2
         assert seen[0] == (1, "queued")
         assert any(streams >= 2 for streams, _ in seen), seen
         assert seen[-1][1] == "succeeded"
