@@ -217,3 +217,19 @@ def test_jobs_iterates_every_page(service: Service, attack: Attack) -> None:
         with pytest.raises(gcleaner.GcleanerError) as refused:
             list(pages.jobs(page_size=0))
         assert (refused.value.code, refused.value.status) == ("invalid_parameter", 400)
+
+
+def test_wait_gives_up_at_its_timeout_and_raises_when_the_job_is_deleted(client: gcleaner.Client, attack: Attack) -> None:
+    job = client.purify(attack.model, attack.clean_sample, config=LONG_CONFIG)
+    started = time.monotonic()
+    with pytest.raises(gcleaner.GcleanerError) as late:
+        job.wait(timeout=1.5)
+    assert late.value.code == "timeout" and late.value.job is job and not job.done
+    assert time.monotonic() - started < 15
+
+    with pytest.raises(gcleaner.GcleanerError) as gone:
+        job.wait(progress=lambda j: j.delete(), timeout=60)
+    assert gone.value.code == "deleted"
+    with pytest.raises(gcleaner.GcleanerError) as missing:
+        job.refresh()
+    assert (missing.value.code, missing.value.status) == ("not_found", 404)
