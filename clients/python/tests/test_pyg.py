@@ -1,0 +1,128 @@
+"""export_pyg: a PyTorch Geometric model trained here, exported, purified by the live service,
+downloaded and loaded back into PyG. gcleaner's own predictions (`gcleaner predict`) on the
+same graphs check that both sides run the same model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from conftest import QUICK_CONFIG, Service
+
+import gcleaner
+
+torch = pytest.importorskip("torch")
+pyg_nn = pytest.importorskip("torch_geometric.nn")
+from safetensors.torch import load_file  # noqa: E402  (needs torch)
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+MAX_DEGREE = 10
+IN_FEATURES = MAX_DEGREE + 1
+HIDDEN = 16
+
+
+def load_graphs(path: Path) -> tuple[Any, Any, Any, Any]:
+    """A gcleaner JSON dataset as one PyG batch: one-hot degree features capped at MAX_DEGREE
+    (gcleaner's `one_hot_degree`), both directions of each edge, graph ids and labels."""
+    doc = json.loads(path.read_text())
+    xs, edges, batch, labels, offset = [], [], [], [], 0
+    for g, graph in enumerate(doc["graphs"]):
+        n = graph["num_nodes"]
+        degree = torch.zeros(n, dtype=torch.long)
+        for u, v in graph["edges"]:
+            degree[u] += 1
+            degree[v] += 1
+            edges += [(u + offset, v + offset), (v + offset, u + offset)]
+        xs.append(F.one_hot(degree.clamp(max=MAX_DEGREE), IN_FEATURES).float())
+        batch += [g] * n
+        labels.append(graph["label"])
+        offset += n
+    edge_index = torch.tensor(edges, dtype=torch.long).t().contiguous()
+    return torch.cat(xs), edge_index, torch.tensor(batch), torch.tensor(labels)
+
+
+def train_briefly(model: nn.Module, graphs: tuple[Any, Any, Any, Any], epochs: int = 30) -> None:
+    torch.manual_seed(0)
+    x, edge_index, batch, y = graphs
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    model.train()
+    for _ in range(epochs):
+        optimizer.zero_grad()
+        F.nll_loss(model(x, edge_index, batch), y).backward()
+        optimizer.step()
+    model.eval()
+
+
+def gcleaner_log_probs(service: Service, model: Path, data: Path) -> Any:
+    out = json.loads(service.run("predict", "--model", str(model), "--data", str(data), "--json", "--device", "cpu"))
+    return torch.tensor([p["log_probs"] for p in out["predictions"]])
+
+
+def purify_and_load_back(
+    service: Service, tmp_path: Path, data: Path, make: Callable[[], nn.Module], pool: str
+) -> None:
+    graphs = load_graphs(data)
+    torch.manual_seed(1)
+    model = make()
+    train_briefly(model, graphs)
+    exported = tmp_path / "exported.safetensors"
+    spec = gcleaner.export_pyg(model, exported, pool=pool, features=f"degree:{MAX_DEGREE}")
+    assert gcleaner.read_spec(exported) == spec
+    with torch.no_grad():
+        pyg_before = model(*graphs[:3])
+    # gcleaner reads the file as the same model.
+    assert torch.allclose(gcleaner_log_probs(service, exported, data), pyg_before, atol=1e-3)
+
+    with gcleaner.Client(service.url, service.token) as client:
+        job = client.purify(exported, data, config=QUICK_CONFIG).wait(timeout=180)
+        purified = job.download_model(tmp_path / "purified.safetensors")
+    assert gcleaner.read_spec(purified)["format"] == spec["format"]
+
+    reloaded = make()
+    reloaded.load_state_dict(load_file(str(purified)), strict=True)
+    reloaded.eval()
+    with torch.no_grad():
+        pyg_after = reloaded(*graphs[:3])
+    assert torch.isfinite(pyg_after).all()
+    assert torch.allclose(gcleaner_log_probs(service, purified, data), pyg_after, atol=1e-3)
+
+
+class PublishedGin(nn.Module):
+    """The published G-Cleaner GIN layout (gcleaner.model/v1): conv{i}, bn{i}, fc1, fc2."""
+
+    def __init__(self, layers: int = 2) -> None:
+        super().__init__()
+        self.layers = layers
+        for i in range(1, layers + 1):
+            d = IN_FEATURES if i == 1 else HIDDEN
+            mlp = nn.Sequential(nn.Linear(d, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN))
+            setattr(self, f"conv{i}", pyg_nn.GINConv(mlp))
+            setattr(self, f"bn{i}", nn.BatchNorm1d(HIDDEN))
+        self.fc1 = nn.Linear(HIDDEN, HIDDEN)
+        self.fc2 = nn.Linear(HIDDEN, 2)
+
+    def forward(self, x: Any, edge_index: Any, batch: Any) -> Any:
+        for i in range(1, self.layers + 1):
+            x = getattr(self, f"bn{i}")(F.relu(getattr(self, f"conv{i}")(x, edge_index)))
+        x = pyg_nn.global_add_pool(x, batch)
+        return F.log_softmax(self.fc2(F.relu(self.fc1(x))), dim=-1)
+
+
+def test_export_pyg_published_layout_round_trip(service: Service, attack: Any, tmp_path: Path) -> None:
+    purify_and_load_back(service, tmp_path, attack.clean_sample, PublishedGin, "sum")
+
+
+def test_export_pyg_refuses_what_gcleaner_cannot_run(tmp_path: Path) -> None:
+    with pytest.raises(gcleaner.GcleanerError) as refused:
+        gcleaner.export_pyg(nn.Linear(3, 2), tmp_path / "m.safetensors", pool="sum", features="degree:10")
+    assert refused.value.code == "invalid_model"
+    with pytest.raises(gcleaner.GcleanerError) as refused:
+        gcleaner.export_pyg(PublishedGin(), tmp_path / "m.safetensors", pool="sum", features="degree:3")
+    assert refused.value.code == "invalid_argument" and "11" in refused.value.detail
+    with pytest.raises(gcleaner.GcleanerError) as refused:
+        gcleaner.export_pyg(PublishedGin(), tmp_path / "m.safetensors", pool="median", features="degree")
+    assert refused.value.code == "invalid_argument"
+    assert not (tmp_path / "m.safetensors").exists()
