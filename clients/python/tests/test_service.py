@@ -113,6 +113,14 @@ def test_refused_uploads_raise_with_the_problem_code(client: gcleaner.Client, se
         list(client.jobs(status="finished"))
     assert (refused.value.code, refused.value.status) == ("invalid_parameter", 400)
 
+    # Mistakes the client catches before sending anything.
+    with pytest.raises(gcleaner.GcleanerError) as refused:
+        client.purify(attack.model, attack.clean_sample.with_name("missing.json"))
+    assert (refused.value.code, refused.value.status) == ("invalid_argument", None)
+    with open(attack.clean_sample) as text_file, pytest.raises(gcleaner.GcleanerError) as refused:
+        client.purify(attack.model, text_file)
+    assert refused.value.code == "invalid_argument" and "binary" in refused.value.detail
+
 
 def test_idempotency_key_replays_the_same_job(client: gcleaner.Client, attack: Attack) -> None:
     key = f"client-test-{uuid.uuid4()}"

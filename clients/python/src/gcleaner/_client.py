@@ -70,10 +70,14 @@ class _Part:
             if not self._path.is_file():
                 raise GcleanerError("invalid_argument", f"{name}: {self._path} is not a readable file")
             self.filename = self._path.name
+        elif isinstance(source, io.TextIOBase):
+            raise GcleanerError("invalid_argument", f"{name}: open the file in binary mode ('rb')")
         elif hasattr(source, "read"):
             self._file = source
             self.filename = Path(str(getattr(source, "name", name))).name or name
-            self._start = source.tell() if source.seekable() else -1
+            # A file that cannot be rewound is sent once: a retry would send it truncated.
+            seekable = getattr(source, "seekable", None)
+            self._start = source.tell() if seekable is not None and seekable() else -1
         else:
             raise GcleanerError(
                 "invalid_argument", f"{name}: expected a path, bytes or a binary file, got {type(source).__name__}"
