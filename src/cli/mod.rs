@@ -8,6 +8,7 @@ mod features_arg;
 mod migrate;
 mod purify;
 mod reproduce;
+mod scan;
 mod serve;
 mod synth;
 mod token;
@@ -44,6 +45,12 @@ enum Command {
     /// such as a held-out accuracy fall unlikely to be chance, follows on stderr as `warning:`
     /// lines (also in report.json's `warnings`).
     Purify(Box<purify::PurifyArgs>),
+    /// Recover and judge a backdoor trigger without unlearning it; the exit status says the verdict.
+    ///
+    /// Exit status 0: no backdoor evidence; 1: evidence of a backdoor; 2: an error (one line on
+    /// stderr). Prints the suspected target, the trigger's size and the evidence against the
+    /// threshold, or with --json the whole report.
+    Scan(Box<scan::ScanArgs>),
     /// The paper's comparison table: attacks x defences x seeds on real datasets (resumable JSON).
     Reproduce(Box<reproduce::ReproduceArgs>),
     /// Write a generated demo dataset (two structural classes) as JSON.
@@ -72,6 +79,8 @@ pub fn main() -> ExitCode {
         Command::Attack(args) => attack::run(*args),
         Command::Asr(args) => asr::run(args),
         Command::Purify(args) => purify::run(*args),
+        // A scan's exit status is its verdict, so it reports its own errors.
+        Command::Scan(args) => return scan::run(*args),
         Command::Reproduce(args) => reproduce::run(*args),
         Command::Synth(args) => synth::run(args),
         Command::Info => {
@@ -87,11 +96,15 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // One line: what went wrong and where, with the chain of causes.
-            eprintln!("error: {}", format!("{err:#}").replace('\n', " "));
+            print_error(&err);
             ExitCode::FAILURE
         }
     }
+}
+
+/// One line on stderr: what went wrong and where, with the chain of causes.
+fn print_error(err: &anyhow::Error) {
+    eprintln!("error: {}", format!("{err:#}").replace('\n', " "));
 }
 
 /// A command line clap refused, as one line on stderr like every other error (clap's own layout

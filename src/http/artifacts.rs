@@ -1,4 +1,5 @@
-//! Downloads of a job's results: the purified model (with an sha256 ETag) and the report.
+//! Downloads of a job's results: the purified model (with an sha256 ETag) and the report. A scan
+//! job (`"mode": "scan"`) has a report and never a model: its /model is 409 `scan_has_no_model`.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -10,6 +11,7 @@ use tokio_util::io::ReaderStream;
 
 use super::auth::Caller;
 use super::error::ApiError;
+use super::job_view::is_scan;
 use super::jobs::parse_job_id;
 use super::state::AppState;
 use crate::db::artifacts::{self, ArtifactKind};
@@ -22,7 +24,9 @@ pub fn router() -> Router<AppState> {
         .route("/v1/jobs/{id}/report.html", get(report_html))
 }
 
-/// The artifact of a succeeded job; 409 while the job has not succeeded.
+/// The artifact of a succeeded job; 409 while the job has not succeeded, and 409
+/// `scan_has_no_model` for the model of a scan whatever its state: the job exists (so not 404)
+/// but its mode rules a model out, and unlike `job_not_succeeded` waiting will not help.
 async fn succeeded_artifact(
     state: &AppState,
     caller: &Caller,
@@ -31,6 +35,12 @@ async fn succeeded_artifact(
 ) -> Result<artifacts::ArtifactRow, ApiError> {
     let id = parse_job_id(id)?;
     let job = jobs::get_for_tenant(&state.pool, caller.tenant_id, id).await?.ok_or(ApiError::NotFound)?;
+    if kind == ArtifactKind::OutputModel && is_scan(&job.config) {
+        return Err(ApiError::conflict(
+            "scan_has_no_model",
+            format!("job {id} is a scan (config mode scan): it judges the model and writes no purified one; the verdict is in its report"),
+        ));
+    }
     if job.state != "succeeded" {
         return Err(ApiError::conflict(
             "job_not_succeeded",

@@ -12,6 +12,8 @@ use crate::db::jobs::JobRow;
 pub struct JobView {
     pub id: Uuid,
     pub status: String,
+    /// `purify`, or `scan` (a verdict and report, no purified model).
+    pub mode: &'static str,
     pub phase: Option<String>,
     pub progress: Option<ProgressView>,
     pub attempts: i32,
@@ -42,6 +44,11 @@ pub struct Links {
     pub cancel: String,
 }
 
+/// Whether a job's config asks for a scan (`"mode": "scan"`; the default mode is purify).
+pub fn is_scan(config: &Value) -> bool {
+    config.get("mode").and_then(Value::as_str) == Some("scan")
+}
+
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
@@ -52,6 +59,7 @@ impl JobView {
         JobView {
             id: row.id,
             status: row.state.clone(),
+            mode: if is_scan(&row.config) { "scan" } else { "purify" },
             phase: row.phase.clone(),
             progress: match (row.progress_step, row.progress_total) {
                 (Some(epoch), Some(total)) => Some(ProgressView {

@@ -1,6 +1,7 @@
 //! The production runner: runs the engine's purification pipeline
 //! (`gcleaner_engine::purify::pipeline`, the one `gcleaner purify` runs) on the job's files with
-//! its parameters, and returns the purified model with the report. Progress and cancellation
+//! its parameters, and returns the purified model with the report (a scan, `"mode": "scan"`,
+//! returns the report alone). Progress and cancellation
 //! flow through the [`JobContext`], which the engine checks between epochs.
 
 use serde_json::{Map, Value};
@@ -129,7 +130,7 @@ fn run_purification(job: &JobInput, ctx: &mut JobContext) -> Result<JobOutput, J
             attack: job.eval.as_deref(),
             device,
             overrides: &overrides,
-            out_dir: &job.work_dir,
+            out_dir: Some(&job.work_dir),
         },
         ctx,
     )?;

@@ -31,8 +31,9 @@ pub struct JobInput {
 /// What a successful attempt produced.
 #[derive(Debug, Clone)]
 pub struct JobOutput {
-    /// The purified model (safetensors) inside the work directory.
-    pub model: PathBuf,
+    /// The purified model (safetensors) inside the work directory; `None` for a scan, which
+    /// writes none.
+    pub model: Option<PathBuf>,
     /// The report as JSON.
     pub report: Value,
     /// The report as a standalone HTML page.

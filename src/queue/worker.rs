@@ -236,11 +236,11 @@ impl Worker {
             let report_html = storage::staging_path(&staging, "report-html");
             std::fs::write(&report_html, output.report_html.as_bytes())?;
             let mut stored = Vec::new();
-            for (kind, path, name) in [
-                (ArtifactKind::OutputModel, output.model.clone(), "purified.safetensors"),
-                (ArtifactKind::ReportJson, report_json, "report.json"),
-                (ArtifactKind::ReportHtml, report_html, "report.html"),
-            ] {
+            // A scan has no model to store: its job answers /model with a problem instead.
+            let model = output.model.map(|path| (ArtifactKind::OutputModel, path, "purified.safetensors"));
+            let reports =
+                [(ArtifactKind::ReportJson, report_json, "report.json"), (ArtifactKind::ReportHtml, report_html, "report.html")];
+            for (kind, path, name) in model.into_iter().chain(reports) {
                 let (sha256, size) = storage::hash_file(&path)?;
                 let key = storage::job_key(job_id, &format!("attempt-{attempt}/{name}"));
                 stored.push((kind, store.commit(&path, &key, &sha256, size)?));

@@ -208,3 +208,62 @@ async fn an_eval_archive_puts_the_true_attack_success_rate_in_the_report() {
     assert!(problem["detail"].as_str().unwrap().contains("attack.json"), "{problem}");
     assert_eq!(app.count("SELECT count(*) FROM jobs").await, 1);
 }
+
+/// A scan: recovery and the verdict only, small enough to finish in seconds.
+fn scan_config() -> Value {
+    json!({ "mode": "scan", "trigger_nodes": 3, "recovery": { "epochs": 2, "restarts": 1 }, "unlearn": { "positions": 2 } })
+}
+
+/// `/model` of a scan job: 409 problem+json with its own code, whatever the job's state.
+async fn assert_scan_has_no_model(app: &TestApp, id: &str) {
+    let r = app.get(&format!("/v1/jobs/{id}/model")).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(problem["code"], "scan_has_no_model", "{problem}");
+    assert_eq!(problem["status"], 409);
+    assert!(problem["detail"].as_str().unwrap().contains("scan"), "{problem}");
+}
+
+#[tokio::test]
+async fn a_scan_job_succeeds_with_a_verdict_and_no_model() {
+    let app = spawn_app_with(&["--lease-secs", "30"], Arc::new(EngineRunner)).await;
+    let (id, report) = run_to_report(&app, submission(scan_config())).await;
+    assert_eq!(report["config"]["mode"], "scan");
+    let verdict = &report["verdict"];
+    assert!(verdict["backdoor_evidence"].is_boolean() && verdict["evidence_score"].is_number(), "{verdict}");
+    assert_eq!(verdict["model_changed"], false);
+    assert!(verdict["summary"].as_str().unwrap().ends_with("scan only, nothing was unlearned"), "{verdict}");
+    assert!(report["unlearning"].is_null());
+    let html = app.get(&format!("/v1/jobs/{id}/report.html")).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("gcleaner scan report"));
+
+    assert_eq!(app.job(&id).await["mode"], "scan");
+    assert_scan_has_no_model(&app, &id).await;
+    let models = app.count(&format!("SELECT count(*) FROM artifacts WHERE job_id = '{id}' AND kind = 'output_model'")).await;
+    assert_eq!(models, 0);
+}
+
+#[tokio::test]
+async fn a_scan_job_has_no_model_before_it_runs_and_cannot_be_forced() {
+    let app = spawn_app_with(&["--workers", "0"], Arc::new(EngineRunner)).await;
+    let r = app.submit(submission(scan_config())).await;
+    assert_eq!(r.status(), 202);
+    let job: Value = r.json().await.unwrap();
+    assert_eq!((job["mode"].as_str(), job["status"].as_str()), (Some("scan"), Some("queued")));
+    // Not job_not_succeeded ("not yet"): waiting would never bring a model.
+    assert_scan_has_no_model(&app, &job_id(&job)).await;
+    // A purification job says purify.
+    let r = app.submit(submission(quick_config())).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["mode"], "purify");
+
+    let mut forced = scan_config();
+    forced["force"] = json!(true);
+    let r = app.submit(submission(forced)).await;
+    assert_eq!(r.status(), 422);
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid_config");
+    assert!(problem["detail"].as_str().unwrap().starts_with("force "), "{problem}");
+    let r = app.submit(submission(json!({ "mode": "audit" }))).await;
+    assert_eq!(r.status(), 422);
+}

@@ -44,6 +44,6 @@ impl JobRunner for ScriptedRunner {
         std::fs::copy(&job.model, &model).map_err(|e| JobError::Transient(e.to_string()))?;
         let report = json!({ "job_id": job.job_id, "attempt": job.attempt, "epochs": epochs, "runner": "scripted" });
         let report_html = format!("<!doctype html><title>report</title><p>job {} attempt {}</p>", job.job_id, job.attempt);
-        Ok(JobOutput { model, report, report_html })
+        Ok(JobOutput { model: Some(model), report, report_html })
     }
 }

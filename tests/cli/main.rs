@@ -3,3 +3,4 @@
 mod errors;
 mod interop;
 mod reproduce;
+mod scan;

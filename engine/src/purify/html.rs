@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::report::{ProjectedPoint, PurifyReport};
+use super::settings::RunMode;
 use crate::metrics::Evaluation;
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#1d2330;padding:0 1em}\
@@ -46,13 +47,21 @@ fn pct(v: f64) -> String {
 pub fn render(report: &PurifyReport) -> String {
     let mut h = String::new();
     let v = &report.verdict;
+    let scan = report.config.mode == RunMode::Scan;
     let _ = write!(
         h,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>gcleaner report</title><style>{STYLE}</style></head><body>\
-         <h1>gcleaner purification report</h1><div class=\"verdict {}\">{}</div>",
+         <h1>gcleaner {} report</h1><div class=\"verdict {}\">{}</div>",
+        if scan { "scan" } else { "purification" },
         if v.backdoor_evidence { "bad" } else { "good" },
         esc(&v.summary)
     );
+    if scan {
+        h.push_str(
+            "<p><strong>Scan only:</strong> the trigger was recovered and judged; nothing was unlearned and no purified \
+             model was written. The measurements below are the model's as given.</p>",
+        );
+    }
     for warning in &report.warnings {
         let _ = write!(h, "<div class=\"verdict warn\">{}</div>", esc(warning));
     }
@@ -89,13 +98,18 @@ pub fn render(report: &PurifyReport) -> String {
         }
     }
     h.push_str("<h2>Confusion matrices (held-out clean graphs)</h2><div class=\"grid\">");
-    confusion(&mut h, "before", &report.holdout.before.evaluation);
-    confusion(&mut h, "after", &report.holdout.after.evaluation);
+    // A scan's "after" is the same model measured again: one of each is shown.
+    confusion(&mut h, if scan { "model" } else { "before" }, &report.holdout.before.evaluation);
+    if !scan {
+        confusion(&mut h, "after", &report.holdout.after.evaluation);
+    }
     h.push_str("</div>");
     if let Some(p) = &report.projection {
         h.push_str("<h2>Graph embeddings (PCA), triggered graphs in red</h2><div class=\"grid\">");
-        scatter(&mut h, "before", &p.before);
-        scatter(&mut h, "after", &p.after);
+        scatter(&mut h, if scan { "model" } else { "before" }, &p.before);
+        if !scan {
+            scatter(&mut h, "after", &p.after);
+        }
         h.push_str("</div>");
     }
     h.push_str("<p class=\"muted\">Field-by-field meaning: docs/report.md. Every number is measured on graphs the purification did not train on.</p></body></html>\n");
@@ -106,9 +120,18 @@ fn before_after(h: &mut String, r: &PurifyReport) {
     let target = r.verdict.suspected_target;
     let (b, a) = (&r.holdout.before, &r.holdout.after);
     let recall = |e: &Evaluation| e.per_class.get(target).map_or(0.0, |c| c.recall);
-    h.push_str("<h2>Before and after</h2><table><tr><th></th><th>before</th><th>after</th></tr>");
+    let scan = r.config.mode == RunMode::Scan;
+    if scan {
+        h.push_str("<h2>The model as given</h2><table><tr><th></th><th>model</th></tr>");
+    } else {
+        h.push_str("<h2>Before and after</h2><table><tr><th></th><th>before</th><th>after</th></tr>");
+    }
     let mut row = |name: &str, x: f64, y: f64| {
-        let _ = write!(h, "<tr><th>{name}</th><td>{}</td><td>{}</td></tr>", pct(x), pct(y));
+        if scan {
+            let _ = write!(h, "<tr><th>{name}</th><td>{}</td></tr>", pct(x));
+        } else {
+            let _ = write!(h, "<tr><th>{name}</th><td>{}</td><td>{}</td></tr>", pct(x), pct(y));
+        }
     };
     if let Some(at) = &r.attack {
         let t = at.before.target_label;

@@ -33,6 +33,7 @@ use crate::{Error, Result};
 use evidence::TriggerEvidence;
 use recovery::{least_important_nodes, random_placements, recover_size, RecoveredTrigger, RecoveryConfig};
 use report::{Candidate, HoldoutReport, PurifyReport, Timings, TriggerSource, Verdict};
+use settings::RunMode;
 use unlearn::{unlearn, UnlearnConfig, UnlearnMode, UnlearnSet};
 
 /// Every purification setting. Its defaults are the `Default` impls of this and of
@@ -41,6 +42,8 @@ use unlearn::{unlearn, UnlearnConfig, UnlearnMode, UnlearnSet};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PurifyConfig {
+    /// `scan` stops after the verdict: nothing is unlearned and the model is not changed.
+    pub mode: RunMode,
     pub recovery: RecoveryConfig,
     pub unlearn: UnlearnConfig,
     pub explainer: ExplainerKind,
@@ -63,6 +66,7 @@ pub struct PurifyConfig {
 impl Default for PurifyConfig {
     fn default() -> Self {
         PurifyConfig {
+            mode: RunMode::Purify,
             recovery: RecoveryConfig::default(),
             unlearn: UnlearnConfig::default(),
             explainer: ExplainerKind::Saliency,
@@ -94,6 +98,9 @@ impl PurifyConfig {
         fraction("evidence_threshold", self.evidence_threshold, true)?;
         if let Some(n) = self.trigger_nodes {
             at_least("trigger_nodes", n, 2)?;
+        }
+        if self.force && self.mode == RunMode::Scan {
+            return Err(Error::setting("force", "has no meaning with mode scan, which never unlearns"));
         }
         self.recovery.validate()?;
         self.unlearn.validate()
@@ -411,7 +418,7 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
     let t = Instant::now();
     let mut purified = model.try_clone()?;
     let mut unlearned_candidates = Vec::new();
-    let outcome = if backdoor || config.force {
+    let outcome = if config.mode == RunMode::Purify && (backdoor || config.force) {
         let train_set = UnlearnSet {
             graphs: train_graphs.clone(),
             labels: train_labels.clone(),
@@ -462,7 +469,10 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
     };
     let evaluation_s = t.elapsed().as_secs_f64();
 
-    let verdict = Verdict::new(chosen, config.evidence_threshold, outcome.is_some());
+    let mut verdict = Verdict::new(chosen, config.evidence_threshold, outcome.is_some());
+    if config.mode == RunMode::Scan {
+        verdict = verdict.scanned();
+    }
     let report = PurifyReport {
         format: report::REPORT_FORMAT.to_string(),
         input_sha256: None,

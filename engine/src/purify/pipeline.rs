@@ -1,7 +1,8 @@
 //! One purification from files to files, the one `gcleaner purify` and a service job both run:
 //! load the model, fit the sample's labels to it, lay the settings over the defaults, purify with
 //! libtorch's generator seeded, measure the attack's evaluation sets when there are any, hash the
-//! input weights, and write the purified model, report.json and report.html.
+//! input weights, and write the purified model, report.json and report.html. A scan (settings
+//! `mode: scan`) is the same run stopped at the verdict: it writes the reports and no model.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tch::Device;
 
 use super::report::{AttackEvaluation, PurifyReport};
-use super::settings::Overrides;
+use super::settings::{Overrides, RunMode};
 use super::{check_sample_features, html, purify};
 use crate::attacks::AttackSource;
 use crate::data::Dataset;
@@ -41,14 +42,14 @@ pub struct PurificationJob<'a> {
     /// The settings changed from the defaults (the seed among them).
     pub overrides: &'a Overrides,
     /// Where [`MODEL_FILE`], [`REPORT_FILE`] and [`REPORT_HTML_FILE`] are written (created when
-    /// missing).
-    pub out_dir: &'a Path,
+    /// missing); `None` writes nothing (a scan whose report is printed).
+    pub out_dir: Option<&'a Path>,
 }
 
 /// What a purification produced; the same is in the output directory.
 pub struct PurificationOutput {
-    /// The purified model's file.
-    pub model: PathBuf,
+    /// The purified model's file; `None` for a scan, or when no output directory was given.
+    pub model: Option<PathBuf>,
     pub report: PurifyReport,
     pub report_html: String,
 }
@@ -163,15 +164,22 @@ pub fn run_purification<E: PipelineEvents>(job: PurificationJob<'_>, events: &mu
     }
     report.input_sha256 = Some(sha256_hex(job.model)?);
 
-    std::fs::create_dir_all(job.out_dir).map_err(|e| Error::io(job.out_dir, e))?;
-    let model_path = job.out_dir.join(MODEL_FILE);
-    outcome.model.save(&model_path)?;
-    let report_path = job.out_dir.join(REPORT_FILE);
-    let text = serde_json::to_string_pretty(&report).map_err(|e| Error::invalid(format!("report: {e}")))?;
-    std::fs::write(&report_path, text + "\n").map_err(|e| Error::io(&report_path, e))?;
     let report_html = html::render(&report);
-    let html_path = job.out_dir.join(REPORT_HTML_FILE);
-    std::fs::write(&html_path, &report_html).map_err(|e| Error::io(&html_path, e))?;
+    let mut model_path = None;
+    if let Some(out_dir) = job.out_dir {
+        std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+        // A scan's model is the input unchanged: there is nothing to hand back.
+        if config.mode == RunMode::Purify {
+            let path = out_dir.join(MODEL_FILE);
+            outcome.model.save(&path)?;
+            model_path = Some(path);
+        }
+        let report_path = out_dir.join(REPORT_FILE);
+        let text = serde_json::to_string_pretty(&report).map_err(|e| Error::invalid(format!("report: {e}")))?;
+        std::fs::write(&report_path, text + "\n").map_err(|e| Error::io(&report_path, e))?;
+        let html_path = out_dir.join(REPORT_HTML_FILE);
+        std::fs::write(&html_path, &report_html).map_err(|e| Error::io(&html_path, e))?;
+    }
     step(events, "evaluating", 1, 1)?;
     Ok(PurificationOutput { model: model_path, report, report_html })
 }

@@ -147,39 +147,55 @@ impl Verdict {
         let backdoor = e.score >= threshold;
         let (natural, excess, se) = e.null.as_ref().map_or((0.0, e.flip_rate, 0.0), |n| (n.flip_rate, n.excess, n.excess_se));
         let trigger = &candidate.recovered.trigger;
-        let (nodes, edges) = (trigger.size, trigger.edges.len());
-        let found = format!(
-            "a {nodes}-node, {edges}-edge pattern sends {:.0}% of the other classes' sample graphs to class {}, natural patterns of \
-             its size {:.0}% (excess {:.2} +/- {:.2}, evidence {:.2} {} {threshold:.2})",
-            e.flip_rate * 100.0,
-            e.target,
-            natural * 100.0,
+        let mut verdict = Verdict {
+            backdoor_evidence: backdoor,
+            evidence_score: e.score,
+            threshold,
+            suspected_target: e.target,
+            model_changed: changed,
+            trigger_nodes: trigger.size,
+            trigger_edges: trigger.edges.len(),
+            flip_rate: e.flip_rate,
+            natural_flip_rate: natural,
             excess,
-            se,
-            e.score,
-            if backdoor { ">=" } else { "<" }
-        );
-        let summary = match (backdoor, changed) {
+            excess_se: se,
+            summary: String::new(),
+        };
+        let found = verdict.finding();
+        verdict.summary = match (backdoor, changed) {
             (true, _) => {
                 format!("backdoor evidence: {found}; it was unlearned until it moves no more graphs than natural patterns do")
             }
             (false, true) => format!("no backdoor evidence: {found}; unlearning was forced"),
             (false, false) => format!("no backdoor evidence: {found}; the model is returned unchanged"),
         };
-        Verdict {
-            backdoor_evidence: backdoor,
-            evidence_score: e.score,
-            threshold,
-            suspected_target: e.target,
-            model_changed: changed,
-            trigger_nodes: nodes,
-            trigger_edges: edges,
-            flip_rate: e.flip_rate,
-            natural_flip_rate: natural,
-            excess,
-            excess_se: se,
-            summary,
-        }
+        verdict
+    }
+
+    /// The verdict of a scan (`mode: scan`): the same judgement, a summary that says nothing was
+    /// unlearned.
+    pub fn scanned(mut self) -> Self {
+        let verdict = if self.backdoor_evidence { "backdoor evidence" } else { "no backdoor evidence" };
+        self.summary = format!("{verdict}: {}; scan only, nothing was unlearned", self.finding());
+        self
+    }
+
+    /// What the judged pattern does, in one clause.
+    fn finding(&self) -> String {
+        format!(
+            "a {}-node, {}-edge pattern sends {:.0}% of the other classes' sample graphs to class {}, natural patterns of \
+             its size {:.0}% (excess {:.2} +/- {:.2}, evidence {:.2} {} {:.2})",
+            self.trigger_nodes,
+            self.trigger_edges,
+            self.flip_rate * 100.0,
+            self.suspected_target,
+            self.natural_flip_rate * 100.0,
+            self.excess,
+            self.excess_se,
+            self.evidence_score,
+            if self.backdoor_evidence { ">=" } else { "<" },
+            self.threshold
+        )
     }
 }
 

@@ -4,10 +4,22 @@
 //! (the `Default` impls, or [`PurifyConfig::auxiliary`] for pseudo-labels) and ends in
 //! [`PurifyConfig::validate`].
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::PurifyConfig;
 use crate::{Error, Result};
+
+/// What a run does with the judged trigger: unlearn it (`purify`, the default) or only report
+/// the verdict (`scan`: explanation, trigger recovery and the evidence, no unlearning and no
+/// purified model).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    #[default]
+    Purify,
+    Scan,
+}
 
 /// Why a change does not fit the config.
 #[derive(Debug, Clone, PartialEq)]
