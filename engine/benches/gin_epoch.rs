@@ -60,6 +60,7 @@ fn main() {
         pooling: Arch::Gin.default_pooling(),
         features,
         class_labels: None,
+        pyg: None,
     };
     let _torch_seed = gcleaner_engine::rng::seed_torch(10);
     let mut model = GnnModel::new(spec, device).expect("model");

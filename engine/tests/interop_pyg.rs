@@ -154,3 +154,158 @@ fn pyg_saved_models_predict_the_same_log_probabilities() {
     assert_eq!(seen_archs.len(), 4, "all four architectures covered: {seen_archs:?}");
     assert!(failures.is_empty(), "log-probabilities differ from PyG by more than {TOLERANCE}: {failures:?}");
 }
+
+/// A row of the "PyG model classes" table: the largest eval and train-mode difference of every
+/// case with a given option value, per architecture.
+#[derive(Default)]
+struct OptionTable {
+    rows: std::collections::BTreeMap<(String, String), std::collections::BTreeMap<String, f64>>,
+}
+
+impl OptionTable {
+    fn record(&mut self, arch: &str, options: &Value, diff: f64) {
+        let mut keys = vec![("model".to_string(), "all".to_string())];
+        for key in ["jk", "pool", "head", "norm"] {
+            keys.push((key.to_string(), options[key].as_str().unwrap_or("?").to_string()));
+        }
+        if !options["out_channels"].is_null() {
+            keys.push(("out_channels".into(), "set".into()));
+        }
+        for flag in ["act_first", "edge_weights"] {
+            if options[flag].as_bool() == Some(true) {
+                keys.push((flag.into(), "true".into()));
+            }
+        }
+        if options["num_layers"].as_u64() == Some(1) {
+            keys.push(("num_layers".into(), "1".into()));
+        }
+        if options["concat"].as_bool() == Some(false) {
+            keys.push(("concat".into(), "false".into()));
+        }
+        for key in keys {
+            let cell = self.rows.entry(key).or_default().entry(arch.to_string()).or_insert(0.0);
+            *cell = cell.max(diff);
+        }
+    }
+
+    fn print(&self) {
+        let archs = ["GIN", "GCN", "GAT", "GraphSAGE"];
+        println!("| option | {} |", archs.join(" | "));
+        println!("|---|{}", "---|".repeat(archs.len()));
+        for ((key, value), cells) in &self.rows {
+            let cells: Vec<String> = archs.iter().map(|a| cells.get(*a).map_or("–".into(), |d| format!("{d:.1e}"))).collect();
+            println!("| {key} = {value} | {} |", cells.join(" | "));
+        }
+    }
+}
+
+/// Models built from PyG's own classes (tests/interop/pyg_models.py: `torch_geometric.nn.models`
+/// GIN, GCN, GAT, GraphSAGE with every jk mode, pooling and head) load from their state_dicts
+/// and predict PyG's log-probabilities in eval and train mode; trained and saved here, each
+/// loads back into the same PyG class with `load_state_dict(strict=True)` and predicts what
+/// gcleaner predicts; models with modules gcleaner cannot run are refused, naming the module.
+#[test]
+fn pyg_model_classes_predict_the_same_and_load_back_strictly() {
+    use gcleaner_engine::data::{load_dataset, make_batches};
+    use gcleaner_engine::progress::NoProgress;
+    use gcleaner_engine::train::{train, TrainConfig};
+
+    let python = match reference_python() {
+        Ok(p) => p,
+        Err(reason) => {
+            eprintln!("skipping PyG interop test: {reason}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = repo_root().join("tests/interop/pyg_models.py");
+    let run = Command::new(&python).arg(&script).arg("build").arg("--out").arg(dir.path()).output().expect("run script");
+    assert!(run.status.success(), "{} build failed:\n{}", script.display(), String::from_utf8_lossy(&run.stderr));
+
+    let expected = read_json(&dir.path().join("expected.json"));
+    let graphs_path = dir.path().join("graphs.json");
+    let graphs_doc = read_json(&graphs_path);
+    let graphs = graphs_doc["graphs"].as_array().expect("graphs");
+    let dataset = load_dataset(&graphs_path).expect("graphs.json");
+    let cases = expected["cases"].as_array().expect("cases");
+    assert!(cases.len() >= 144, "every architecture x jk x pool x head");
+
+    let trained_dir = dir.path().join("trained");
+    std::fs::create_dir(&trained_dir).unwrap();
+    let mut failures = Vec::new();
+    let mut table = OptionTable::default();
+    let mut results = Vec::new();
+    for case in cases {
+        let name = case["name"].as_str().expect("name");
+        let arch = case["arch"].as_str().expect("arch");
+        let path = dir.path().join(case["weights"].as_str().expect("weights"));
+        let loaded = GnnModel::load(&path, None, Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(loaded.ignored_tensors.is_empty(), "{name}: {:?}", loaded.ignored_tensors);
+        let mut model = loaded.model;
+        let weights = case["edge_weights"].as_array().map(|w| w.as_slice());
+        let (b, edge_weight) = build_batch(graphs, weights);
+        let mut input = GraphInput::new(&b.x, &b.edge_index, &b.batch, b.num_graphs);
+        if let Some(w) = &edge_weight {
+            input = input.with_edge_weight(w);
+        }
+        let eval = tch::no_grad(|| model.try_forward_t(&input, false)).expect("forward");
+        let eval_diff = max_abs_diff(&eval.log_probs, &case["log_probs"]);
+        let train_out = tch::no_grad(|| model.forward_t(&input, true));
+        let train_diff = max_abs_diff(&train_out.log_probs, &case["train_log_probs"]);
+        println!("{name}: eval {eval_diff:.2e}, train mode {train_diff:.2e}");
+        for (mode, diff) in [("eval", eval_diff), ("train mode", train_diff)] {
+            if diff.is_nan() || diff > TOLERANCE {
+                failures.push(format!("{name} ({mode}): {diff:.3e}"));
+            }
+        }
+        table.record(arch, &case["options"], eval_diff.max(train_diff));
+
+        // Trained here (the engine's training loop), saved, and handed back to PyG.
+        let order: Vec<usize> = (0..dataset.graphs.len()).collect();
+        let batches = make_batches(&dataset, &order, 8, &model.spec().features.clone(), Device::Cpu).expect("batches");
+        let config = TrainConfig { epochs: 1, lr: 0.01, lr_step: 50, lr_gamma: 0.5, weight_decay: 0.0, seed: 1 };
+        train(&mut model, &batches, &config, &mut NoProgress).unwrap_or_else(|e| panic!("{name}: training: {e}"));
+        let saved = trained_dir.join(format!("{name}.safetensors"));
+        model.save(&saved).expect("save");
+        let (plain, _) = build_batch(graphs, None);
+        let plain_input = GraphInput::new(&plain.x, &plain.edge_index, &plain.batch, plain.num_graphs);
+        let after = tch::no_grad(|| model.forward_t(&plain_input, false)).log_probs;
+        let rows: Vec<Vec<f32>> = (0..after.size()[0]).map(|i| Vec::<f32>::try_from(after.get(i)).unwrap()).collect();
+        results.push(serde_json::json!({"weights": saved, "log_probs": rows}));
+    }
+
+    let results_path = dir.path().join("gcleaner_results.json");
+    std::fs::write(&results_path, serde_json::to_string(&results).unwrap()).unwrap();
+    let check = Command::new(&python)
+        .arg(&script)
+        .args(["check", "--dir"])
+        .arg(dir.path())
+        .arg("--results")
+        .arg(&results_path)
+        .output()
+        .expect("run check");
+    let check_out = String::from_utf8_lossy(&check.stdout);
+    let strict_ok = check_out.lines().filter(|l| l.contains("strict load ok")).count();
+    println!("PyG strict load-back: {strict_ok} of {} trained models", results.len());
+    if !check.status.success() {
+        failures.push(format!("PyG strict load-back failed:\n{}", String::from_utf8_lossy(&check.stderr)));
+    }
+
+    for refusal in expected["refusals"].as_array().expect("refusals") {
+        let name = refusal["name"].as_str().unwrap();
+        let path = dir.path().join(refusal["weights"].as_str().unwrap());
+        let module = refusal["module"].as_str().unwrap();
+        match GnnModel::load(&path, None, Device::Cpu) {
+            Ok(_) => failures.push(format!("{name}: loaded, but it holds module {module} gcleaner cannot run")),
+            Err(e) => {
+                let message = e.to_string();
+                println!("{name}: refused: {message}");
+                if !message.contains(&format!("cannot map module \"{module}\"")) {
+                    failures.push(format!("{name}: the refusal does not name {module}: {message}"));
+                }
+            }
+        }
+    }
+    table.print();
+    assert!(failures.is_empty(), "{} failure(s): {failures:#?}", failures.len());
+}

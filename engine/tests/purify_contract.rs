@@ -23,6 +23,7 @@ fn spec(features: FeatureSpec, num_classes: usize) -> ModelSpec {
         pooling: Arch::Gin.default_pooling(),
         features,
         class_labels: None,
+        pyg: None,
     }
 }
 

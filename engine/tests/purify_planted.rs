@@ -37,6 +37,7 @@ fn trained(ds: &Dataset, indices: &[usize], features: &FeatureSpec, seed: u64) -
         pooling: Arch::Gin.default_pooling(),
         features: features.clone(),
         class_labels: Some(ds.class_labels.clone()),
+        pyg: None,
     };
     let _torch_seed = gcleaner_engine::rng::seed_torch(seed);
     let mut model = GnnModel::new(spec, Device::Cpu).unwrap();

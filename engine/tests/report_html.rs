@@ -27,6 +27,7 @@ fn real_report() -> PurifyReport {
         pooling: Arch::Gin.default_pooling(),
         features: features.clone(),
         class_labels: None,
+        pyg: None,
     };
     let _torch_seed = gcleaner_engine::rng::seed_torch(3);
     let mut model = GnnModel::new(spec, Device::Cpu).unwrap();

@@ -86,6 +86,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         pooling: args.arch.default_pooling(),
         features: features.clone(),
         class_labels: Some(ds.class_labels.clone()),
+        pyg: None,
     };
     let (train_idx, test_idx) = train_test_split(ds.len(), args.split, args.seed);
     let train_batches = make_batches(&ds, &train_idx, args.batch_size, &features, device)?;

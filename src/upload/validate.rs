@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::Path;
 
 use gcleaner_engine::data::Dataset;
-use gcleaner_engine::models::{ModelSpec, SPEC_FORMAT};
+use gcleaner_engine::models::{ModelSpec, SPEC_FORMAT, SPEC_FORMAT_V2};
 use serde_json::Value;
 
 use super::archive::{self, ArchiveLimits};
@@ -87,8 +87,11 @@ fn read_spec(file: &StagedFile) -> Result<ModelSpec, UploadError> {
 }
 
 fn check_spec(spec: &ModelSpec, limits: &LimitsConfig) -> Result<(), UploadError> {
-    if spec.format != SPEC_FORMAT {
-        return Err(UploadError::InvalidSpec(format!("format is {:?}, expected {SPEC_FORMAT:?}", spec.format)));
+    if spec.format != SPEC_FORMAT && spec.format != SPEC_FORMAT_V2 {
+        return Err(UploadError::InvalidSpec(format!(
+            "format is {:?}, expected {SPEC_FORMAT:?} or {SPEC_FORMAT_V2:?}",
+            spec.format
+        )));
     }
     let bounded = [
         ("hidden", spec.hidden, limits.max_hidden),

@@ -125,6 +125,7 @@ impl AttackConfig {
             pooling: self.arch.default_pooling(),
             features,
             class_labels: Some(ds.class_labels.clone()),
+            pyg: None,
         }
     }
 

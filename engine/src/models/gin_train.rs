@@ -121,6 +121,7 @@ impl PreparedBatch {
                 }
                 counts.into_iter().map(|c| 1.0 / c.max(1) as f32).collect()
             }
+            Pooling::Max => return Err(Error::invalid("the CPU GIN trainer pools by sum or mean only")),
         };
         Ok(PreparedBatch {
             x: b.x.contiguous(),
@@ -403,7 +404,7 @@ impl GinCpuTrainer {
     pub fn new(model: &GnnModel, opt: &FlatAdam, batches: &[GraphBatch]) -> Result<Option<GinCpuTrainer>> {
         let spec = model.spec();
         let Some((gin, head)) = model.gin_parts() else { return Ok(None) };
-        if model.device() != Device::Cpu {
+        if model.device() != Device::Cpu || spec.pooling == Pooling::Max {
             return Ok(None);
         }
         let trained = 6 * gin.convs.len() + 4;

@@ -1,24 +1,32 @@
-//! The four G-Cleaner graph classifiers (GIN, GCN, GAT, GraphSAGE) with PyTorch Geometric
-//! parameter names, and safetensors weight I/O.
+//! Graph classifiers with PyTorch Geometric parameter names, and safetensors weight I/O: the
+//! four G-Cleaner classifiers (GIN, GCN, GAT, GraphSAGE; a `gcleaner.model/v1` spec) and models
+//! built from PyG's own classes (a `BasicGNN`, pooling and an `MLP` or `Linear` head; a
+//! `gcleaner.model/v2` spec).
 //!
 //! A model is a stack of conv blocks over a batch of graphs (a disjoint union with a batch
-//! vector), a pooled graph embedding, and the head fc1 -> ReLU -> fc2 -> log_softmax. Node
+//! vector), a pooled graph embedding, and a head giving logits, then log_softmax. Node
 //! features and per-edge weights are plain tensors, so gradients reach both: explainers, Grad-CAM
 //! and trigger generation differentiate through them.
 
+pub mod basic_gnn;
 pub mod batch_norm;
 pub mod edges;
 pub mod gat;
+pub mod gat_heads;
 pub mod gcn;
 pub mod gin;
 pub mod gin_train;
 pub mod head;
 pub mod host;
 pub mod init;
+pub mod mlp;
 #[cfg(test)]
 mod model_tests;
 pub mod normalize;
 pub mod pooling;
+#[cfg(test)]
+mod pyg_model_tests;
+pub mod pyg_spec;
 pub mod sage;
 pub mod scatter;
 pub mod spec;
@@ -32,6 +40,7 @@ use std::path::Path;
 
 use tch::{nn, Device, Kind, Tensor};
 
+pub use pyg_spec::{JumpingKnowledge, MlpSpec, Norm, PygHead, PygOptions, SPEC_FORMAT_V2};
 pub use spec::{Arch, ModelSpec, Pooling, SPEC_FORMAT, SPEC_METADATA_KEY};
 pub use weights::LoadedModel;
 
@@ -119,14 +128,15 @@ impl<'a> GraphInput<'a> {
 /// Everything a forward pass exposes.
 #[derive(Debug)]
 pub struct ForwardOutput {
-    /// fc2 output `[B, C]`.
+    /// The head's output `[B, C]`.
     pub logits: Tensor,
     /// `log_softmax(logits)` `[B, C]`.
     pub log_probs: Tensor,
     /// Each conv block's node feature map `[N, h]`, first to last (after the block's
-    /// activation and BatchNorm or normalisation).
+    /// activation and BatchNorm or normalisation; a PyG model's last block without jumping
+    /// knowledge has neither, as in PyG).
     pub layer_outputs: Vec<Tensor>,
-    /// Pooled graph embedding `[B, h]`, the input of fc1.
+    /// Pooled graph embedding `[B, d]`, the head's input (fc1's, or a PyG head's).
     pub embedding: Tensor,
 }
 
@@ -136,10 +146,14 @@ enum Body {
     Gcn(gcn::Gcn),
     Gat(gat::Gat),
     Sage(sage::Sage),
+    Pyg(basic_gnn::BasicGnn),
 }
 
 impl Body {
     fn new(p: &nn::Path, spec: &ModelSpec) -> Body {
+        if let Some(pyg) = &spec.pyg {
+            return Body::Pyg(basic_gnn::BasicGnn::new(p, spec, pyg));
+        }
         match spec.arch {
             Arch::Gin => Body::Gin(gin::Gin::new(p, spec)),
             Arch::Gcn => Body::Gcn(gcn::Gcn::new(p, spec)),
@@ -148,25 +162,90 @@ impl Body {
         }
     }
 
-    /// The outputs of `blocks`, with `x` the input of the first of them.
-    fn forward_layers(&self, x: &Tensor, edges: &Edges, train: bool, blocks: std::ops::Range<usize>) -> Vec<Tensor> {
+    /// The state entering block `blocks` in eval mode (see [`GnnModel::frozen_prefix`]).
+    fn prefix(&self, x: &Tensor, edges: &Edges, blocks: usize) -> Tensor {
+        let published = match self {
+            Body::Gin(m) => m.forward_layers(x, edges, false, 0..blocks),
+            Body::Gcn(m) => m.forward_layers(x, edges, false, 0..blocks),
+            Body::Gat(m) => m.forward_layers(x, edges, false, 0..blocks),
+            Body::Sage(m) => m.forward_layers(x, edges, false, 0..blocks),
+            Body::Pyg(m) => return m.prefix(x, edges, blocks),
+        };
+        published.into_iter().last().unwrap_or_else(|| x.shallow_clone())
+    }
+
+    /// Blocks `start..num_layers` from `state`: their outputs and the node features that are
+    /// pooled.
+    fn forward_from(&self, state: &Tensor, start: usize, num_layers: usize, edges: &Edges, train: bool) -> (Vec<Tensor>, Tensor) {
+        let blocks = start..num_layers;
+        let outputs = match self {
+            Body::Gin(m) => m.forward_layers(state, edges, train, blocks),
+            Body::Gcn(m) => m.forward_layers(state, edges, train, blocks),
+            Body::Gat(m) => m.forward_layers(state, edges, train, blocks),
+            Body::Sage(m) => m.forward_layers(state, edges, train, blocks),
+            Body::Pyg(m) => return m.forward_from(state, start, edges, train),
+        };
+        let last = outputs.last().unwrap_or(state).shallow_clone();
+        (outputs, last)
+    }
+}
+
+/// What turns the pooled embedding into logits.
+#[derive(Debug)]
+enum Classifier {
+    /// fc1 -> ReLU -> fc2 (v1).
+    Published(Head),
+    /// A PyG `MLP` at `head.*`.
+    Mlp(mlp::Mlp),
+    /// A `torch.nn.Linear` at `head.*`.
+    Linear(nn::Linear),
+}
+
+impl Classifier {
+    fn new(root: &nn::Path, spec: &ModelSpec) -> Classifier {
+        let Some(pyg) = &spec.pyg else {
+            return Classifier::Published(Head::new(root, spec.hidden as i64, spec.num_classes as i64));
+        };
+        let p = root / "head";
+        match &pyg.head {
+            PygHead::Mlp(m) => Classifier::Mlp(mlp::Mlp::new(&p, m.layout())),
+            PygHead::Linear { bias } => {
+                let (d, c) = (pyg.gnn_out(spec.hidden) as i64, spec.num_classes as i64);
+                Classifier::Linear(nn::linear(p, d, c, nn::LinearConfig { bias: *bias, ..Default::default() }))
+            }
+        }
+    }
+
+    fn forward_t(&self, embedding: &Tensor, train: bool) -> Tensor {
+        use tch::nn::Module;
         match self {
-            Body::Gin(m) => m.forward_layers(x, edges, train, blocks),
-            Body::Gcn(m) => m.forward_layers(x, edges, train, blocks),
-            Body::Gat(m) => m.forward_layers(x, edges, train, blocks),
-            Body::Sage(m) => m.forward_layers(x, edges, train, blocks),
+            Classifier::Published(head) => head.forward(embedding),
+            Classifier::Mlp(m) => m.forward_t(embedding, train),
+            Classifier::Linear(l) => l.forward(embedding),
         }
     }
 }
 
-/// A graph classifier: one of the four architectures, its variables and its spec.
+/// The conv block (1-based) a variable belongs to by its name, or `None` for what comes after
+/// the blocks (the head; a PyG model's jumping-knowledge `gnn.lin`). Blocks are `conv{i}.*` and
+/// `bn{i}.*` in a published model, `gnn.convs.{i-1}.*` and `gnn.norms.{i-1}.*` in a PyG one.
+pub fn block_of_variable(name: &str) -> Option<usize> {
+    if let Some(rest) = name.strip_prefix("gnn.convs.").or_else(|| name.strip_prefix("gnn.norms.")) {
+        return rest.split('.').next()?.parse::<usize>().ok().map(|i| i + 1);
+    }
+    let rest = name.strip_prefix("conv").or_else(|| name.strip_prefix("bn"))?;
+    rest.split('.').next()?.parse().ok()
+}
+
+/// A graph classifier: one of the four architectures in the published layout or PyG's, its
+/// variables and its spec.
 #[derive(Debug)]
 pub struct GnnModel {
     spec: ModelSpec,
     device: Device,
     vs: nn::VarStore,
     body: Body,
-    head: Head,
+    head: Classifier,
     /// Names of the trained parameters (not the BatchNorm running statistics, GIN's eps or
     /// counters), sorted.
     parameter_names: Vec<String>,
@@ -180,7 +259,7 @@ impl GnnModel {
         let vs = nn::VarStore::new(device);
         let (body, head) = {
             let root = vs.root();
-            (Body::new(&root, &spec), Head::new(&root, spec.hidden as i64, spec.num_classes as i64))
+            (Body::new(&root, &spec), Classifier::new(&root, &spec))
         };
         let mut parameter_names: Vec<String> =
             vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).map(|(name, _)| name).collect();
@@ -205,7 +284,7 @@ impl GnnModel {
     }
 
     /// Runs the model. `train` selects BatchNorm's batch statistics (and updates the running
-    /// ones); gradients are recorded unless the caller wraps the call in `tch::no_grad`.
+    /// ones); dropout is never applied. Gradients are recorded unless the caller wraps the call in `tch::no_grad`.
     ///
     /// The input must be well-formed (see [`GraphInput::check`] or [`GnnModel::try_forward_t`]):
     /// libtorch panics on mismatched shapes.
@@ -216,14 +295,15 @@ impl GnnModel {
     /// The node features after the first `blocks` conv blocks in eval mode, without gradient:
     /// the input of block `blocks` (`input.x` itself when `blocks` is 0). Where those blocks
     /// are frozen, a loop that forwards the same graphs many times computes this once and goes
-    /// on with [`GnnModel::forward_from`].
+    /// on with [`GnnModel::forward_from`]. A PyG model with `cat` or `max` jumping knowledge
+    /// needs every block's output later: its prefix holds them side by side, one row per node.
     pub fn frozen_prefix(&self, input: &GraphInput<'_>, blocks: usize) -> Tensor {
         let blocks = blocks.min(self.spec.num_layers);
         if blocks == 0 {
             return input.x.shallow_clone();
         }
         let edges = Edges::new(input);
-        tch::no_grad(|| self.body.forward_layers(input.x, &edges, false, 0..blocks).pop().expect("at least one block"))
+        tch::no_grad(|| self.body.prefix(input.x, &edges, blocks))
     }
 
     /// [`GnnModel::forward_t`] from block `start` on, `h` being that block's input on `input`'s
@@ -233,15 +313,10 @@ impl GnnModel {
     }
 
     fn forward_blocks_from(&self, h: &Tensor, start: usize, input: &GraphInput<'_>, train: bool) -> ForwardOutput {
-        let layer_outputs = if start < self.spec.num_layers {
-            let edges = Edges::new(input);
-            self.body.forward_layers(h, &edges, train, start..self.spec.num_layers)
-        } else {
-            Vec::new()
-        };
-        let last = layer_outputs.last().unwrap_or(h);
-        let embedding = pooling::global_pool(last, input.batch, input.num_graphs, self.spec.pooling);
-        let logits = self.head.forward(&embedding);
+        let edges = Edges::new(input);
+        let (layer_outputs, nodes) = self.body.forward_from(h, start, self.spec.num_layers, &edges, train);
+        let embedding = pooling::global_pool(&nodes, input.batch, input.num_graphs, self.spec.pooling);
+        let logits = self.head.forward_t(&embedding, train);
         let log_probs = logits.log_softmax(-1, None::<Kind>);
         ForwardOutput { logits, log_probs, layer_outputs, embedding }
     }
@@ -252,17 +327,18 @@ impl GnnModel {
         Ok(self.forward_t(input, train))
     }
 
-    /// The GIN conv blocks and the head, when this model is a GIN.
+    /// The GIN conv blocks and the head, when this model is a published GIN.
     pub(crate) fn gin_parts(&self) -> Option<(&gin::Gin, &Head)> {
-        match &self.body {
-            Body::Gin(gin) => Some((gin, &self.head)),
+        match (&self.body, &self.head) {
+            (Body::Gin(gin), Classifier::Published(head)) => Some((gin, head)),
             _ => None,
         }
     }
 
-    /// The classifier head alone: graph embeddings `[B, h]` -> logits `[B, C]` (fc1 -> ReLU -> fc2).
+    /// The classifier head alone, in eval mode: graph embeddings `[B, d]` -> logits `[B, C]`
+    /// (fc1 -> ReLU -> fc2, or the PyG head).
     pub fn head(&self, embedding: &Tensor) -> Tensor {
-        self.head.forward(embedding)
+        self.head.forward_t(embedding, false)
     }
 
     /// Loads a safetensors file (spec from its metadata unless `spec_override` is given),
@@ -306,24 +382,35 @@ impl GnnModel {
         &self.parameter_names
     }
 
-    /// Parameters of conv block `layer` (0-based): its conv and, for GIN/SAGE, its BatchNorm
-    /// affine weight and bias.
+    /// Parameters of conv block `layer` (0-based): its conv and its BatchNorm's affine weight
+    /// and bias where it has one.
     pub fn layer_parameter_names(&self, layer: usize) -> Vec<String> {
-        let bn = format!("bn{}.", layer + 1);
+        let conv = self.conv_prefix(layer);
         let mut names = self.conv_parameter_names(layer);
-        names.extend(self.parameter_names.iter().filter(|n| n.starts_with(&bn)).cloned());
+        names.extend(
+            self.parameter_names.iter().filter(|n| block_of_variable(n) == Some(layer + 1) && !n.starts_with(&conv)).cloned(),
+        );
         names
+    }
+
+    fn conv_prefix(&self, layer: usize) -> String {
+        if self.spec.is_pyg() {
+            format!("{}.convs.{layer}.", basic_gnn::GNN)
+        } else {
+            format!("conv{}.", layer + 1)
+        }
     }
 
     /// Parameters of the conv of block `layer` (0-based), without its BatchNorm.
     pub fn conv_parameter_names(&self, layer: usize) -> Vec<String> {
-        let conv = format!("conv{}.", layer + 1);
+        let conv = self.conv_prefix(layer);
         self.parameter_names.iter().filter(|n| n.starts_with(&conv)).cloned().collect()
     }
 
-    /// Parameters of the head (fc1, fc2).
+    /// Parameters after the conv blocks: the head (fc1, fc2; a PyG model's `head.*` and its
+    /// jumping-knowledge `gnn.lin`).
     pub fn head_parameter_names(&self) -> Vec<String> {
-        self.parameter_names.iter().filter(|n| n.starts_with("fc1.") || n.starts_with("fc2.")).cloned().collect()
+        self.parameter_names.iter().filter(|n| block_of_variable(n).is_none()).cloned().collect()
     }
 
     /// Makes exactly `names` require gradients; every other parameter is frozen. Build the

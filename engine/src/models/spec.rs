@@ -1,8 +1,14 @@
 //! The model spec: everything needed to rebuild a model around its weights, stored as JSON in
 //! the safetensors metadata under [`SPEC_METADATA_KEY`] (or passed as a separate file).
+//!
+//! Two formats: `gcleaner.model/v1` describes the four published G-Cleaner classifiers,
+//! `gcleaner.model/v2` a model built from PyTorch Geometric's own classes (see
+//! [`super::pyg_spec`]). Both parse into [`ModelSpec`]; the format is chosen by the `format`
+//! field and written back the same way.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::pyg_spec::{self, PygOptions, V2Document, SPEC_FORMAT_V2};
 use crate::data::FeatureSpec;
 use crate::{Error, Result};
 
@@ -64,10 +70,11 @@ impl std::str::FromStr for Arch {
 pub enum Pooling {
     Sum,
     Mean,
+    /// Element-wise maximum over each graph's nodes (v2 specs only).
+    Max,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelSpec {
     pub format: String,
     pub arch: Arch,
@@ -79,8 +86,72 @@ pub struct ModelSpec {
     pub features: FeatureSpec,
     /// The dataset's original graph labels, in class-index order (MUTAG: [-1, 1]), so data given
     /// later is mapped to the classes the model was trained on. Absent: labels are 0..C-1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_labels: Option<Vec<i64>>,
+    /// Set for a model built from PyTorch Geometric's classes (a v2 spec): the `BasicGNN`
+    /// options and the head. `None` for the published G-Cleaner layout (a v1 spec).
+    pub pyg: Option<PygOptions>,
+}
+
+/// A v1 spec as written in JSON.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct V1Document {
+    format: String,
+    arch: Arch,
+    in_features: usize,
+    hidden: usize,
+    num_classes: usize,
+    num_layers: usize,
+    pooling: Pooling,
+    features: FeatureSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    class_labels: Option<Vec<i64>>,
+}
+
+impl Serialize for ModelSpec {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        match &self.pyg {
+            Some(pyg) => V2Document::of(self, pyg).serialize(serializer),
+            None => V1Document {
+                format: self.format.clone(),
+                arch: self.arch,
+                in_features: self.in_features,
+                hidden: self.hidden,
+                num_classes: self.num_classes,
+                num_layers: self.num_layers,
+                pooling: self.pooling,
+                features: self.features.clone(),
+                class_labels: self.class_labels.clone(),
+            }
+            .serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelSpec {
+    /// The `format` field picks the document shape; anything but v2 is read as v1, whose
+    /// validation then names the format it expected.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        if value.get("format").and_then(|f| f.as_str()) == Some(SPEC_FORMAT_V2) {
+            let doc: V2Document = serde_json::from_value(value).map_err(D::Error::custom)?;
+            return doc.into_spec().map_err(D::Error::custom);
+        }
+        let doc: V1Document = serde_json::from_value(value).map_err(D::Error::custom)?;
+        Ok(ModelSpec {
+            format: doc.format,
+            arch: doc.arch,
+            in_features: doc.in_features,
+            hidden: doc.hidden,
+            num_classes: doc.num_classes,
+            num_layers: doc.num_layers,
+            pooling: doc.pooling,
+            features: doc.features,
+            class_labels: doc.class_labels,
+            pyg: None,
+        })
+    }
 }
 
 /// Largest accepted hidden width: far above the published 64, low enough that a hostile spec
@@ -89,6 +160,9 @@ pub const MAX_HIDDEN: usize = 4096;
 pub const MAX_LAYERS: usize = 64;
 pub const MAX_IN_FEATURES: usize = 65_536;
 pub const MAX_CLASSES: usize = 4096;
+/// Most values (weights and buffers) a v2 model may have: 1 GiB of f32. The v2 options (jumping
+/// knowledge concatenation, head widths) multiply widths, so the ranges alone do not bound it.
+pub const MAX_PARAMETERS: usize = 1 << 28;
 
 impl ModelSpec {
     /// A spec with the published layer count and pooling of `arch`.
@@ -103,6 +177,7 @@ impl ModelSpec {
             pooling: arch.default_pooling(),
             features,
             class_labels: None,
+            pyg: None,
         }
     }
 
@@ -120,8 +195,12 @@ impl ModelSpec {
     /// Checks every field at once and reports all problems in one error.
     pub fn validate(&self) -> Result<()> {
         let mut problems = Vec::new();
-        if self.format != SPEC_FORMAT {
-            problems.push(format!("format must be {SPEC_FORMAT:?}, got {:?}", self.format));
+        let format = if self.pyg.is_some() { SPEC_FORMAT_V2 } else { SPEC_FORMAT };
+        if self.format != format {
+            problems.push(format!("format must be {format:?}, got {:?}", self.format));
+        }
+        if self.pyg.is_none() && self.pooling == Pooling::Max {
+            problems.push(format!("pooling \"max\" needs a {SPEC_FORMAT_V2:?} spec"));
         }
         let mut check_range = |field: &str, value: usize, lo: usize, hi: usize| {
             if value < lo || value > hi {
@@ -154,11 +233,26 @@ impl ModelSpec {
                 problems.push("class_labels contains duplicates".to_string());
             }
         }
+        if let Some(pyg) = &self.pyg {
+            problems.extend(pyg_spec::problems(self, pyg, MAX_HIDDEN, MAX_LAYERS));
+            if problems.is_empty() {
+                let parameters: usize =
+                    super::weights::expected_tensors(self).iter().map(|t| t.shape.iter().product::<usize>()).sum();
+                if parameters > MAX_PARAMETERS {
+                    problems.push(format!("the model would have {parameters} values, more than {MAX_PARAMETERS}"));
+                }
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
             Err(Error::invalid(format!("invalid model spec: {}", problems.join("; "))))
         }
+    }
+
+    /// The format the spec is written in: v2 for a PyG model, else v1.
+    pub fn is_pyg(&self) -> bool {
+        self.pyg.is_some()
     }
 }
 

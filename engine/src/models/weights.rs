@@ -14,7 +14,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use tch::{Device, Kind, Tensor};
 
-use super::{gat, gcn, gin, head::Head, sage, Arch, GnnModel, ModelSpec, SPEC_METADATA_KEY};
+use super::{basic_gnn::BasicGnn, gat, gcn, gin, head::Head, sage, Arch, GnnModel, ModelSpec, PygHead, SPEC_METADATA_KEY};
 use crate::{Error, Result};
 
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
@@ -68,6 +68,19 @@ impl ExpectedTensor {
 
 /// Every tensor a model built from `spec` has, in layer order.
 pub fn expected_tensors(spec: &ModelSpec) -> Vec<ExpectedTensor> {
+    if let Some(pyg) = &spec.pyg {
+        let mut tensors = BasicGnn::expected_tensors(spec, pyg);
+        match &pyg.head {
+            PygHead::Mlp(mlp) => tensors.extend(mlp.layout().expected_tensors("head")),
+            PygHead::Linear { bias } => {
+                tensors.push(ExpectedTensor::param("head.weight", &[spec.num_classes, pyg.gnn_out(spec.hidden)]));
+                if *bias {
+                    tensors.push(ExpectedTensor::param("head.bias", &[spec.num_classes]));
+                }
+            }
+        }
+        return tensors;
+    }
     let mut tensors = match spec.arch {
         Arch::Gin => gin::Gin::expected_tensors(spec),
         Arch::Gcn => gcn::Gcn::expected_tensors(spec),
@@ -79,7 +92,7 @@ pub fn expected_tensors(spec: &ModelSpec) -> Vec<ExpectedTensor> {
 }
 
 /// A model read from disk, with the file's tensors that the spec does not use (the published
-/// GCN checkpoint carries unused conv4/conv5 and bn1-bn5).
+/// GCN checkpoint carries unused conv4/conv5 and bn1-bn5; a v2 file may have none).
 #[derive(Debug)]
 pub struct LoadedModel {
     pub model: GnnModel,
@@ -313,6 +326,14 @@ fn check_weights(path: &Path, bytes: &[u8], spec_override: Option<ModelSpec>) ->
     spec.validate().map_err(|e| Error::weights(path, e.to_string()))?;
 
     let expected = expected_tensors(&spec);
+    let wanted: BTreeSet<&str> = expected.iter().map(|t| t.name.as_str()).collect();
+    let mut unused: Vec<&String> = file.names().into_iter().filter(|name| !wanted.contains(name.as_str())).collect();
+    unused.sort_by(|a, b| module_order(a, b));
+    // A PyG state_dict with a tensor the spec does not explain holds a module gcleaner would
+    // not run: refused, never ignored, so it cannot be silently mis-run.
+    if let (Some(first), true) = (unused.first(), spec.is_pyg()) {
+        return Err(Error::weights(path, unmapped_module(first, &spec, unused.len())));
+    }
     let mut problems = Vec::new();
     let mut tensors = Vec::with_capacity(expected.len());
     for want in &expected {
@@ -339,9 +360,45 @@ fn check_weights(path: &Path, bytes: &[u8], spec_override: Option<ModelSpec>) ->
             ),
         ));
     }
-    let wanted: BTreeSet<&str> = expected.iter().map(|t| t.name.as_str()).collect();
-    let ignored: BTreeSet<String> = file.names().into_iter().filter(|name| !wanted.contains(name.as_str())).cloned().collect();
+    let ignored: BTreeSet<String> = unused.into_iter().cloned().collect();
     Ok(CheckedWeights { spec, tensors, ignored: ignored.into_iter().collect() })
+}
+
+/// Orders tensor names as PyTorch lists them: by module path, numbered children numerically
+/// (`convs.2` before `convs.10`).
+fn module_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let key = |name: &str| -> Vec<(u64, String)> {
+        name.split('.').map(|part| part.parse::<u64>().map_or((u64::MAX, part.to_string()), |n| (n, String::new()))).collect()
+    };
+    key(a).cmp(&key(b))
+}
+
+/// The refusal for a v2 file's tensor `name` that the spec does not explain: the module it
+/// belongs to, what that module most likely is, and where the accepted layout is written down.
+fn unmapped_module(name: &str, spec: &ModelSpec, count: usize) -> String {
+    let module = name.rsplit_once('.').map_or(name, |(module, _)| module);
+    let parts: Vec<&str> = module.split('.').collect();
+    let has = |part: &str| parts.contains(&part);
+    let class = serde_json::to_value(spec).ok().and_then(|v| v["gnn"]["class"].as_str().map(str::to_string)).unwrap_or_default();
+    let why = if has("lin_edge") || has("att_edge") || name.ends_with(".att_edge") {
+        "edge features (edge_dim) are not supported".to_string()
+    } else if has("res") {
+        "residual connections in GATConv are not supported".to_string()
+    } else if has("lin_src") || has("lin_dst") {
+        "bipartite GATConv (separate source and target weights) is not supported".to_string()
+    } else if parts.first() == Some(&"gnn") && has("jk") {
+        "jumping knowledge \"lstm\" is not supported".to_string()
+    } else if parts.first() == Some(&"head") {
+        "the head is not the MLP or Linear the spec describes".to_string()
+    } else if parts.first() == Some(&"gnn") {
+        format!("it is not part of the {class} the spec describes (another conv type, norm or option?)")
+    } else {
+        "a v2 model has only the modules gnn (a PyG BasicGNN) and head".to_string()
+    };
+    format!(
+        "cannot map module {module:?} (tensor {name:?}{}): {why}; see docs/model-format.md for the PyG models gcleaner runs",
+        if count > 1 { format!(", and {} more unmapped tensor(s)", count - 1) } else { String::new() }
+    )
 }
 
 /// One tensor against its expectation: dtype, shape, then values. Returns it as an f32 (or

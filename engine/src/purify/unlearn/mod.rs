@@ -122,10 +122,9 @@ fn trained_by_unlearning(name: &str, frozen_blocks: usize) -> bool {
     block_of(name).is_none_or(|block| block > frozen_blocks)
 }
 
-/// The 1-based conv block a variable belongs to, or `None` for the head.
+/// The 1-based conv block a variable belongs to, or `None` for the head (either layout).
 fn block_of(name: &str) -> Option<usize> {
-    let rest = name.strip_prefix("conv").or_else(|| name.strip_prefix("bn"))?;
-    rest.split('.').next()?.parse().ok()
+    crate::models::block_of_variable(name)
 }
 
 /// One unlearning step's model outputs.
