@@ -241,3 +241,16 @@ def test_wait_gives_up_at_its_timeout_and_raises_when_the_job_is_deleted(client:
     with pytest.raises(gcleaner.GcleanerError) as missing:
         job.refresh()
     assert (missing.value.code, missing.value.status) == ("not_found", 404)
+
+
+def test_scan_returns_a_verdict_and_no_model(client: gcleaner.Client, attack: Attack, tmp_path: Path) -> None:
+    quick = {k: v for k, v in QUICK_CONFIG.items() if k != "force"}  # force means unlearning
+    job = client.scan(attack.model, attack.clean_sample, config=quick).wait(timeout=180)
+    assert job.mode == "scan" and job.status == "succeeded"
+    report = job.report()
+    assert report["config"]["mode"] == "scan"
+    assert isinstance(report["verdict"]["backdoor_evidence"], bool)
+    with pytest.raises(gcleaner.GcleanerError) as refused:
+        job.download_model(tmp_path / "model.safetensors")
+    assert (refused.value.code, refused.value.status) == ("scan_has_no_model", 409)
+    assert list(tmp_path.iterdir()) == []

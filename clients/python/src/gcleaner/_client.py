@@ -321,6 +321,24 @@ class Client:
         )
         return Job(self, response.json())
 
+    def scan(
+        self,
+        model: Source,
+        data: Source,
+        eval: Optional[Source] = None,
+        config: Optional[Mapping[str, Any]] = None,
+        idempotency_key: Optional[str] = None,
+        *,
+        spec: Optional[Union[Mapping[str, Any], str, "os.PathLike[str]", bytes]] = None,
+    ) -> "Job":
+        """Submits a scan job: the trigger is recovered and judged as in :meth:`purify`, nothing
+        is unlearned, and the report (its ``verdict``) is the whole result.
+
+        The arguments are :meth:`purify`'s; ``config`` (a mapping here) gets ``"mode": "scan"``.
+        The job's :meth:`Job.download_model` raises ``scan_has_no_model`` (409).
+        """
+        return self.purify(model, data, eval, {**(config or {}), "mode": "scan"}, idempotency_key, spec=spec)
+
     def job(self, job_id: str) -> "Job":
         """The job with this id, as it is now.
 
