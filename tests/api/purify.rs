@@ -263,7 +263,7 @@ async fn a_scan_job_has_no_model_before_it_runs_and_cannot_be_forced() {
     assert_eq!(r.status(), 422);
     let problem: Value = r.json().await.unwrap();
     assert_eq!(problem["code"], "invalid_config");
-    assert!(problem["detail"].as_str().unwrap().starts_with("force "), "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("force has no meaning with mode scan"), "{problem}");
     let r = app.submit(submission(json!({ "mode": "audit" }))).await;
     assert_eq!(r.status(), 422);
 }
