@@ -18,7 +18,7 @@ export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 
-.PHONY: setup build test run demo sample bench bench-api zoo postgres clean-venv
+.PHONY: setup build test run demo sample bench bench-api bench-scan zoo postgres clean-venv
 
 # Headless Chromium (Debian's package) for the test that opens report.html in a browser.
 setup: $(TORCH_STAMP) $(SCHEMATHESIS_STAMP) $(CLIENT_TEST_STAMP)
@@ -97,6 +97,10 @@ zoo: build
 bench-api: build
 	cargo build --release --locked --tests
 	bench/api.sh
+
+# Scan jobs of an AIDS GIN drained by 1 and by 2 worker processes: jobs/min, latency, peak RSS.
+bench-scan: build
+	bench/scan_throughput.sh $(SCAN_JOBS)
 
 clean-venv:
 	rm -rf $(VENV)
