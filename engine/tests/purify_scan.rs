@@ -44,6 +44,7 @@ fn saved_model(dir: &std::path::Path, ds: &Dataset) -> std::path::PathBuf {
         pooling: Arch::Gin.default_pooling(),
         features: features.clone(),
         class_labels: None,
+        pyg: None,
     };
     let _torch_seed = gcleaner_engine::rng::seed_torch(5);
     let mut model = GnnModel::new(spec, Device::Cpu).unwrap();
