@@ -190,9 +190,30 @@ impl OptionTable {
 
     fn print(&self) {
         let archs = ["GIN", "GCN", "GAT", "GraphSAGE"];
+        let order = [
+            ("model", "all"),
+            ("jk", "none"),
+            ("jk", "last"),
+            ("jk", "cat"),
+            ("jk", "max"),
+            ("pool", "add"),
+            ("pool", "mean"),
+            ("pool", "max"),
+            ("head", "mlp_bn"),
+            ("head", "mlp"),
+            ("head", "linear"),
+            ("norm", "batch_norm"),
+            ("norm", "none"),
+            ("out_channels", "set"),
+            ("act_first", "true"),
+            ("num_layers", "1"),
+            ("concat", "false"),
+            ("edge_weights", "true"),
+        ];
         println!("| option | {} |", archs.join(" | "));
         println!("|---|{}", "---|".repeat(archs.len()));
-        for ((key, value), cells) in &self.rows {
+        for (key, value) in order {
+            let Some(cells) = self.rows.get(&(key.to_string(), value.to_string())) else { continue };
             let cells: Vec<String> = archs.iter().map(|a| cells.get(*a).map_or("–".into(), |d| format!("{d:.1e}"))).collect();
             println!("| {key} = {value} | {} |", cells.join(" | "));
         }
@@ -278,8 +299,8 @@ fn pyg_model_classes_predict_the_same_and_load_back_strictly() {
     std::fs::write(&results_path, serde_json::to_string(&results).unwrap()).unwrap();
     let check = Command::new(&python)
         .arg(&script)
-        .args(["check", "--dir"])
-        .arg(dir.path())
+        .args(["check", "--graphs"])
+        .arg(&graphs_path)
         .arg("--results")
         .arg(&results_path)
         .output()

@@ -73,3 +73,96 @@ fn predict_matches_pyg_log_probabilities_for_every_architecture() {
     }
     assert_eq!(archs_checked.len(), 4, "checked {archs_checked:?}");
 }
+
+fn run_gcleaner(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gcleaner")).args(args).output().unwrap()
+}
+
+/// Models built from PyG's own classes (gcleaner.model/v2) go through `gcleaner purify`; the
+/// purified file loads back into the same PyG class with `load_state_dict(strict=True)` and
+/// predicts what `gcleaner predict` prints. Models with modules gcleaner cannot run are refused
+/// with the module named.
+#[test]
+fn purify_runs_on_pyg_model_classes_and_pyg_loads_the_result_strictly() {
+    let Some(python) = python_with_pyg() else {
+        eprintln!("skipping: torch_geometric is not installed in .venv (`make test` installs it)");
+        return;
+    };
+    let script = repo_root().join("tests/interop/pyg_models.py");
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let data = path("data.json");
+    let out = run_gcleaner(&["synth", "--graphs", "60", "--seed", "1", "--out", &data]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let gnns = [
+        r#"{"class": "GIN", "hidden_channels": 16, "num_layers": 3, "norm": "batch_norm", "jk": "cat"}"#,
+        r#"{"class": "GCN", "hidden_channels": 16, "num_layers": 2, "out_channels": 8}"#,
+        r#"{"class": "GAT", "hidden_channels": 16, "num_layers": 3, "jk": "max", "heads": 2}"#,
+        r#"{"class": "GraphSAGE", "hidden_channels": 16, "num_layers": 3, "norm": "batch_norm", "jk": "last"}"#,
+    ];
+    let heads = [
+        r#"{"class": "MLP", "channel_list": [16, 16, 2]}"#,
+        r#"{"class": "Linear"}"#,
+        r#"{"class": "MLP", "channel_list": [16, 8, 2], "norm": null}"#,
+        r#"{"class": "MLP", "channel_list": [16, 2]}"#,
+    ];
+    let pools = ["max", "mean", "add", "mean"];
+    let mut results = Vec::new();
+    for (i, ((gnn, head), pool)) in gnns.iter().zip(heads).zip(pools).enumerate() {
+        let spec = format!(
+            r#"{{"format": "gcleaner.model/v2", "in_features": 2, "num_classes": 2,
+                "features": {{"kind": "node_attributes", "dim": 2}}, "gnn": {gnn}, "pool": "{pool}", "head": {head}}}"#
+        );
+        let (spec_path, model) = (path(&format!("spec{i}.json")), path(&format!("model{i}.safetensors")));
+        std::fs::write(&spec_path, spec).unwrap();
+        let built = Command::new(&python).arg(&script).args(["model", "--spec", &spec_path, "--out", &model]).output().unwrap();
+        assert!(built.status.success(), "{gnn}: {}", String::from_utf8_lossy(&built.stderr));
+        let purified = path(&format!("purified{i}"));
+        let out = run_gcleaner(&[
+            "purify",
+            "--model",
+            &model,
+            "--data",
+            &data,
+            "--device",
+            "cpu",
+            "--force",
+            "--trigger-nodes",
+            "3",
+            "--recovery-epochs",
+            "2",
+            "--restarts",
+            "1",
+            "--unlearn-epochs",
+            "3",
+            "--out",
+            &purified,
+        ]);
+        assert!(out.status.success(), "{gnn}: {}", String::from_utf8_lossy(&out.stderr));
+        let weights = format!("{purified}/model.safetensors");
+        let out = run_gcleaner(&["predict", "--json", "--device", "cpu", "--model", &weights, "--data", &data]);
+        assert!(out.status.success(), "{gnn}: {}", String::from_utf8_lossy(&out.stderr));
+        let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let rows: Vec<Value> = got["predictions"].as_array().unwrap().iter().map(|r| r["log_probs"].clone()).collect();
+        results.push(serde_json::json!({"weights": weights, "log_probs": rows}));
+    }
+    let results_path = path("results.json");
+    std::fs::write(&results_path, serde_json::to_string(&results).unwrap()).unwrap();
+    let check =
+        Command::new(&python).arg(&script).args(["check", "--graphs", &data, "--results", &results_path]).output().unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&check.stdout));
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+
+    let refusals = dir.path().join("refusals");
+    let built = Command::new(&python).arg(&script).args(["refusals", "--out", refusals.to_str().unwrap()]).output().unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    for refusal in read_json(&refusals.join("refusals.json")).as_array().unwrap() {
+        let weights = refusals.join(refusal["weights"].as_str().unwrap());
+        let out = run_gcleaner(&["predict", "--device", "cpu", "--model", weights.to_str().unwrap(), "--data", &data]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{}: accepted", refusal["name"]);
+        let module = refusal["module"].as_str().unwrap();
+        assert!(stderr.contains(&format!("cannot map module \"{module}\"")), "{}: {stderr}", refusal["name"]);
+    }
+}

@@ -12,10 +12,16 @@ then log_softmax. `build_model(spec)` constructs it from a v2 spec alone.
       tensor matters. Writes DIR/graphs.json, DIR/<case>.safetensors (spec embedded) and
       DIR/expected.json with PyG's eval- and train-mode log-probabilities, plus files of models
       gcleaner must refuse (DIR/refuse_*.safetensors, listed under "refusals").
-  check --dir DIR --results FILE
-      FILE lists {"weights": path, "log_probs": [[...]]} computed by gcleaner. Each file is loaded
-      into the PyG class its embedded spec describes with load_state_dict(strict=True) and its
-      eval log-probabilities are compared (max |difference| <= 1e-4). Exit status 1 on failure.
+  refusals --out DIR
+      Only the files of models gcleaner must refuse, and DIR/refusals.json listing them.
+  model --spec FILE --out FILE [--seed S]
+      A randomly initialised PyG model for a v2 spec (batch-norm statistics randomised), saved
+      with the spec embedded.
+  check --graphs FILE --results FILE
+      FILE lists {"weights": path, "log_probs": [[...]]} computed by gcleaner on the graphs (a
+      gcleaner JSON dataset; features "node_attributes"). Each file is loaded into the PyG class
+      its embedded spec describes with load_state_dict(strict=True) and its eval
+      log-probabilities are compared (max |difference| <= 1e-4). Exit status 1 on failure.
 """
 import argparse
 import copy
@@ -109,6 +115,38 @@ def save(path, model, spec):
     save_file(state, path, metadata={"gcleaner.spec": json.dumps(spec)})
 
 
+def write_refusals(out):
+    """PyG models with modules gcleaner cannot run, each saved with a spec that leaves the
+    module out (as a user might): loading must refuse them, naming the module."""
+    refusals = []
+
+    def refuse(name, model, spec, module):
+        path = os.path.join(out, f"refuse_{name}.safetensors")
+        save(path, model, spec)
+        refusals.append({"name": name, "weights": os.path.basename(path), "module": module})
+
+    base = spec_for("GAT", None, "add", "linear", 0)
+    # GATConv with edge features: the spec (wrongly) leaves edge_dim out.
+    m = Classifier(GAT(IN_FEATURES, HIDDEN, 3, heads=2, edge_dim=4), "add", nn.Linear(HIDDEN, NUM_CLASSES))
+    refuse("gat_edge_dim", m, base, "gnn.convs.0")
+    m = Classifier(GAT(IN_FEATURES, HIDDEN, 3, heads=2, v2=True), "add", nn.Linear(HIDDEN, NUM_CLASSES))
+    refuse("gatv2", m, base, "gnn.convs.0")
+    m = Classifier(GAT(IN_FEATURES, HIDDEN, 3, heads=2, residual=True), "add", nn.Linear(HIDDEN, NUM_CLASSES))
+    refuse("gat_residual", m, base, "gnn.convs.0.res")
+    gin = spec_for("GIN", "max", "add", "linear", 1)
+    m = Classifier(GIN(IN_FEATURES, HIDDEN, 3, out_channels=12, jk="lstm", train_eps=True), "add",
+                   nn.Linear(12, NUM_CLASSES))
+    refuse("gin_jk_lstm", m, gin, "gnn.jk.att")
+    gcn = spec_for("GCN", None, "add", "linear", 1)
+    m = Classifier(GCN(IN_FEATURES, HIDDEN, 3, out_channels=12, norm="layer_norm"), "add", nn.Linear(12, NUM_CLASSES))
+    refuse("gcn_layer_norm", m, gcn, "gnn.norms.0")
+    sage = spec_for("GraphSAGE", None, "add", "mlp_bn", 1)
+    head = nn.Sequential(nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, NUM_CLASSES))
+    m = Classifier(GraphSAGE(IN_FEATURES, HIDDEN, 3, out_channels=12), "add", head)
+    refuse("sage_custom_head", m, sage, "head.0")
+    return refusals
+
+
 def build(args):
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(1)
@@ -147,42 +185,49 @@ def build(args):
                       "edge_weights": edge_weights_json, "log_probs": log_probs.tolist(),
                       "train_log_probs": train_log_probs.tolist()})
 
-    refusals = []
-
-    def refuse(name, model, spec, module):
-        path = os.path.join(args.out, f"refuse_{name}.safetensors")
-        save(path, model, spec)
-        refusals.append({"name": name, "weights": os.path.basename(path), "module": module})
-
-    base = spec_for("GAT", None, "add", "linear", 0)
-    # GATConv with edge features: the spec (wrongly) leaves edge_dim out.
-    m = Classifier(GAT(IN_FEATURES, HIDDEN, 3, heads=2, edge_dim=4), "add", nn.Linear(HIDDEN, NUM_CLASSES))
-    refuse("gat_edge_dim", m, base, "gnn.convs.0")
-    m = Classifier(GAT(IN_FEATURES, HIDDEN, 3, heads=2, v2=True), "add", nn.Linear(HIDDEN, NUM_CLASSES))
-    refuse("gatv2", m, base, "gnn.convs.0")
-    m = Classifier(GAT(IN_FEATURES, HIDDEN, 3, heads=2, residual=True), "add", nn.Linear(HIDDEN, NUM_CLASSES))
-    refuse("gat_residual", m, base, "gnn.convs.0.res")
-    gin = spec_for("GIN", "max", "add", "linear", 1)
-    m = Classifier(GIN(IN_FEATURES, HIDDEN, 3, out_channels=12, jk="lstm", train_eps=True), "add",
-                   nn.Linear(12, NUM_CLASSES))
-    refuse("gin_jk_lstm", m, gin, "gnn.jk.att")
-    gcn = spec_for("GCN", None, "add", "linear", 1)
-    m = Classifier(GCN(IN_FEATURES, HIDDEN, 3, out_channels=12, norm="layer_norm"), "add", nn.Linear(12, NUM_CLASSES))
-    refuse("gcn_layer_norm", m, gcn, "gnn.norms.0")
-    sage = spec_for("GraphSAGE", None, "add", "mlp_bn", 1)
-    head = nn.Sequential(nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, NUM_CLASSES))
-    m = Classifier(GraphSAGE(IN_FEATURES, HIDDEN, 3, out_channels=12), "add", head)
-    refuse("sage_custom_head", m, sage, "head.0")
-
+    refusals = write_refusals(args.out)
     with open(os.path.join(args.out, "expected.json"), "w") as f:
         json.dump({"graphs": "graphs.json", "cases": cases, "refusals": refusals}, f)
 
 
+def refusals(args):
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "refusals.json"), "w") as f:
+        json.dump(write_refusals(args.out), f)
+
+
+def model(args):
+    torch.manual_seed(args.seed)
+    with open(args.spec) as f:
+        spec = json.load(f)
+    m = build_model(spec)
+    randomise(m, torch.Generator().manual_seed(args.seed))
+    save(args.out, m, spec)
+
+
+def node_attribute_batch(graphs, spec):
+    """The disjoint union as gcleaner batches it: both directions of every edge, features the
+    spec's node attributes."""
+    features = spec["features"]
+    if features["kind"] != "node_attributes":
+        raise SystemExit(f"check computes node_attributes features only, not {features['kind']}")
+    dim = features["dim"]
+    xs, eis, batch, offset = [], [], [], 0
+    for gi, g in enumerate(graphs):
+        xs.append(torch.tensor(g["node_attributes"], dtype=torch.float32).reshape(g["num_nodes"], dim))
+        if g["edges"]:
+            e = torch.tensor(g["edges"], dtype=torch.long).t() + offset
+            eis.append(torch.cat([e, e.flip(0)], dim=1))
+        batch += [gi] * g["num_nodes"]
+        offset += g["num_nodes"]
+    edge_index = torch.cat(eis, dim=1) if eis else torch.empty(2, 0, dtype=torch.long)
+    return torch.cat(xs), edge_index, torch.tensor(batch, dtype=torch.long)
+
+
 def check(args):
     torch.set_num_threads(1)
-    with open(os.path.join(args.dir, "graphs.json")) as f:
+    with open(args.graphs) as f:
         graphs = json.load(f)["graphs"]
-    x, edge_index, batch = batch_tensors(graphs)
     with open(args.results) as f:
         results = json.load(f)
     failures = []
@@ -197,6 +242,7 @@ def check(args):
             failures.append(f"{path}: strict load failed: {e}")
             continue
         model.eval()
+        x, edge_index, batch = node_attribute_batch(graphs, spec)
         with torch.no_grad():
             got = model(x, edge_index, batch)
         diff = (got - torch.tensor(entry["log_probs"])).abs().max().item()
@@ -215,11 +261,17 @@ def main():
     b.add_argument("--out", required=True)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--graphs", type=int, default=24)
+    m = sub.add_parser("model")
+    m.add_argument("--spec", required=True)
+    m.add_argument("--out", required=True)
+    m.add_argument("--seed", type=int, default=0)
+    r = sub.add_parser("refusals")
+    r.add_argument("--out", required=True)
     c = sub.add_parser("check")
-    c.add_argument("--dir", required=True)
+    c.add_argument("--graphs", required=True)
     c.add_argument("--results", required=True)
     args = p.parse_args()
-    build(args) if args.command == "build" else check(args)
+    {"build": build, "model": model, "refusals": refusals, "check": check}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -8,20 +8,21 @@ use super::Pooling;
 /// `[N, h]` node features to `[num_graphs, h]` graph embeddings. Mean and max pooling of a
 /// graph with no nodes give zeros, as PyG's `global_mean_pool` and `global_max_pool` do.
 pub fn global_pool(x: &Tensor, batch: &Tensor, num_graphs: i64, pooling: Pooling) -> Tensor {
-    if pooling == Pooling::Max {
-        let mut shape = x.size();
-        shape[0] = num_graphs;
-        // `include_self = false`: the zeros only fill graphs without nodes.
-        return Tensor::zeros(shape.as_slice(), (x.kind(), x.device())).index_reduce(0, batch, x, "amax", false);
-    }
-    let sums = scatter_sum(x, batch, num_graphs);
     match pooling {
-        Pooling::Sum => sums,
+        Pooling::Sum => scatter_sum(x, batch, num_graphs),
         Pooling::Mean => {
             let n = counts(batch, num_graphs, x.kind()).clamp_min(1.0);
-            sums / n.unsqueeze(1)
+            scatter_sum(x, batch, num_graphs) / n.unsqueeze(1)
         }
-        Pooling::Max => unreachable!("handled above"),
+        Pooling::Max => {
+            let mut shape = x.size();
+            shape[0] = num_graphs;
+            // PyG's scatter max (`scatter_reduce` with `include_self = false` into zeros): the
+            // zeros only remain in graphs without nodes. tch's `scatter_reduce` is the older
+            // add/multiply `scatter`; `internal_scatter_reduce` is `torch.scatter_reduce`.
+            let index = batch.unsqueeze(1).expand_as(x);
+            Tensor::zeros(shape.as_slice(), (x.kind(), x.device())).internal_scatter_reduce(0, &index, x, "amax", false)
+        }
     }
 }
 
