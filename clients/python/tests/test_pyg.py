@@ -126,3 +126,57 @@ def test_export_pyg_refuses_what_gcleaner_cannot_run(tmp_path: Path) -> None:
         gcleaner.export_pyg(PublishedGin(), tmp_path / "m.safetensors", pool="median", features="degree")
     assert refused.value.code == "invalid_argument"
     assert not (tmp_path / "m.safetensors").exists()
+
+
+class PygGinMlp(nn.Module):
+    """PyG's own classes (gcleaner.model/v2): a BasicGNN GIN, sum pooling and an MLP head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gnn = pyg_nn.models.GIN(IN_FEATURES, HIDDEN, num_layers=3, norm="batch_norm")
+        self.head = pyg_nn.MLP([HIDDEN, HIDDEN, 2])
+
+    def forward(self, x: Any, edge_index: Any, batch: Any) -> Any:
+        x = pyg_nn.global_add_pool(self.gnn(x, edge_index), batch)
+        return F.log_softmax(self.head(x), dim=-1)
+
+
+def test_export_pyg_gin_with_mlp_head_round_trip(service: Service, attack: Any, tmp_path: Path) -> None:
+    purify_and_load_back(service, tmp_path, attack.clean_sample, PygGinMlp, "add")
+
+
+class PygClassifier(nn.Module):
+    """A BasicGNN, global pooling and a head, as gcleaner.model/v2 describes them."""
+
+    def __init__(self, gnn: nn.Module, head: nn.Module, pool: Callable[..., Any]) -> None:
+        super().__init__()
+        self.gnn, self.head, self.pool = gnn, head, pool
+
+    def forward(self, x: Any, edge_index: Any, batch: Any) -> Any:
+        return F.log_softmax(self.head(self.pool(self.gnn(x, edge_index), batch)), dim=-1)
+
+
+VARIANTS = {
+    "gcn-jk-cat-linear-max": lambda: (
+        PygClassifier(pyg_nn.models.GCN(IN_FEATURES, HIDDEN, 2, out_channels=8, jk="cat"), nn.Linear(8, 2),
+                      pyg_nn.global_max_pool), "max"),
+    "gat-heads-mlp-mean": lambda: (
+        PygClassifier(pyg_nn.models.GAT(IN_FEATURES, HIDDEN, 2, heads=4), pyg_nn.MLP([HIDDEN, 8, 2], norm=None),
+                      pyg_nn.global_mean_pool), "mean"),
+    "sage-norm-linear-add": lambda: (
+        PygClassifier(pyg_nn.models.GraphSAGE(IN_FEATURES, HIDDEN, 3, norm="batch_norm"), nn.Linear(HIDDEN, 2),
+                      pyg_nn.global_add_pool), "add"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_export_pyg_writes_what_gcleaner_runs(service: Service, attack: Any, tmp_path: Path, variant: str) -> None:
+    graphs = load_graphs(attack.clean_sample)
+    torch.manual_seed(2)
+    model, pool = VARIANTS[variant]()
+    train_briefly(model, graphs, epochs=5)
+    path = tmp_path / "model.safetensors"
+    gcleaner.export_pyg(model, path, pool=pool, features={"kind": "one_hot_degree", "max_degree": MAX_DEGREE})
+    with torch.no_grad():
+        expected = model(*graphs[:3])
+    assert torch.allclose(gcleaner_log_probs(service, path, attack.clean_sample), expected, atol=1e-3)

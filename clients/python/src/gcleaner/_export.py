@@ -294,6 +294,24 @@ def _dropout(value: Any) -> float:
     return float(value or 0.0)
 
 
+def _check_conv(gnn_class: str, conv: Any, where: str) -> None:
+    """Refuses conv settings that leave no trace in the weights but change what the model
+    computes (docs/model-format.md: they cannot be detected from the file, so not accepted)."""
+    table: dict[str, dict[str, Any]] = {
+        "GIN": {"aggr": "add"},
+        "GCN": {"aggr": "add", "improved": False, "add_self_loops": True, "normalize": True},
+        "GAT": {"aggr": "add", "add_self_loops": True, "negative_slope": 0.2, "edge_dim": None, "residual": False,
+                "fill_value": "mean"},
+        "GraphSAGE": {"aggr": "mean", "root_weight": True, "project": False, "normalize": False},
+    }  # fmt: skip
+    for name, value in table[gnn_class].items():
+        actual = getattr(conv, name, value)
+        if name == "aggr" and actual == "sum":
+            actual = "add"  # two names of one aggregation
+        if actual != value:
+            raise _invalid(f"{where}.{name} is {actual!r}; gcleaner runs {name}={value!r} only")
+
+
 def _spec_v2(model: Any, pool: str) -> tuple[dict[str, Any], tuple[str, ...]]:
     import torch
     from torch_geometric.nn import MLP
@@ -310,10 +328,18 @@ def _spec_v2(model: Any, pool: str) -> tuple[dict[str, Any], tuple[str, ...]]:
     jk = gnn.jk_mode
     if jk not in (None, "last", "cat", "max"):
         raise _invalid(f"gnn jk={jk!r} is not supported (None, 'last', 'cat' or 'max')")
-    norms = [n for n in gnn.norms if not isinstance(n, torch.nn.Identity)]
-    norm = _norm_name(norms[0], "gnn.norms[0]") if norms else None
-    if norm is not None and gnn.norm is None:
-        raise _invalid("gnn was given its normalisation as a module; pass norm='batch_norm' so its MLPs get it too")
+    # The norm string also reaches GIN's inner MLPs, so it is read from the argument, not from
+    # gnn.norms (which hold no norm at all for a one-layer gnn without jk).
+    if isinstance(gnn.norm, str):
+        if gnn.norm.replace("_", "").lower() != "batchnorm":
+            raise _invalid(f"gnn norm={gnn.norm!r}; gcleaner supports 'batch_norm' or None")
+        if gnn.norm_kwargs:
+            raise _invalid(f"gnn norm_kwargs={gnn.norm_kwargs!r} are not supported")
+        norm: Optional[str] = "batch_norm"
+    elif any(not isinstance(n, torch.nn.Identity) for n in gnn.norms):
+        raise _invalid("gnn was given its normalisation as a module; pass norm='batch_norm' instead")
+    else:
+        norm = None
 
     # out_channels as the constructor got it: without jk the last conv maps to it; with jk a
     # final `lin` exists exactly when it was given.
@@ -334,13 +360,16 @@ def _spec_v2(model: Any, pool: str) -> tuple[dict[str, Any], tuple[str, ...]]:
         "jk": jk,
     }
     first = gnn.convs[0]
-    if gnn_class == "GIN":
-        gnn_doc["train_eps"] = isinstance(first.eps, torch.nn.Parameter)
-    elif gnn_class == "GAT":
+    if gnn_class == "GAT":
         from torch_geometric.nn import GATConv
 
         if type(first) is not GATConv:
             raise _invalid(f"gnn's convs are {type(first).__name__}; gcleaner supports GATConv (v2=False)")
+    for i, conv in enumerate(gnn.convs):
+        _check_conv(gnn_class, conv, f"gnn.convs[{i}]")
+    if gnn_class == "GIN":
+        gnn_doc["train_eps"] = isinstance(first.eps, torch.nn.Parameter)
+    elif gnn_class == "GAT":
         gnn_doc["heads"] = int(first.heads)
         # BasicGNN turns concat off for a conv that maps straight to out_channels.
         only_to_out = len(gnn.convs) == 1 and getattr(gnn, "_is_conv_to_out", False)
@@ -349,7 +378,10 @@ def _spec_v2(model: Any, pool: str) -> tuple[dict[str, Any], tuple[str, ...]]:
     gnn_out = int(gnn.out_channels)
     if isinstance(head, MLP):
         _check_relu(head.act, "head.act")
-        channel_list = [int(head.in_channels)] + [int(lin.out_features) for lin in head.lins]
+        channel_list = [int(c) for c in head.channel_list]
+        biases = {lin.bias is not None for lin in head.lins}
+        if len(biases) != 1:
+            raise _invalid("head has biases on some layers only; gcleaner's MLP has them on all or none")
         head_norms = [n for n in head.norms if not isinstance(n, torch.nn.Identity)]
         head_doc: dict[str, Any] = {
             "class": "MLP",
@@ -359,7 +391,7 @@ def _spec_v2(model: Any, pool: str) -> tuple[dict[str, Any], tuple[str, ...]]:
             "act": "relu",
             "act_first": bool(head.act_first),
             "dropout": _dropout(head.dropout),
-            "bias": head.lins[0].bias is not None,
+            "bias": biases.pop(),
         }
         num_classes = channel_list[-1]
         head_in = channel_list[0]
