@@ -307,7 +307,9 @@ fn pyg_model_classes_predict_the_same_and_load_back_strictly() {
         .expect("run check");
     let check_out = String::from_utf8_lossy(&check.stdout);
     let strict_ok = check_out.lines().filter(|l| l.contains("strict load ok")).count();
-    println!("PyG strict load-back: {strict_ok} of {} trained models", results.len());
+    let largest =
+        check_out.lines().filter_map(|l| l.rsplit_once("max |diff| ")?.1.trim().parse::<f64>().ok()).fold(0.0, f64::max);
+    println!("PyG strict load-back: {strict_ok} of {} trained models, largest |diff| {largest:.1e}", results.len());
     if !check.status.success() {
         failures.push(format!("PyG strict load-back failed:\n{}", String::from_utf8_lossy(&check.stderr)));
     }
@@ -329,4 +331,76 @@ fn pyg_model_classes_predict_the_same_and_load_back_strictly() {
     }
     table.print();
     assert!(failures.is_empty(), "{} failure(s): {failures:#?}", failures.len());
+}
+
+/// The four baseline defences run on models built from PyG's classes (no PyG needed: the
+/// specs are written here), each giving a defended model that still predicts every graph.
+#[test]
+fn baselines_run_on_pyg_model_classes() {
+    use gcleaner_engine::data::{make_batches, synthetic};
+    use gcleaner_engine::models::ModelSpec;
+    use gcleaner_engine::progress::NoProgress;
+    use gcleaner_engine::purify::baselines::{self, BaselineConfig, DefenceKind, FinetuneScope};
+    use gcleaner_engine::train::{train, TrainConfig};
+
+    tch::set_num_threads(1);
+    let ds = synthetic::generate(40, 3);
+    let indices: Vec<usize> = (0..ds.graphs.len()).collect();
+    let mut config = BaselineConfig::default();
+    config.finetune.epochs = 2;
+    config.finetune.scope = FinetuneScope::LastConvAndHead;
+    config.abl.isolation_epochs = 2;
+    config.abl.training_epochs = 2;
+    config.abl.unlearning_epochs = 2;
+    config.abl.isolation_ratio = 0.1;
+    config.smoothing.samples = 3;
+    let models = [
+        (
+            r#"{"class": "GIN", "hidden_channels": 8, "num_layers": 2, "norm": "batch_norm", "jk": "cat", "train_eps": true}"#,
+            "max",
+            r#"{"class": "MLP", "channel_list": [8, 8, 2]}"#,
+        ),
+        (r#"{"class": "GCN", "hidden_channels": 8, "num_layers": 2, "out_channels": 4}"#, "mean", r#"{"class": "Linear"}"#),
+        (
+            r#"{"class": "GAT", "hidden_channels": 8, "num_layers": 2, "heads": 2, "jk": "max"}"#,
+            "add",
+            r#"{"class": "MLP", "channel_list": [8, 2], "norm": null}"#,
+        ),
+        (
+            r#"{"class": "GraphSAGE", "hidden_channels": 8, "num_layers": 3, "norm": "batch_norm", "jk": "last"}"#,
+            "mean",
+            r#"{"class": "MLP", "channel_list": [8, 4, 2]}"#,
+        ),
+    ];
+    for (gnn, pool, head) in models {
+        let spec = ModelSpec::from_json(&format!(
+            r#"{{"format": "gcleaner.model/v2", "in_features": 2, "num_classes": 2,
+                "features": {{"kind": "node_attributes", "dim": 2}}, "gnn": {gnn}, "pool": "{pool}", "head": {head}}}"#
+        ))
+        .expect("spec");
+        let _seed = gcleaner_engine::rng::seed_torch(5);
+        let mut model = GnnModel::new(spec.clone(), Device::Cpu).expect("model");
+        drop(_seed);
+        let batches = make_batches(&ds, &indices, 16, &spec.features, Device::Cpu).expect("batches");
+        let train_config = TrainConfig { epochs: 2, ..TrainConfig::default() };
+        train(&mut model, &batches, &train_config, &mut NoProgress).expect("train");
+        for kind in DefenceKind::ALL {
+            let defended = baselines::run(kind, &model, &ds, Some((&ds, &indices)), &config, 1, &mut NoProgress)
+                .unwrap_or_else(|e| panic!("{gnn}: {}: {e}", kind.name()));
+            let predictions = defended.predict_indices(&ds, &indices).expect("predict");
+            assert_eq!(predictions.len(), ds.graphs.len(), "{gnn}: {}", kind.name());
+            assert!(defended.model().spec().is_pyg(), "{gnn}: {}", kind.name());
+            if kind == DefenceKind::Finetune {
+                // Fine-tuning the last conv and the head leaves the first conv as it was.
+                let (before, after) = (model.var_store().variables(), defended.model().var_store().variables());
+                let changed = |prefix: &str| {
+                    before
+                        .iter()
+                        .filter(|(n, _)| n.starts_with(prefix))
+                        .any(|(n, v)| v.to_kind(Kind::Float) != after[n].to_kind(Kind::Float))
+                };
+                assert!(!changed("gnn.convs.0.") && changed("head."), "{gnn}: fine-tuning changed the wrong parameters");
+            }
+        }
+    }
 }
