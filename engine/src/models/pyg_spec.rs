@@ -365,7 +365,7 @@ pub(super) fn problems(spec: &ModelSpec, pyg: &PygOptions, max_width: usize, max
     if spec.arch == Arch::Gat {
         if pyg.heads == 0 || pyg.heads > MAX_HEADS {
             problems.push(format!("gnn.heads must be between 1 and {MAX_HEADS}, got {}", pyg.heads));
-        } else if pyg.concat && spec.hidden % pyg.heads != 0 {
+        } else if pyg.concat && !spec.hidden.is_multiple_of(pyg.heads) {
             // PyG itself refuses this: each head gets hidden_channels / heads channels.
             problems.push(format!("gnn.hidden_channels ({}) must be divisible by gnn.heads ({})", spec.hidden, pyg.heads));
         }
