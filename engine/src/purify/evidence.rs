@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::montage::MontageBatch;
+use super::null::NullPatches;
 use super::recovery::Trigger;
 use crate::data::Graph;
 use crate::models::GnnModel;
@@ -250,7 +251,7 @@ impl EvidenceProbe {
     /// [`EvidenceProbe::measure`], then the same copies against the per-model null
     /// ([`super::null`]): `draws` natural patches per copy cut from the graphs of the target class
     /// among `graphs` (the probe's sample, labelled by `labels`), and [`TriggerEvidence::score`]
-    /// becomes the excess over them.
+    /// becomes the excess over them. The patches come back too, to be measured again.
     pub fn measure_against_null(
         &self,
         model: &GnnModel,
@@ -259,7 +260,7 @@ impl EvidenceProbe {
         labels: &[usize],
         draws: usize,
         rng: &mut crate::rng::Rng,
-    ) -> Result<TriggerEvidence> {
+    ) -> Result<(TriggerEvidence, NullPatches)> {
         let triggered = self.triggered_predictions(model, trigger)?;
         let mut e = self.evidence_for(&triggered, None);
         let edges = trigger.edges.len();
@@ -272,13 +273,9 @@ impl EvidenceProbe {
             std::cmp::Ordering::Equal => 0.0,
         };
         let density_weight = (toward / ASSOCIATION_T).clamp(0.0, 1.0);
-        let mut hits = super::null::null_hits(model, self, graphs, labels, e.target, draws, None, rng)?;
-        if density_weight > 0.0 {
-            let matched = super::null::null_hits(model, self, graphs, labels, e.target, draws, Some(edges), rng)?;
-            for (h, m) in hits.iter_mut().zip(matched) {
-                *h = (1.0 - density_weight) * *h + density_weight * m;
-            }
-        }
+        let patches =
+            NullPatches::draw(self, graphs, labels, e.target, draws, Some((edges, density_weight)), model.device(), rng);
+        let hits = patches.hits(model, self)?;
         let (mut groups, mut candidate, mut null) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..triggered.len() {
             if self.copy_clean_pred[i] != e.target {
@@ -293,7 +290,19 @@ impl EvidenceProbe {
         comparison.density_weight = density_weight;
         e.score = comparison.score();
         e.null = Some(comparison);
-        Ok(e)
+        Ok((e, patches))
+    }
+
+    /// The share of `patches` that sends the copies the original model did not predict as the
+    /// target there, measured on `model` (the null's flip rate, again, on a changed model).
+    pub fn null_flip_rate(&self, model: &GnnModel, patches: &NullPatches, target: usize) -> Result<f64> {
+        let hits = patches.hits(model, self)?;
+        let (sum, n) = hits
+            .iter()
+            .zip(&self.copy_clean_pred)
+            .filter(|(_, &clean)| clean != target)
+            .fold((0.0, 0usize), |(s, n), (h, _)| (s + h, n + 1));
+        Ok(if n == 0 { 0.0 } else { sum / n as f64 })
     }
 
     /// The placed copies, batched (`None` when no sample graph can carry the trigger).

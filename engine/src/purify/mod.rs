@@ -3,6 +3,7 @@
 //! before/after numbers measured on held-out clean graphs only.
 
 pub mod baselines;
+pub mod budget;
 pub mod census;
 pub mod config_check;
 pub mod evidence;
@@ -34,7 +35,7 @@ use evidence::TriggerEvidence;
 use recovery::{least_important_nodes, random_placements, recover_size, RecoveredTrigger, RecoveryConfig};
 use report::{Candidate, HoldoutReport, PurifyReport, Timings, TriggerSource, Verdict};
 use settings::RunMode;
-use unlearn::{unlearn, UnlearnConfig, UnlearnMode, UnlearnSet};
+use unlearn::{unlearn_toward, UnlearnConfig, UnlearnMode, UnlearnSet};
 
 /// Every purification setting. Its defaults are the `Default` impls of this and of
 /// [`RecoveryConfig`] and [`UnlearnConfig`]: a field missing from a stored config takes its
@@ -57,6 +58,10 @@ pub struct PurifyConfig {
     pub force: bool,
     /// Natural patches drawn per placed copy for the per-model null ([`null`]).
     pub null_draws: usize,
+    /// Most edges a batch of placed copies holds (the evidence, the null, an unlearning
+    /// epoch): past it, fewer random placements per graph, then fewer graphs for the evidence
+    /// ([`budget`]).
+    pub copy_edges: usize,
     /// Label every sample graph with the model's own prediction (auxiliary data from another
     /// dataset, whose labels mean nothing to the model).
     pub pseudo_labels: bool,
@@ -75,6 +80,7 @@ impl Default for PurifyConfig {
             evidence_threshold: 0.3,
             force: false,
             null_draws: 4,
+            copy_edges: 300_000,
             pseudo_labels: false,
             seed: 10,
         }
@@ -102,6 +108,7 @@ impl PurifyConfig {
         if self.force && self.mode == RunMode::Scan {
             return Err(Error::setting("force", "has no meaning with mode scan, which never unlearns"));
         }
+        at_least("copy_edges", self.copy_edges, 1)?;
         self.recovery.validate()?;
         self.unlearn.validate()
     }
@@ -317,6 +324,76 @@ fn census_pick(
     Ok(())
 }
 
+/// Recovers a trigger for every candidate size and judges each against the per-model null;
+/// with each candidate, the probe it was measured on and its null's patches. The generator
+/// trains on `scale.recovery_graphs` of the unlearning graphs, and the evidence is measured on
+/// `scale.evidence_graphs` of them (all, below the budget).
+#[allow(clippy::too_many_arguments)]
+fn recover_candidates(
+    model: &GnnModel,
+    sample: &Dataset,
+    train_graphs: &[&Graph],
+    train_labels: &[usize],
+    train_importance: &[Vec<f32>],
+    scale: &budget::WorkScale,
+    config: &PurifyConfig,
+    progress: &mut dyn Progress,
+) -> Result<(Vec<Candidate>, Vec<(evidence::EvidenceProbe, null::NullPatches)>)> {
+    let pick = |idx: &[usize]| -> (Vec<&Graph>, Vec<usize>, Vec<usize>) {
+        (idx.iter().map(|&i| train_graphs[i]).collect(), idx.iter().map(|&i| train_labels[i]).collect(), idx.to_vec())
+    };
+    let (rec_graphs, rec_labels, rec_idx) =
+        pick(&budget::stratified_subset(train_labels, scale.recovery_graphs, config.seed, "recovery-graphs"));
+    let (probe_graphs, probe_labels, probe_idx) =
+        pick(&budget::stratified_subset(train_labels, scale.evidence_graphs, config.seed, "evidence-graphs"));
+    let mut candidates = Vec::new();
+    let mut nulls = Vec::new();
+    let mut rng = rng_for(config.seed, "evidence-positions");
+    let mut null_rng = rng_for(config.seed, "null-patches");
+    for size in candidate_sizes(config, sample) {
+        let positions = least_important_nodes(train_importance, size);
+        let rec_positions: Vec<Vec<usize>> = rec_idx.iter().map(|&i| positions[i].clone()).collect();
+        let recovered: RecoveredTrigger =
+            recover_size(model, &rec_graphs, &rec_labels, &rec_positions, size, &config.recovery, config.seed, progress)?;
+        let count = scale.evidence_placements;
+        let random = random_placements(&probe_graphs, size, count, &mut rng);
+        let placements: Vec<Vec<Vec<usize>>> = probe_idx
+            .iter()
+            .enumerate()
+            .map(|(k, &g)| {
+                let mut sets = vec![positions[g].clone()];
+                sets.extend(random[k * count..(k + 1) * count].iter().cloned());
+                sets
+            })
+            .collect();
+        let probe = evidence::EvidenceProbe::new(model, &probe_graphs, &placements, size)?;
+        let evidence: TriggerEvidence = probe.measure(model, &recovered.trigger, None)?;
+        let mut candidate = Candidate {
+            recovered,
+            evidence,
+            source: TriggerSource::Generator,
+            generator_score: None,
+            census_patterns: 0,
+            census: Vec::new(),
+        };
+        if config.recovery.census {
+            census_pick(model, &probe, &mut candidate, &rec_graphs, &rec_labels, &rec_positions, config)?;
+        }
+        let (evidence, patches) = probe.measure_against_null(
+            model,
+            &candidate.recovered.trigger,
+            &probe_graphs,
+            &probe_labels,
+            config.null_draws,
+            &mut null_rng,
+        )?;
+        candidate.evidence = evidence;
+        candidates.push(candidate);
+        nulls.push((probe, patches));
+    }
+    Ok((candidates, nulls))
+}
+
 /// Runs G-Cleaner on `model` with the clean `sample` (already mapped to the model's classes).
 pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progress: &mut dyn Progress) -> Result<PurifyOutcome> {
     let started = Instant::now();
@@ -361,45 +438,14 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
     let explain_s = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let mut candidates = Vec::new();
-    let mut rng = rng_for(config.seed, "evidence-positions");
-    let mut null_rng = rng_for(config.seed, "null-patches");
-    for size in candidate_sizes(config, sample) {
-        let positions = least_important_nodes(&train_importance, size);
-        let recovered: RecoveredTrigger =
-            recover_size(model, &train_graphs, &train_labels, &positions, size, &config.recovery, config.seed, progress)?;
-        let count = config.unlearn.positions.max(1);
-        let random = random_placements(&train_graphs, size, count, &mut rng);
-        let placements: Vec<Vec<Vec<usize>>> = (0..train_graphs.len())
-            .map(|g| {
-                let mut sets = vec![positions[g].clone()];
-                sets.extend(random[g * count..(g + 1) * count].iter().cloned());
-                sets
-            })
-            .collect();
-        let probe = evidence::EvidenceProbe::new(model, &train_graphs, &placements, size)?;
-        let evidence: TriggerEvidence = probe.measure(model, &recovered.trigger, None)?;
-        let mut candidate = Candidate {
-            recovered,
-            evidence,
-            source: TriggerSource::Generator,
-            generator_score: None,
-            census_patterns: 0,
-            census: Vec::new(),
-        };
-        if config.recovery.census {
-            census_pick(model, &probe, &mut candidate, &train_graphs, &train_labels, &positions, config)?;
-        }
-        candidate.evidence = probe.measure_against_null(
-            model,
-            &candidate.recovered.trigger,
-            &train_graphs,
-            &train_labels,
-            config.null_draws,
-            &mut null_rng,
-        )?;
-        candidates.push(candidate);
-    }
+    let scale = budget::WorkScale::plan(&train_graphs, config.recovery.batch_edges, config.copy_edges, config.unlearn.positions);
+    let (candidates, nulls) =
+        recover_candidates(model, sample, &train_graphs, &train_labels, &train_importance, &scale, config, progress)?;
+    // Unlearning and the held-out measurements place copies as the budget allows.
+    let mut scaled = config.clone();
+    scaled.unlearn.positions = scale.unlearning_placements;
+    let requested = config;
+    let config = &scaled;
     let recovery_s = t.elapsed().as_secs_f64();
 
     let selected = select_candidate(&candidates);
@@ -440,12 +486,20 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
             triggers.extend(dense_cores(&trigger, &candidates, &unlearned_candidates));
         }
         // Only the excess goes: unlearning has converged once the trigger flips no more of the
-        // copies than natural patches did.
-        let mut unlearn_config = config.unlearn.clone();
-        if let Some(null) = &chosen.evidence.null {
-            unlearn_config.converged_flip_rate = unlearn_config.converged_flip_rate.max(null.flip_rate);
-        }
-        Some(unlearn(&mut purified, &train_set, &holdout_set, &triggers, target, &unlearn_config, config.seed, progress)?)
+        // copies than natural patches do on the model as it is then.
+        let (probe, patches) = &nulls[selected];
+        let natural = |m: &GnnModel| probe.null_flip_rate(m, patches, target);
+        Some(unlearn_toward(
+            &mut purified,
+            &train_set,
+            &holdout_set,
+            &triggers,
+            target,
+            &config.unlearn,
+            Some(&natural),
+            config.seed,
+            progress,
+        )?)
     } else {
         None
     };
@@ -477,7 +531,8 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
         format: report::REPORT_FORMAT.to_string(),
         input_sha256: None,
         spec: model.spec().clone(),
-        config: config.clone(),
+        config: requested.clone(),
+        work: Some(scale),
         sample: report::SampleInfo {
             n_total: sample.len(),
             n_unlearning: train_graphs.len(),

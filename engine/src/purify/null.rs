@@ -70,52 +70,117 @@ fn pair_vector(size: usize, edges: &[(usize, usize)]) -> Vec<f32> {
     slot_pairs(size).into_iter().map(|p| if edges.binary_search(&p).is_ok() { 1.0 } else { 0.0 }).collect()
 }
 
-/// Per placed copy of `probe`, the share of `draws` natural patches after which the model
-/// predicts `target`. Each patch is cut from a random graph of the sample whose label is
-/// `target`, other than the copy's own: if graphs of that class carry the pattern themselves
-/// (one class of a dataset is the denser one), their pieces move graphs there as much as the
-/// candidate does, and the candidate shows no excess. A planted trigger is in no clean graph.
+/// The natural patches of a per-model null, drawn once per placed copy of a probe so that the
+/// very same patches can be measured again on a model that is being changed (unlearning).
 ///
-/// With `match_edges`, each piece is then filled with random edges (or thinned) to that many
-/// edges: see [`density_association`] for when the null must carry the candidate's density.
+/// Each patch is cut from a random graph of the sample whose label is the target, other than
+/// the copy's own: if graphs of that class carry the pattern themselves (one class of a dataset
+/// is the denser one), their pieces move graphs there as much as the candidate does, and the
+/// candidate shows no excess. A planted trigger is in no clean graph. With a density weight
+/// above 0, pieces filled with random edges (or thinned) to the candidate's edge count are
+/// mixed in with that weight: see [`density_association`] for when the null must carry the
+/// candidate's density.
+pub struct NullPatches {
+    target: usize,
+    /// One `[copies, pairs]` adjacency per draw.
+    natural: Vec<Tensor>,
+    matched: Vec<Tensor>,
+    matched_weight: f64,
+}
+
+impl NullPatches {
+    /// `draws` patches per placed copy of `probe` for `target`, cut from `graphs` (the probe's
+    /// sample, labelled by `labels`); with `matched = Some((edges, weight))` and a weight above
+    /// 0, as many again filled to `edges` edges.
+    #[allow(clippy::too_many_arguments)]
+    pub fn draw(
+        probe: &EvidenceProbe,
+        graphs: &[&Graph],
+        labels: &[usize],
+        target: usize,
+        draws: usize,
+        matched: Option<(usize, f64)>,
+        device: tch::Device,
+        rng: &mut Rng,
+    ) -> NullPatches {
+        let natural = draw_patches(probe, graphs, labels, target, draws, None, device, rng);
+        let (matched, matched_weight) = match matched {
+            Some((edges, weight)) if weight > 0.0 => {
+                (draw_patches(probe, graphs, labels, target, draws, Some(edges), device, rng), weight.min(1.0))
+            }
+            _ => (Vec::new(), 0.0),
+        };
+        NullPatches { target, natural, matched, matched_weight }
+    }
+
+    /// Natural patches drawn per copy.
+    pub fn draws(&self) -> usize {
+        self.natural.len()
+    }
+
+    /// Per placed copy of `probe`, the share of the patches after which `model` predicts the
+    /// target (natural and edge-matched shares mixed by the density weight).
+    pub fn hits(&self, model: &GnnModel, probe: &EvidenceProbe) -> Result<Vec<f64>> {
+        let mut hits = share_of_target(model, probe, &self.natural, self.target)?;
+        if self.matched_weight > 0.0 {
+            let matched = share_of_target(model, probe, &self.matched, self.target)?;
+            for (h, m) in hits.iter_mut().zip(matched) {
+                *h = (1.0 - self.matched_weight) * *h + self.matched_weight * m;
+            }
+        }
+        Ok(hits)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
-pub fn null_hits(
-    model: &GnnModel,
+fn draw_patches(
     probe: &EvidenceProbe,
     graphs: &[&Graph],
     labels: &[usize],
     target: usize,
     draws: usize,
     match_edges: Option<usize>,
+    device: tch::Device,
     rng: &mut Rng,
-) -> Result<Vec<f64>> {
-    let Some(batch) = probe.copies() else { return Ok(Vec::new()) };
+) -> Vec<Tensor> {
+    if probe.copies().is_none() {
+        return Vec::new();
+    }
     let size = probe.size();
     let copies = probe.copy_graphs();
-    let mut hits = vec![0.0f64; copies.len()];
     let pairs = num_pairs(size);
     let of_target: Vec<usize> = (0..graphs.len()).filter(|&i| labels.get(i) == Some(&target)).collect();
-    for _ in 0..draws.max(1) {
-        let mut rows: Vec<f32> = Vec::with_capacity(copies.len() * pairs);
-        for &g in copies {
-            let donor = donor_for(g, &of_target, graphs.len(), rng);
-            let mut piece = natural_patch(graphs[donor], size, rng);
-            if let Some(m) = match_edges {
-                match_edge_count(&mut piece, size, m, rng);
+    (0..draws.max(1))
+        .map(|_| {
+            let mut rows: Vec<f32> = Vec::with_capacity(copies.len() * pairs);
+            for &g in copies {
+                let donor = donor_for(g, &of_target, graphs.len(), rng);
+                let mut piece = natural_patch(graphs[donor], size, rng);
+                if let Some(m) = match_edges {
+                    match_edge_count(&mut piece, size, m, rng);
+                }
+                rows.extend(pair_vector(size, &piece));
             }
-            rows.extend(pair_vector(size, &piece));
-        }
-        let adjacency = Tensor::from_slice(&rows).view([copies.len() as i64, pairs as i64]).to_device(model.device());
+            Tensor::from_slice(&rows).view([copies.len() as i64, pairs as i64]).to_device(device)
+        })
+        .collect()
+}
+
+/// Per copy, the share of `patches` after which `model` predicts `target`.
+fn share_of_target(model: &GnnModel, probe: &EvidenceProbe, patches: &[Tensor], target: usize) -> Result<Vec<f64>> {
+    let Some(batch) = probe.copies() else { return Ok(Vec::new()) };
+    let mut hits = vec![0.0f64; probe.copy_graphs().len()];
+    for adjacency in patches {
         let predicted = tch::no_grad(|| {
-            let inputs = batch.assemble_fixed(&adjacency, None);
+            let inputs = batch.assemble_fixed(adjacency, None);
             model.forward_t(&inputs.graph_input(batch), false).log_probs
         });
         for (hit, p) in hits.iter_mut().zip(super::evidence::predicted_classes(&predicted)?) {
             *hit += f64::from(u8::from(p == target));
         }
     }
-    let draws = draws.max(1) as f64;
-    Ok(hits.into_iter().map(|h| h / draws).collect())
+    let n = patches.len().max(1) as f64;
+    Ok(hits.into_iter().map(|h| h / n).collect())
 }
 
 /// Adds random slot pairs to `piece` (or removes random edges) until it has `m` edges; the

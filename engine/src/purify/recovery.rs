@@ -32,6 +32,9 @@ pub struct RecoveryConfig {
     /// Also try every connected pattern of each size up to [`super::census::MAX_CENSUS_NODES`]
     /// nodes, judged by the same evidence as the generator's.
     pub census: bool,
+    /// Most edges the generator's training batch holds: past it, the generator trains on a
+    /// class-stratified subset of the unlearning graphs (see [`super::budget`]).
+    pub batch_edges: usize,
 }
 
 impl Default for RecoveryConfig {
@@ -45,6 +48,7 @@ impl Default for RecoveryConfig {
             lr: 0.01,
             generator_hidden: 64,
             census: true,
+            batch_edges: 20_000,
         }
     }
 }
@@ -67,6 +71,7 @@ impl RecoveryConfig {
         at_least("recovery.epochs", self.epochs, 1)?;
         at_least("recovery.restarts", self.restarts, 1)?;
         at_least("recovery.generator_hidden", self.generator_hidden, 1)?;
+        at_least("recovery.batch_edges", self.batch_edges, 1)?;
         positive("recovery.lr", self.lr)?;
         // A cosine similarity threshold: anything outside [-1, 1] makes the hinge constant.
         if !(-1.0..=1.0).contains(&self.threshold) {

@@ -43,6 +43,10 @@ pub struct PurifyReport {
     /// 2-D PCA of the clean sample's graph embeddings, clean and triggered, before and after.
     pub projection: Option<Projection>,
     pub timings: Timings,
+    /// What the edge budgets left each stage on this sample (absent in reports written before
+    /// there were budgets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work: Option<super::budget::WorkScale>,
     /// Sentences for people about results to check before using the purified model (empty
     /// when there is nothing to check).
     #[serde(default)]

@@ -30,7 +30,8 @@ pub struct UnlearnConfig {
     pub epochs: usize,
     /// Robust mode: unlearning stops after this many epochs once the trigger flips no more than
     /// `converged_flip_rate` of the copies (the purifier raises that to the per-model null's
-    /// rate, so a pattern keeps the effect natural patterns have).
+    /// rate, re-measured on the changing model after every epoch, so a pattern keeps the effect
+    /// natural patterns have).
     pub min_epochs: usize,
     pub lr: f64,
     pub batch_size: usize,

@@ -88,6 +88,10 @@ pub struct UnlearnEpoch {
     /// robust mode trains past `epochs`.
     #[serde(default)]
     pub train_flip_rate: f64,
+    /// The rate unlearning aimed the trigger's flip rate at after this epoch: natural patches'
+    /// flip rate re-measured on the changed model (see [`unlearn_toward`]), when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub natural_flip_rate: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,6 +187,29 @@ pub fn unlearn(
     triggers: &[Trigger],
     target: usize,
     config: &UnlearnConfig,
+    seed: u64,
+    progress: &mut dyn Progress,
+) -> Result<UnlearnOutcome> {
+    unlearn_toward(model, train, holdout, triggers, target, config, None, seed, progress)
+}
+
+/// The flip rate natural patches give the model as it is now: the level down to which the
+/// trigger's effect is an attacker's excess. Re-measured after every epoch because on a
+/// backdoored model natural pieces set part of the backdoor off themselves, so the rate
+/// measured before unlearning sets the goal too high; as the backdoor goes, so does that part.
+pub type NaturalFlipRate<'a> = &'a dyn Fn(&GnnModel) -> Result<f64>;
+
+/// [`unlearn`], converging once the trigger flips no more of the copies than
+/// `max(config.converged_flip_rate, natural(model))` after the last epoch.
+#[allow(clippy::too_many_arguments)]
+pub fn unlearn_toward(
+    model: &mut GnnModel,
+    train: &UnlearnSet,
+    holdout: &UnlearnSet,
+    triggers: &[Trigger],
+    target: usize,
+    config: &UnlearnConfig,
+    natural: Option<NaturalFlipRate>,
     seed: u64,
     progress: &mut dyn Progress,
 ) -> Result<UnlearnOutcome> {
@@ -288,7 +315,9 @@ pub fn unlearn(
     let target_label = Tensor::from(target as i64).to_device(device);
 
     for epoch in 0..max_epochs {
-        let converged = history.last().is_some_and(|h| h.train_flip_rate <= config.converged_flip_rate);
+        let converged = history
+            .last()
+            .is_some_and(|h| h.train_flip_rate <= config.converged_flip_rate.max(h.natural_flip_rate.unwrap_or(0.0)));
         if (epoch >= config.epochs && (converged || history.is_empty())) || (epoch >= config.min_epochs && converged) {
             break;
         }
@@ -401,6 +430,7 @@ pub fn unlearn(
             holdout_flip_rate: flip,
             worst_recall_drop: drop,
             train_flip_rate: if non_target_copies > 0 { flipped as f64 / non_target_copies as f64 } else { 0.0 },
+            natural_flip_rate: natural.map(|rate| rate(model)).transpose()?,
         });
         // A collapsed epoch is not kept, but training goes on: the first epochs of a large
         // loss can wreck a class that later epochs restore (the paper mode's logit MSE on AIDS
