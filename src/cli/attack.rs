@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use gcleaner_engine::attacks::{run_attack_with_clean_model, write_attack_dir, AttackConfig, AttackKind, Motif};
 use gcleaner_engine::data::{Dataset, FeatureSpec};
-use gcleaner_engine::models::Arch;
+use gcleaner_engine::models::{Arch, ModelSpec};
 
 use super::common::{load_data, load_model, BarProgress, DeviceArg};
 use super::features_arg::parse_features;
@@ -68,6 +68,11 @@ pub struct AttackArgs {
     /// Seed of the split, the trigger, the poisoned graphs, the positions and the models.
     #[arg(long, default_value_t = 10)]
     seed: u64,
+    /// Build both models from this model spec (JSON; e.g. a gcleaner.model/v2 spec of PyTorch
+    /// Geometric's model classes, docs/model-format.md) instead of --arch, --hidden, --layers
+    /// and --features.
+    #[arg(long)]
+    spec: Option<PathBuf>,
     /// Reuse the clean model of an earlier run with the same data, seed, architecture, features
     /// and training settings (its clean_model.safetensors) instead of training it again.
     #[arg(long)]
@@ -106,6 +111,10 @@ pub fn run(args: AttackArgs) -> Result<()> {
     config.batch_size = args.batch_size;
     config.seed = args.seed;
     config.device = device;
+    if let Some(path) = &args.spec {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        config.model = Some(ModelSpec::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
+    }
     let clean_model = match &args.clean_model {
         Some(path) => Some(load_model(path, None, device)?),
         None => None,

@@ -78,9 +78,9 @@ fn run_gcleaner(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_gcleaner")).args(args).output().unwrap()
 }
 
-/// Models built from PyG's own classes (gcleaner.model/v2) go through `gcleaner purify`; the
-/// purified file loads back into the same PyG class with `load_state_dict(strict=True)` and
-/// predicts what `gcleaner predict` prints. Models with modules gcleaner cannot run are refused
+/// Models built from PyG's own classes (gcleaner.model/v2) go through `gcleaner purify` and
+/// `gcleaner attack --spec`; every file written loads back into the same PyG class with
+/// `load_state_dict(strict=True)` and predicts what `gcleaner predict` prints. Models with modules gcleaner cannot run are refused
 /// with the module named.
 #[test]
 fn purify_runs_on_pyg_model_classes_and_pyg_loads_the_result_strictly() {
@@ -152,6 +152,39 @@ fn purify_runs_on_pyg_model_classes_and_pyg_loads_the_result_strictly() {
         let rows: Vec<Value> = got["predictions"].as_array().unwrap().iter().map(|r| r["log_probs"].clone()).collect();
         results.push(serde_json::json!({"weights": weights, "log_probs": rows}));
     }
+    // A backdoor planted into a PyG model class by `gcleaner attack --spec`: both of its models
+    // load into PyG strictly too.
+    let many = path("data200.json");
+    let out = run_gcleaner(&["synth", "--graphs", "200", "--seed", "2", "--out", &many]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let attack = path("attack");
+    let out = run_gcleaner(&[
+        "attack",
+        "--spec",
+        &path("spec0.json"),
+        "--data",
+        &many,
+        "--attack",
+        "subgraph",
+        "--epochs",
+        "3",
+        "--defender-fraction",
+        "0.1",
+        "--device",
+        "cpu",
+        "--out",
+        &attack,
+    ]);
+    assert!(out.status.success(), "attack: {}", String::from_utf8_lossy(&out.stderr));
+    for file in ["model.safetensors", "clean_model.safetensors"] {
+        let weights = format!("{attack}/{file}");
+        let out = run_gcleaner(&["predict", "--json", "--device", "cpu", "--model", &weights, "--data", &data]);
+        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let rows: Vec<Value> = got["predictions"].as_array().unwrap().iter().map(|r| r["log_probs"].clone()).collect();
+        results.push(serde_json::json!({"weights": weights, "log_probs": rows}));
+    }
+
     let results_path = path("results.json");
     std::fs::write(&results_path, serde_json::to_string(&results).unwrap()).unwrap();
     let check =

@@ -75,6 +75,11 @@ pub struct AttackConfig {
     pub gta: GtaConfig,
     /// Seeds the split, the trigger, the poisoned graphs, the positions and the models.
     pub seed: u64,
+    /// Build both models from this spec instead of `arch`, `hidden`, `num_layers` and
+    /// `features` (e.g. a `gcleaner.model/v2` spec of PyG's model classes); its class labels
+    /// are the dataset's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelSpec>,
     #[serde(skip, default = "cpu")]
     pub device: Device,
 }
@@ -104,6 +109,7 @@ impl AttackConfig {
             explainer: GnnExplainerConfig::default(),
             gta: GtaConfig::default(),
             seed: DEFAULT_SEED,
+            model: None,
             device: Device::Cpu,
         }
     }
@@ -114,6 +120,9 @@ impl AttackConfig {
 
     /// The spec both models are built with.
     pub fn model_spec(&self, ds: &Dataset) -> ModelSpec {
+        if let Some(spec) = &self.model {
+            return ModelSpec { class_labels: Some(ds.class_labels.clone()), ..spec.clone() };
+        }
         let features = self.features.clone().unwrap_or_else(|| FeatureSpec::default_for(ds));
         ModelSpec {
             format: SPEC_FORMAT.to_string(),
@@ -158,7 +167,16 @@ impl AttackConfig {
         if self.attack == AttackKind::Gta {
             self.gta.validate(self.train.epochs)?;
         }
-        self.model_spec(ds).validate()?;
+        let spec = self.model_spec(ds);
+        spec.validate()?;
+        if spec.num_classes != ds.num_classes() {
+            return Err(Error::invalid(format!(
+                "the model spec has {} classes but dataset {:?} has {}",
+                spec.num_classes,
+                ds.name,
+                ds.num_classes()
+            )));
+        }
         if let Some(i) = ds.graphs.iter().position(|g| g.num_nodes == 0) {
             return Err(Error::invalid(format!(
                 "graph {i} of dataset {:?} has no nodes; drop node-less graphs before attacking",
@@ -531,7 +549,7 @@ pub fn run_attack_with_clean_model(
         dataset: ds.name.clone(),
         attack: config.attack,
         name: config.attack.paper_name().to_string(),
-        arch: config.arch,
+        arch: config.model.as_ref().map_or(config.arch, |spec| spec.arch),
         seed: config.seed,
         epochs: config.train.epochs,
         target_label: config.target_label,
