@@ -12,6 +12,8 @@ SCHEMATHESIS_STAMP := $(VENV)/.schemathesis-$(SCHEMATHESIS_VERSION)
 PYTEST_VERSION := 9.2.0
 HATCHLING_VERSION := 1.33.0
 CLIENT_TEST_STAMP := $(VENV)/.client-test-$(PYTEST_VERSION)-$(HATCHLING_VERSION)
+MOTO_VERSION := 5.2.5
+MOTO_STAMP := $(VENV)/.moto-$(MOTO_VERSION)
 
 # torch-sys finds libtorch through the venv's python (LIBTORCH_USE_PYTORCH).
 export VIRTUAL_ENV := $(VENV)
@@ -21,7 +23,7 @@ export LIBTORCH_USE_PYTORCH := 1
 .PHONY: setup build test run demo sample bench bench-api bench-scan zoo postgres clean-venv
 
 # Headless Chromium (Debian's package) for the test that opens report.html in a browser.
-setup: $(TORCH_STAMP) $(SCHEMATHESIS_STAMP) $(CLIENT_TEST_STAMP)
+setup: $(TORCH_STAMP) $(SCHEMATHESIS_STAMP) $(CLIENT_TEST_STAMP) $(MOTO_STAMP)
 	@test -x /usr/bin/chromium || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
@@ -39,6 +41,13 @@ $(SCHEMATHESIS_STAMP): $(TORCH_STAMP)
 # without fetching a build backend on every run.
 $(CLIENT_TEST_STAMP): $(TORCH_STAMP)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check "pytest==$(PYTEST_VERSION)" "hatchling==$(HATCHLING_VERSION)"
+	@touch $@
+
+# The S3-compatible server of the storage and API tests (tests/api/s3_server.rs starts
+# `moto_server` on loopback): a pure-Python wheel, where building Garage or MinIO from source
+# would take too long on CI's two cores.
+$(MOTO_STAMP): $(TORCH_STAMP)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check "moto[server]==$(MOTO_VERSION)"
 	@touch $@
 
 # Python packages used only by the interop tests and the PyG benchmark.

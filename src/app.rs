@@ -17,7 +17,7 @@ use crate::metrics::HttpMetrics;
 use crate::notify::Notifications;
 use crate::queue::worker::{worker_id, Worker};
 use crate::queue::JobRunner;
-use crate::storage::{ArtifactStore, LocalStore};
+use crate::storage::ArtifactStore;
 
 pub struct Application {
     port: u16,
@@ -33,10 +33,8 @@ impl Application {
         let shutdown = CancellationToken::new();
         let pool = crate::db::connect(&config.database)?;
         crate::db::migrate(&pool).await?;
-        let store: Arc<dyn ArtifactStore> = Arc::new(
-            LocalStore::open(&config.runtime.data_dir)
-                .with_context(|| format!("cannot use data directory {}", config.runtime.data_dir.display()))?,
-        );
+        let store = crate::storage::open(&config.runtime.storage, &config.runtime.data_dir)?;
+        tracing::info!(store = %store.location(), "artifact store");
         let listener =
             TcpListener::bind(config.api.bind).await.with_context(|| format!("cannot listen on {}", config.api.bind))?;
         let port = listener.local_addr()?.port();
@@ -130,10 +128,8 @@ impl WorkerPool {
         if !crate::db::migrations_applied(&pool).await? {
             anyhow::bail!("the database schema is not migrated; run gcleaner migrate (or gcleaner serve) first");
         }
-        let store: Arc<dyn ArtifactStore> = Arc::new(
-            LocalStore::open(&config.runtime.data_dir)
-                .with_context(|| format!("cannot use data directory {}", config.runtime.data_dir.display()))?,
-        );
+        let store = crate::storage::open(&config.runtime.storage, &config.runtime.data_dir)?;
+        tracing::info!(store = %store.location(), "artifact store");
         let notifications = Notifications::start(pool.clone(), shutdown.clone());
         Ok(WorkerPool::new(config, pool, store, runner, notifications, shutdown))
     }

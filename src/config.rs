@@ -41,9 +41,13 @@ pub enum LogFormat {
 /// Logging, artifacts and the compute device: what every long-running process needs.
 #[derive(Debug, Clone, Args)]
 pub struct RuntimeConfig {
-    /// Directory for artifacts (uploads, purified models, reports) and upload staging.
+    /// Directory for artifacts (uploads, purified models, reports) and upload staging. With an
+    /// s3:// storage URL it holds only this process's staging and work files.
     #[arg(long, env = "GCLEANER_DATA_DIR", default_value = "gcleaner-data")]
     pub data_dir: PathBuf,
+
+    #[command(flatten)]
+    pub storage: StorageConfig,
 
     /// Device the engine runs on: cpu, cuda or cuda:N.
     #[arg(long, env = "GCLEANER_DEVICE", default_value = "cpu")]
@@ -52,6 +56,34 @@ pub struct RuntimeConfig {
     /// Log line format.
     #[arg(long, env = "GCLEANER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// Where artifacts are kept. The S3 settings read the standard AWS variables, so a deployment
+/// configures them as it would any AWS client; other `AWS_*` variables (session token, web
+/// identity) are read by the S3 client itself.
+#[derive(Debug, Clone, Args)]
+pub struct StorageConfig {
+    /// Artifact store: file:///path (a local directory) or s3://bucket/prefix (an S3-compatible
+    /// bucket). Unset: the data directory.
+    #[arg(long, env = "GCLEANER_STORAGE_URL")]
+    pub storage_url: Option<String>,
+
+    /// S3 endpoint for servers other than AWS (MinIO, Garage), e.g. http://minio:9000; an http://
+    /// endpoint is allowed and addressed path-style.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub storage_endpoint: Option<String>,
+
+    /// S3 region (us-east-1 when unset).
+    #[arg(long, env = "AWS_REGION")]
+    pub storage_region: Option<String>,
+
+    /// S3 access key id.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    pub storage_access_key_id: Option<String>,
+
+    /// S3 secret access key (prefer the environment variable to the flag).
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub storage_secret_access_key: Option<String>,
 }
 
 /// How workers lease, retry and hand back jobs.

@@ -7,7 +7,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use tokio_util::io::ReaderStream;
 
 use super::auth::Caller;
 use super::error::ApiError;
@@ -52,10 +51,10 @@ async fn succeeded_artifact(
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("succeeded job {id} has no {} artifact", kind.as_str())))
 }
 
+/// The artifact streamed from the store, never held whole in memory.
 async fn file_body(state: &AppState, row: &artifacts::ArtifactRow) -> Result<Body, ApiError> {
-    let path = state.store.local_path(&row.storage_key)?;
-    let file = tokio::fs::File::open(path).await?;
-    Ok(Body::from_stream(ReaderStream::new(file)))
+    let stream = state.store.read(&row.storage_key).await.map_err(ApiError::storage)?;
+    Ok(Body::from_stream(stream))
 }
 
 fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {

@@ -26,6 +26,10 @@ pub enum ApiError {
     Unprocessable { code: &'static str, detail: String },
     #[error("{0}")]
     Unavailable(String),
+    /// The artifact store could not be reached or written. The field is the store's error, for
+    /// the log only: it names internal hosts.
+    #[error("the artifact store is unavailable; nothing was changed, retry later")]
+    StorageUnavailable(String),
     #[error(transparent)]
     Upload(#[from] UploadError),
     #[error("database error: {0}")]
@@ -41,6 +45,15 @@ impl From<std::io::Error> for ApiError {
 }
 
 impl ApiError {
+    /// A store error: a missing object of a job that should have it is an internal error, any
+    /// other failure means the store is unreachable (503, retry).
+    pub fn storage(err: std::io::Error) -> Self {
+        match err.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput => ApiError::Internal(err.into()),
+            _ => ApiError::StorageUnavailable(err.to_string()),
+        }
+    }
+
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
         ApiError::BadRequest { code, detail: detail.into() }
     }
@@ -60,6 +73,9 @@ impl ApiError {
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code, "Conflict"),
             ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code, "Unprocessable request"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+            ApiError::StorageUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "Artifact storage unavailable")
+            }
             ApiError::Upload(e) => (e.status(), e.code(), upload_title(e.status())),
             ApiError::Database(_) | ApiError::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error")
@@ -105,6 +121,10 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Unauthenticated => {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::StorageUnavailable(detail) => {
+                tracing::warn!(error = %detail, "artifact store unavailable");
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             ApiError::RateLimited { retry_after_secs } => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {

@@ -113,7 +113,7 @@ async fn create_job(
             Ok(accepted(&job))
         }
         Err(err) => {
-            let _ = state.store.delete_job(job_id);
+            let _ = state.store.delete_job(job_id).await;
             // A concurrent request with the same key won the race.
             if let (Some(key), Some("jobs_idempotency_key")) = (&key, crate::db::violated_constraint(&err)) {
                 if let Some(existing) = jobs::find_by_idempotency_key(&state.pool, caller.tenant_id, key).await? {
@@ -146,21 +146,19 @@ async fn commit_inputs(
     job_id: Uuid,
     inputs: Vec<(ArtifactKind, &'static str, StagedFile)>,
 ) -> Result<Vec<(ArtifactKind, StoredObject)>, ApiError> {
-    let store = state.store.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let mut stored = Vec::new();
-        for (kind, name, file) in inputs {
-            let key = storage::job_key(job_id, name);
-            stored.push((kind, store.commit(&file.path, &key, &file.sha256, file.size)?));
+    let mut stored = Vec::new();
+    for (kind, name, file) in inputs {
+        let key = storage::job_key(job_id, name);
+        match state.store.commit(&file.path, &key, &file.sha256, file.size).await {
+            Ok(object) => stored.push((kind, object)),
+            Err(err) => {
+                // No job row exists yet: remove what was stored so nothing is left behind.
+                let _ = state.store.delete_job(job_id).await;
+                return Err(ApiError::storage(err));
+            }
         }
-        Ok::<_, std::io::Error>(stored)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(anyhow::anyhow!("storage task failed: {e}")))?;
-    if result.is_err() {
-        let _ = state.store.delete_job(job_id);
     }
-    Ok(result?)
+    Ok(stored)
 }
 
 async fn insert_job(
@@ -299,25 +297,24 @@ async fn delete_job(State(state): State<AppState>, caller: Caller, Path(id): Pat
     let deleted = jobs::delete(&state.pool, caller.tenant_id, id).await;
     state.job_cache.invalidate(id);
     deleted?.ok_or(ApiError::NotFound)?;
-    let store = state.store.clone();
-    tokio::task::spawn_blocking(move || remove_job_files(store.as_ref(), id))
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("storage task failed: {e}")))?;
+    remove_job_files(state.store.as_ref(), id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Removes a deleted job's files. A worker finishing the job may still be moving its outputs in
-/// (removal then finds the directory "not empty"): try again briefly. The job itself is already
-/// gone, so files that still cannot be removed are logged, not answered as a failed deletion.
-fn remove_job_files(store: &dyn storage::ArtifactStore, id: Uuid) {
+/// (a local directory is then "not empty"; a bucket briefly unreachable): try again briefly. The
+/// job itself is already gone, and a worker whose outputs land later removes them itself when its
+/// fenced write is rejected, so files that still cannot be removed are logged, not answered as a
+/// failed deletion.
+async fn remove_job_files(store: &dyn storage::ArtifactStore, id: Uuid) {
     const ATTEMPTS: u32 = 5;
     for attempt in 1..=ATTEMPTS {
-        match store.delete_job(id) {
+        match store.delete_job(id).await {
             Ok(()) => return,
             Err(err) if attempt == ATTEMPTS => {
                 tracing::error!(job_id = %id, error = %err, "a deleted job's files remain");
             }
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20 * u64::from(attempt))),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20 * u64::from(attempt))).await,
         }
     }
 }

@@ -71,7 +71,7 @@ pub async fn purge_expired(pool: &PgPool, store: &dyn ArtifactStore, days: u32) 
     let mut purged = 0;
     for (id, tenant_id) in crate::db::jobs::expired_ids(pool, days, 100).await? {
         if crate::db::jobs::delete(pool, tenant_id, id).await?.is_some() {
-            store.delete_job(id)?;
+            store.delete_job(id).await?;
             purged += 1;
         }
     }

@@ -76,7 +76,7 @@ impl Worker {
         let fence = Fence { job_id: job.id, attempt: job.attempt, worker: self.id.clone() };
         tracing::info!("job claimed");
         let control = Arc::new(JobControl::default());
-        let work_dir = self.store.staging_dir().join(format!("work-{}-{}", job.id, job.attempt));
+        let work_dir = work_dir(&self.store, &job);
 
         let heartbeat =
             tokio::spawn(heartbeat_loop(self.pool.clone(), fence.clone(), control.clone(), self.queue.clone()).in_current_span());
@@ -127,16 +127,23 @@ impl Worker {
             .map_err(|e| JobError::Transient(format!("cannot create the work directory: {e}")))?;
         let rows =
             artifacts::list_for_job(&self.pool, job.id).await.map_err(|e| JobError::Transient(format!("database: {e}")))?;
-        let path_of = |kind: ArtifactKind| -> Result<Option<std::path::PathBuf>, JobError> {
-            match rows.iter().find(|r| r.kind == kind.as_str()) {
-                None => Ok(None),
-                Some(row) => self
-                    .store
-                    .local_path(&row.storage_key)
-                    .map(Some)
-                    .map_err(|e| JobError::Transient(format!("artifact {}: {e}", kind.as_str()))),
-            }
-        };
+        // An input the store cannot hand over now (unreachable, or not yet visible) is a
+        // transient failure: the job is retried, not failed.
+        let wanted = [ArtifactKind::InputModel, ArtifactKind::InputSpec, ArtifactKind::InputData, ArtifactKind::InputEval];
+        let mut inputs = std::collections::HashMap::new();
+        for row in rows.iter().filter(|r| wanted.iter().any(|k| k.as_str() == r.kind)) {
+            // Keep the stored name (and so its extension) for the engine.
+            let name = row.storage_key.rsplit('/').next().unwrap_or("file");
+            let scratch = work_dir.join(format!("input-{name}"));
+            let path = self
+                .store
+                .fetch(&row.storage_key, &scratch)
+                .await
+                .map_err(|e| JobError::Transient(format!("artifact {}: {e}", row.kind)))?;
+            inputs.insert(row.kind.clone(), path);
+        }
+        let path_of =
+            |kind: ArtifactKind| -> Result<Option<std::path::PathBuf>, JobError> { Ok(inputs.get(kind.as_str()).cloned()) };
         let missing = |what: &str| JobError::Permanent(format!("the job's {what} upload is missing from storage"));
         Ok(JobInput {
             job_id: job.id,
@@ -162,17 +169,26 @@ impl Worker {
             tracing::warn!("lease lost while running; discarding this attempt's outcome");
             return Ok(());
         }
-        let written = match result {
+        // Outputs go to the store first; a store that cannot take them makes the attempt a
+        // transient failure, retried like any other.
+        let result = match result {
             Ok(output) => {
                 // The last progress may not have been written yet: record it before the end.
                 if let Some(progress) = control.latest_progress() {
                     fenced::heartbeat(&self.pool, fence, self.queue.lease(), Some(progress)).await?;
                 }
-                let stored = self.store_outputs(fence, output).await?;
+                self.store_outputs(fence, output, &work_dir(&self.store, job))
+                    .await
+                    .map_err(|e| JobError::Transient(format!("storing the results: {e}")))
+            }
+            Err(err) => Err(err),
+        };
+        let written = match result {
+            Ok(stored) => {
                 let written = fenced::complete(&self.pool, fence, &stored).await?;
                 if written == Written::Rejected {
                     for (_, object) in &stored {
-                        let _ = self.store.delete(&object.key);
+                        let _ = self.store.delete(&object.key).await;
                     }
                 } else {
                     tracing::info!("job succeeded");
@@ -224,31 +240,56 @@ impl Worker {
     }
 
     /// Moves the runner's files into the store under attempt-specific keys, so a stale worker can
-    /// never overwrite the files of the attempt that won.
-    async fn store_outputs(&self, fence: &Fence, output: JobOutput) -> anyhow::Result<Vec<(ArtifactKind, StoredObject)>> {
-        let store = self.store.clone();
+    /// never overwrite the files of the attempt that won. On failure nothing of this attempt is
+    /// left in the store.
+    async fn store_outputs(
+        &self,
+        fence: &Fence,
+        output: JobOutput,
+        work_dir: &std::path::Path,
+    ) -> anyhow::Result<Vec<(ArtifactKind, StoredObject)>> {
         let job_id = fence.job_id;
         let attempt = fence.attempt;
-        crate::telemetry::spawn_blocking_with_tracing(move || {
-            let staging = store.staging_dir().to_path_buf();
-            let report_json = storage::staging_path(&staging, "report-json");
+        // The reports are written into the work directory, which is removed after the attempt
+        // whatever happens here.
+        let work_dir = work_dir.to_path_buf();
+        let files = crate::telemetry::spawn_blocking_with_tracing(move || {
+            let report_json = storage::staging_path(&work_dir, "report-json");
             std::fs::write(&report_json, serde_json::to_vec_pretty(&output.report)?)?;
-            let report_html = storage::staging_path(&staging, "report-html");
+            let report_html = storage::staging_path(&work_dir, "report-html");
             std::fs::write(&report_html, output.report_html.as_bytes())?;
-            let mut stored = Vec::new();
             // A scan has no model to store: its job answers /model with a problem instead.
             let model = output.model.map(|path| (ArtifactKind::OutputModel, path, "purified.safetensors"));
             let reports =
                 [(ArtifactKind::ReportJson, report_json, "report.json"), (ArtifactKind::ReportHtml, report_html, "report.html")];
+            let mut files = Vec::new();
             for (kind, path, name) in model.into_iter().chain(reports) {
                 let (sha256, size) = storage::hash_file(&path)?;
-                let key = storage::job_key(job_id, &format!("attempt-{attempt}/{name}"));
-                stored.push((kind, store.commit(&path, &key, &sha256, size)?));
+                files.push((kind, path, name, sha256, size));
             }
-            Ok(stored)
+            Ok::<_, anyhow::Error>(files)
         })
-        .await?
+        .await??;
+        let mut stored = Vec::new();
+        for (kind, path, name, sha256, size) in files {
+            let key = storage::job_key(job_id, &format!("attempt-{attempt}/{name}"));
+            match self.store.commit(&path, &key, &sha256, size).await {
+                Ok(object) => stored.push((kind, object)),
+                Err(err) => {
+                    for (_, object) in &stored {
+                        let _ = self.store.delete(&object.key).await;
+                    }
+                    return Err(err.into());
+                }
+            }
+        }
+        Ok(stored)
     }
+}
+
+/// The process-local directory where one attempt's inputs and outputs live.
+fn work_dir(store: &Arc<dyn ArtifactStore>, job: &ClaimedJob) -> std::path::PathBuf {
+    store.staging_dir().join(format!("work-{}-{}", job.id, job.attempt))
 }
 
 /// A problem object (RFC 9457 members plus a stable code) stored as a job's error.

@@ -1,11 +1,15 @@
-//! Artifact storage in a local directory: `<root>/objects/<key>`, with staging beside it.
+//! Artifact storage in a local directory: `<root>/objects/<key>`, with staging beside it on the
+//! same file system, so committing is an atomic rename.
 
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio_util::io::ReaderStream;
 use uuid::Uuid;
 
-use super::{ArtifactStore, StoredObject};
+use super::{check_key, ArtifactStore, ByteStream, StoredObject};
 
 pub struct LocalStore {
     objects: PathBuf,
@@ -22,65 +26,68 @@ impl LocalStore {
     }
 
     fn path_of(&self, key: &str) -> io::Result<PathBuf> {
-        let relative = Path::new(key);
-        let safe = !key.is_empty() && relative.components().all(|c| matches!(c, Component::Normal(_)));
-        if !safe {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid storage key {key:?}")));
-        }
-        Ok(self.objects.join(relative))
+        check_key(key)?;
+        Ok(self.objects.join(key))
     }
 }
 
+/// Runs blocking file-system work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| io::Error::other(format!("storage task failed: {e}")))?
+}
+
+#[async_trait]
 impl ArtifactStore for LocalStore {
     fn staging_dir(&self) -> &Path {
         &self.staging
     }
 
-    fn commit(&self, staged: &Path, key: &str, sha256: &str, size: u64) -> io::Result<StoredObject> {
+    fn location(&self) -> String {
+        self.objects.display().to_string()
+    }
+
+    async fn commit(&self, staged: &Path, key: &str, sha256: &str, size: u64) -> io::Result<StoredObject> {
         let target = self.path_of(key)?;
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::File::open(staged)?.sync_all()?;
-        std::fs::rename(staged, &target)?;
+        let staged = staged.to_path_buf();
+        blocking(move || {
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::File::open(&staged)?.sync_all()?;
+            std::fs::rename(&staged, &target)
+        })
+        .await?;
         Ok(StoredObject { key: key.to_string(), sha256: sha256.to_string(), size })
     }
 
-    fn local_path(&self, key: &str) -> io::Result<PathBuf> {
+    async fn fetch(&self, key: &str, _scratch: &Path) -> io::Result<PathBuf> {
         let path = self.path_of(key)?;
-        if path.is_file() {
+        if tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_file()) {
             Ok(path)
         } else {
             Err(io::Error::new(io::ErrorKind::NotFound, format!("artifact {key} is missing")))
         }
     }
 
-    fn delete(&self, key: &str) -> io::Result<()> {
-        match std::fs::remove_file(self.path_of(key)?) {
+    async fn read(&self, key: &str) -> io::Result<ByteStream> {
+        let file = tokio::fs::File::open(self.path_of(key)?).await.map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => io::Error::new(io::ErrorKind::NotFound, format!("artifact {key} is missing")),
+            _ => e,
+        })?;
+        Ok(ReaderStream::new(file).boxed())
+    }
+
+    async fn delete(&self, key: &str) -> io::Result<()> {
+        match tokio::fs::remove_file(self.path_of(key)?).await {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
     }
 
-    fn delete_job(&self, job_id: Uuid) -> io::Result<()> {
-        match std::fs::remove_dir_all(self.objects.join("jobs").join(job_id.to_string())) {
+    async fn delete_job(&self, job_id: Uuid) -> io::Result<()> {
+        match tokio::fs::remove_dir_all(self.objects.join("jobs").join(job_id.to_string())).await {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_cannot_escape_the_store() {
-        let dir = std::env::temp_dir().join(format!("gcleaner-store-{}", Uuid::new_v4()));
-        let store = LocalStore::open(&dir).unwrap();
-        assert!(store.path_of("../etc/passwd").is_err());
-        assert!(store.path_of("/etc/passwd").is_err());
-        assert!(store.path_of("jobs/a/b").is_ok());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

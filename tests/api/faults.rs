@@ -20,7 +20,7 @@ async fn wait_running_on_attempt(app: &TestApp, id: &str, attempt: i64) -> Value
     .await
 }
 
-fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
+pub fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -31,7 +31,7 @@ fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process
     }
 }
 
-fn sigterm(child: &std::process::Child) {
+pub fn sigterm(child: &std::process::Child) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
 }
 

@@ -14,4 +14,7 @@ mod jobs;
 mod pg_cluster;
 mod purify;
 mod queue;
+mod s3;
+mod s3_server;
+mod storage;
 mod worker_process;

@@ -70,6 +70,33 @@ async fn a_job_runs_the_engine_purification_end_to_end() {
     assert_eq!(serde_json::to_value(&spec).unwrap()["hidden"], 16);
 }
 
+/// The same on an S3 bucket (a real S3-compatible server): the worker downloads the inputs,
+/// uploads the purified model and reports, and the API streams them back.
+#[tokio::test]
+async fn a_job_runs_the_engine_purification_end_to_end_on_s3() {
+    let s3 = crate::s3_server::S3Server::start().await;
+    let mut args = s3.storage_args("purify");
+    args.extend(["--lease-secs", "30"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let app = spawn_app_with(&args, Arc::new(EngineRunner)).await;
+    let (id, report) = run_to_report(&app, submission(quick_config())).await;
+    assert_eq!(report["format"], "gcleaner.report/v1");
+    assert!(report["verdict"]["summary"].is_string());
+
+    let r = app.get(&format!("/v1/jobs/{id}/model")).send().await.unwrap();
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    let model = r.bytes().await.unwrap();
+    assert_eq!(etag, format!("\"{}\"", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&model))));
+    let r = app.get(&format!("/v1/jobs/{id}/model")).header("If-None-Match", &etag).send().await.unwrap();
+    assert_eq!(r.status(), 304);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("purified.safetensors");
+    std::fs::write(&path, &model).unwrap();
+    gcleaner_engine::models::weights::inspect(&path).expect("the purified model is a valid gcleaner model");
+    let keys = s3.keys(&format!("purify/jobs/{id}")).await;
+    assert!(keys.contains(&format!("purify/jobs/{id}/attempt-1/purified.safetensors")), "{keys:?}");
+}
+
 /// Graphs from another dataset: three classes, none of them the two-class model's.
 fn auxiliary_sample_json() -> Vec<u8> {
     let mut ds = gcleaner_engine::data::synthetic::generate(24, 8);

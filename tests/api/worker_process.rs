@@ -25,7 +25,12 @@ fn worker_config(db: &str, data: &str, extra: &[String]) -> WorkerConfig {
 
 /// A worker pool sharing nothing in memory with `app`; cancel the token to stop it.
 pub async fn start_in_process_worker(app: &TestApp) -> CancellationToken {
-    let config = worker_config(&app.db.url, &app.data_dir.display().to_string(), &[]);
+    start_in_process_worker_at(app, &app.data_dir, &[]).await
+}
+
+/// The same with its own data directory and extra flags (e.g. an S3 store).
+pub async fn start_in_process_worker_at(app: &TestApp, data_dir: &std::path::Path, extra: &[String]) -> CancellationToken {
+    let config = worker_config(&app.db.url, &data_dir.display().to_string(), extra);
     let pool = WorkerPool::connect(config, Arc::new(ScriptedRunner)).await.unwrap();
     let token = pool.shutdown_token();
     let running = pool.start();
@@ -35,10 +40,16 @@ pub async fn start_in_process_worker(app: &TestApp) -> CancellationToken {
 
 /// Starts a worker child process against `app`'s database and storage.
 pub fn spawn_worker_process(app: &TestApp, extra: &[&str]) -> Child {
+    spawn_worker_process_at(&app.db.url, &app.data_dir, extra)
+}
+
+/// Starts a worker child process against the database `db_url` with `data_dir` as its data
+/// directory (flags in `extra` must not contain spaces).
+pub fn spawn_worker_process_at(db_url: &str, data_dir: &std::path::Path, extra: &[&str]) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "worker_process::worker_process_entry", "--nocapture", "--test-threads=1"])
-        .env(DB_ENV, &app.db.url)
-        .env(DATA_ENV, &app.data_dir)
+        .env(DB_ENV, db_url)
+        .env(DATA_ENV, data_dir)
         .env(ARGS_ENV, extra.join(" "))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
