@@ -12,6 +12,7 @@ pub mod error;
 pub mod explain;
 pub mod metrics;
 pub mod models;
+pub mod montage;
 pub mod optim;
 pub mod progress;
 pub mod purify;

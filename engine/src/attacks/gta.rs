@@ -39,8 +39,8 @@ use super::poison::{select_poisoned, InjectedGraph};
 use crate::data::batch::make_batches;
 use crate::data::{Dataset, FeatureSpec, Graph};
 use crate::models::GnnModel;
+use crate::montage::{feature_parts, generated_width, num_pairs, slot_pairs, FeaturePart, MontageBatch};
 use crate::progress::{Progress, ProgressEvent};
-use crate::purify::montage::{feature_parts, generated_width, num_pairs, slot_pairs, FeaturePart, MontageBatch};
 use crate::rng::rng_for;
 use crate::{Error, Result};
 

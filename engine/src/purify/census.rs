@@ -8,8 +8,8 @@
 //! is among the sizes searched. It covers topology only: node features that do not derive from
 //! structure stay the graph's own, as Sub-BA, Exp-BA and Motif-BA leave them.
 
-use super::montage::slot_pairs;
 use super::recovery::Trigger;
+use crate::montage::slot_pairs;
 
 /// Largest pattern the census enumerates: 5 nodes means 2^10 edge sets times 120 relabellings;
 /// 6 would be 2^15 times 720, and 112 shapes to measure per size.

@@ -9,11 +9,11 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use super::montage::MontageBatch;
 use super::null::NullPatches;
 use super::recovery::Trigger;
 use crate::data::Graph;
 use crate::models::GnnModel;
+use crate::montage::MontageBatch;
 use crate::Result;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

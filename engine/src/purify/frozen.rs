@@ -9,8 +9,8 @@
 use tch::{Kind, Tensor};
 
 use super::evidence;
-use super::montage::{MontageBatch, MontageInputs};
 use crate::models::{ForwardOutput, GnnModel, GraphInput};
+use crate::montage::{MontageBatch, MontageInputs};
 use crate::Result;
 
 pub struct FrozenInputs {

@@ -6,8 +6,8 @@
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
-use super::montage::{num_pairs, straight_through_binary, FeaturePart};
 use crate::data::FeatureSpec;
+use crate::montage::{num_pairs, straight_through_binary, FeaturePart};
 
 pub struct TriggerGenerator {
     pub vs: nn::VarStore,

@@ -10,7 +10,6 @@ pub mod evidence;
 pub mod frozen;
 pub mod generator;
 pub mod html;
-pub mod montage;
 pub mod null;
 pub mod pipeline;
 pub mod pseudo_labels;
@@ -324,6 +323,10 @@ fn census_pick(
     Ok(())
 }
 
+/// The probe a candidate was judged on and its null's natural patches, kept to measure the null
+/// again while unlearning.
+type CandidateNull = (evidence::EvidenceProbe, null::NullPatches);
+
 /// Recovers a trigger for every candidate size and judges each against the per-model null;
 /// with each candidate, the probe it was measured on and its null's patches. The generator
 /// trains on `scale.recovery_graphs` of the unlearning graphs, and the evidence is measured on
@@ -338,7 +341,7 @@ fn recover_candidates(
     scale: &budget::WorkScale,
     config: &PurifyConfig,
     progress: &mut dyn Progress,
-) -> Result<(Vec<Candidate>, Vec<(evidence::EvidenceProbe, null::NullPatches)>)> {
+) -> Result<(Vec<Candidate>, Vec<CandidateNull>)> {
     let pick = |idx: &[usize]| -> (Vec<&Graph>, Vec<usize>, Vec<usize>) {
         (idx.iter().map(|&i| train_graphs[i]).collect(), idx.iter().map(|&i| train_labels[i]).collect(), idx.to_vec())
     };

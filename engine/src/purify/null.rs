@@ -12,9 +12,9 @@ use rand::Rng as _;
 use tch::Tensor;
 
 use super::evidence::EvidenceProbe;
-use super::montage::{num_pairs, slot_pairs};
 use crate::data::Graph;
 use crate::models::GnnModel;
+use crate::montage::{num_pairs, slot_pairs};
 use crate::rng::Rng;
 use crate::Result;
 

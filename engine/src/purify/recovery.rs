@@ -8,9 +8,9 @@ use tch::nn::OptimizerConfig;
 use tch::{nn, Kind, Tensor};
 
 use super::generator::TriggerGenerator;
-use super::montage::{feature_parts, generated_width, slot_pairs, MontageBatch, MontageInputs};
 use crate::data::Graph;
 use crate::models::GnnModel;
+use crate::montage::{feature_parts, generated_width, slot_pairs, MontageBatch, MontageInputs};
 use crate::progress::{Progress, ProgressEvent};
 use crate::rng::Rng;
 use crate::{Error, Result};

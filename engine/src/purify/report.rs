@@ -5,13 +5,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::evidence::{self, TriggerEvidence};
-use super::montage::MontageBatch;
 use super::recovery::{RecoveredTrigger, Trigger};
 use super::unlearn::{UnlearnOutcome, UnlearnSet};
 use super::PurifyConfig;
 use crate::attacks::evaluate::{evaluate_sets, load_eval_sets, AttackMetrics, AttackSource};
 use crate::metrics::{self, Evaluation};
 use crate::models::{GnnModel, ModelSpec};
+use crate::montage::MontageBatch;
 use crate::Result;
 
 pub const REPORT_FORMAT: &str = "gcleaner.report/v1";
@@ -368,7 +368,7 @@ pub fn project_embeddings(
     let device = model.device();
     let batch = MontageBatch::build(graphs, labels, positions, trigger.size, &model.spec().features, device)?;
     let embeddings = tch::no_grad(|| {
-        let run = |inputs: super::montage::MontageInputs| model.forward_t(&inputs.graph_input(&batch), false).embedding;
+        let run = |inputs: crate::montage::MontageInputs| model.forward_t(&inputs.graph_input(&batch), false).embedding;
         let clean = run(batch.assemble_clean());
         let triggered = run(batch.assemble_fixed(&trigger.adjacency(device), trigger.features(device).as_ref()));
         Tensor::cat(&[clean, triggered], 0).to_device(Device::Cpu).to_kind(Kind::Double)

@@ -4,8 +4,8 @@ use super::UnlearnSet;
 use crate::data::Graph;
 use crate::metrics;
 use crate::models::GnnModel;
+use crate::montage::MontageBatch;
 use crate::purify::frozen::FrozenInputs;
-use crate::purify::montage::MontageBatch;
 use crate::Result;
 
 /// The collapse guard's view of the clean sample: the unlearning graphs followed by the

@@ -5,7 +5,7 @@ use tch::{Kind, Tensor};
 use super::{forward, UnlearnConfig};
 use crate::explain::gradcam::heat_maps;
 use crate::models::GnnModel;
-use crate::purify::montage::MontageBatch;
+use crate::montage::MontageBatch;
 use crate::rng::Rng;
 
 /// Class weights inversely proportional to class frequency in `labels` (classes absent get 0).

@@ -29,10 +29,10 @@ use tch::{nn, Kind, Tensor};
 
 use super::evidence;
 use super::frozen::FrozenInputs;
-use super::montage::{MontageBatch, MontageInputs};
 use super::recovery::{random_node_set, random_placements, Trigger};
 use crate::data::Graph;
 use crate::models::GnnModel;
+use crate::montage::{MontageBatch, MontageInputs};
 use crate::optim::FlatAdam;
 use crate::progress::{Progress, ProgressEvent};
 use crate::rng::rng_for;
