@@ -180,3 +180,28 @@ def test_export_pyg_writes_what_gcleaner_runs(service: Service, attack: Any, tmp
     with torch.no_grad():
         expected = model(*graphs[:3])
     assert torch.allclose(gcleaner_log_probs(service, path, attack.clean_sample), expected, atol=1e-3)
+
+
+def test_an_upload_gcleaner_cannot_run_is_refused_naming_the_module(
+    service: Service, attack: Any, tmp_path: Path
+) -> None:
+    """A file that claims PyG's GIN but carries an edge-feature attention tensor (something no
+    layer gcleaner runs has) is refused at submission, naming the module, never mis-run."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    torch.manual_seed(3)
+    path = tmp_path / "model.safetensors"
+    gcleaner.export_pyg(PygGinMlp(), path, pool="add", features=f"degree:{MAX_DEGREE}")
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+        tensors = {name: f.get_tensor(name) for name in f.keys()}
+    tensors["gnn.convs.1.att_edge"] = torch.zeros(1, 1, HIDDEN)
+    tampered = tmp_path / "tampered.safetensors"
+    save_file(tensors, str(tampered), metadata=metadata)
+    with gcleaner.Client(service.url, service.token) as client:
+        with pytest.raises(gcleaner.GcleanerError) as refused:
+            client.purify(tampered, attack.clean_sample, config=QUICK_CONFIG)
+    assert refused.value.code == "invalid_model"
+    assert refused.value.status == 422 or refused.value.status == 400
+    assert "gnn.convs.1" in refused.value.detail
