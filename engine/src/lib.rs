@@ -1,9 +1,21 @@
-//! gcleaner-engine: the synchronous core of gcleaner.
+//! gcleaner-engine: the synchronous core of gcleaner. It never touches async runtimes or
+//! databases: the service calls it from blocking threads.
 //!
-//! Graph datasets and their loaders ([`data`]), the four GNN graph classifiers with
-//! PyTorch-Geometric-compatible safetensors weights ([`models`]), training and metrics
-//! ([`train`], [`metrics`]). The engine never touches async runtimes or databases: the service
-//! calls it from blocking threads.
+//! What it can do, and where:
+//!
+//! | capability | module |
+//! |---|---|
+//! | read graph datasets (TU folders, GIN text, JSON, archives) and build node features | [`data`] |
+//! | the published G-Cleaner classifiers and PyG's own `BasicGNN` classes, with PyG-compatible safetensors weights | [`models`] |
+//! | train a classifier; accuracy, balanced accuracy, per-class recall | [`train`], [`metrics`] |
+//! | node importance (saliency, GNNExplainer, Grad-CAM) | [`explain`] |
+//! | write a trigger into graphs at chosen nodes, differentiably | [`montage`] |
+//! | plant the four published backdoors and measure attack success | [`attacks`] |
+//! | G-Cleaner purification: recovery, the verdict, unlearning, the report; the baselines | [`purify`] |
+//! | progress and cancellation, seeded randomness, libtorch threads, the fused optimiser | [`progress`], [`rng`], [`threads`], [`optim`] |
+//!
+//! Dependencies point one way: `purify` builds on `attacks` (to measure an attack's evaluation
+//! sets), both on `montage`, `explain` and `models`, and those on `data`.
 
 pub mod allocator;
 pub mod attacks;
