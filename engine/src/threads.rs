@@ -2,11 +2,10 @@
 //!
 //! The engine's tensors are small: a batch of molecules is a few hundred rows by the hidden width,
 //! a matrix product some 50 us on one core. Spread over two threads every op pays an OpenMP fork
-//! and join, and when another process holds the second core the join waits on the scheduler: on
-//! the 2-core dev box beside a background sweep an AIDS GIN epoch took 7x longer with 2 threads
-//! than with one (BENCHMARKS.md, "GIN training epoch vs PyG"), and `make demo`'s purification took
-//! minutes instead of seconds. The GIN trainer and purification therefore run on one thread and
-//! restore the caller's setting afterwards.
+//! and join, and when another process holds the second core the join waits on the scheduler, so
+//! two threads were several times slower than one on a shared 2-core box (docs/experiments.md).
+//! The GIN trainer and purification therefore run on one thread and restore the caller's setting
+//! afterwards.
 
 /// Intra-op threads for the small-graph workloads (training a GIN on the CPU, purification).
 pub const SMALL_GRAPH_THREADS: i32 = 1;

@@ -187,8 +187,8 @@ impl Generators {
 /// row's first `present[b]` slots (Kruskal on the scores, highest first). Every trigger contains one, so it is a
 /// connected subgraph: left to the threshold alone, the topology generator drifted to an empty
 /// trigger on 4 of 10 Fingerprint-4 and bitcoin seeds, planting the *absence* of edges among
-/// three nodes (a shape natural graphs show; Fingerprint graphs can have no edges at all), with
-/// ASR 39-60% where the seeds with triangles reached 69-96% (BENCHMARKS.md, Attacks).
+/// three nodes (a shape natural graphs show; Fingerprint graphs can have no edges at all), and
+/// such triggers made weak backdoors (docs/experiments.md, Attacks).
 fn spanning_tree_mask(scores: &Tensor, slots: usize, present: &[usize]) -> Tensor {
     let pairs = slot_pairs(slots);
     let rows = scores.size()[0] as usize;

@@ -78,8 +78,7 @@ pub struct UnlearnConfig {
     /// one's (weight drawn uniformly from 0..1) and asks the head for the teacher's
     /// probabilities mixed the same way (0: none). Trained on two dozen graphs, the head
     /// otherwise bends wherever no clean graph pins it, and unseen target-class graphs fell
-    /// across it: on AIDS GIN at weight 5 the target class's recall fell 7-9 points instead of
-    /// 13-15, at the same ASR (docs/experiments.md).
+    /// across it (docs/experiments.md).
     pub mixup_weight: f64,
 }
 
@@ -112,11 +111,8 @@ impl UnlearnConfig {
     /// The teacher's fine-tuning epochs: the configured ones, else 20 in paper mode (the method as
     /// published: a copy fine-tuned briefly on the clean sample) and 0 in robust mode, where the
     /// teacher is the input model itself. Its answers on clean graphs are what unlearning must
-    /// keep, and a copy fine-tuned on two dozen graphs answers worse: fine-tuning alone costs
-    /// AIDS GIN models about 6 points. Over the 16 GIN cells the input model as teacher kept 1.0
-    /// more point of balanced accuracy and 2.4 of target recall at 0.4 points more ASR, and 3
-    /// cells met every bound against 1 (docs/experiments.md). The teacher only ever sees
-    /// clean graphs, so the backdoor it carries is not taught back.
+    /// keep, and a copy fine-tuned on two dozen graphs answers worse (docs/experiments.md). The
+    /// teacher only ever sees clean graphs, so the backdoor it carries is not taught back.
     pub fn teacher_epochs_for_mode(&self) -> usize {
         self.teacher_epochs.unwrap_or(match self.mode {
             UnlearnMode::Paper => 20,
@@ -143,10 +139,8 @@ impl UnlearnConfig {
     /// predictions (`PurifyConfig::pseudo_labels`). Such a sample says nothing about how the
     /// model should behave on its own data: the clean terms only hold it to its predictions on
     /// foreign graphs, so whatever unlearning changes carries over to its own graphs unchecked.
-    /// It therefore trains the head alone (fc1, fc2), for half the epochs. On AIDS models
-    /// purified with NCI1 graphs the defaults lost 8.7-10.7 points of accuracy; these settings
-    /// lose 4.5-5.8 at 1.2-10.7% ASR; on MUTAG models with NCI1 graphs they keep accuracy but leave
-    /// more of the backdoor (docs/experiments.md).
+    /// It therefore trains the head alone, for half the epochs: less accuracy lost on the
+    /// model's own data, at the price of more of the backdoor left (docs/experiments.md).
     pub fn auxiliary() -> Self {
         let default = UnlearnConfig::default();
         UnlearnConfig { epochs: default.epochs / 2, min_epochs: default.min_epochs / 2, train_last_conv: false, ..default }

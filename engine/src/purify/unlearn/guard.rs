@@ -79,12 +79,9 @@ pub(super) fn worst_drop(start: &[f64], now: &[f64], support: &[usize]) -> f64 {
 /// recall (`drop`, from [`worst_drop`]: at least [`MIN_GRAPHS_LOST`] graphs) *and* the mean
 /// recall over classes (the watched graphs' balanced accuracy) fell.
 /// Unlearning a backdoor moves recall between classes: a model that over-predicted its target
-/// gives some of it back. On Fingerprint-4 the class-drop rule alone rolled two runs back to
-/// the input model at epoch 0-1 (a 3-graph class had lost 2 graphs in one, the target class 6-7
-/// of its 16 in the other), keeping 83-92% ASR; let through, both ended at 0% ASR, with balanced
-/// accuracy on unseen graphs 13.7 points higher in one and 0.5 lower in the other
-/// (docs/experiments.md). A collapse (bitcoin's class 1 falling from 51-68% to 3-9% under
-/// the paper's loss) lowers the mean.
+/// gives some of it back, and the class-drop rule alone rolled such runs back to the input
+/// model with its backdoor intact (docs/experiments.md, Fingerprint-4). A real collapse, one
+/// class lost to the others, lowers the mean as well.
 pub(super) fn collapsed(drop: f64, collapse_drop: f64, start_balanced: f64, now_balanced: f64) -> bool {
     drop > collapse_drop && now_balanced < start_balanced
 }

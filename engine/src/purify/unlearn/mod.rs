@@ -280,7 +280,7 @@ pub fn unlearn_toward(
     let holdout_positions = holdout.placements(trigger.size, config.positions, seed, "holdout-positions");
 
     // The guard watches every clean graph it has, unlearning and held-out together: recall on
-    // a handful of held-out graphs alone moves in steps of 20-50 points.
+    // a handful of held-out graphs alone moves in steps of one graph, far too coarse.
     let watched = WatchedGraphs::new(model, train, holdout, frozen_blocks)?;
     let start = watched.measure(model)?;
     let (start_recall, support, start_balanced) = (start.recall, start.support, start.balanced_accuracy);
