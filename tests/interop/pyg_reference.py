@@ -1,4 +1,4 @@
-"""PyTorch Geometric reference for gcleaner's models (used by engine/tests/interop_pyg.rs).
+"""PyTorch Geometric reference for gcleaner's models (used by engine/tests/engine/interop_pyg.rs).
 
 Builds the four published G-Cleaner architectures (GIN, GCN, GAT, GraphSAGE) with PyG layers,
 saves their weights as safetensors with the gcleaner spec in the metadata, and writes the random

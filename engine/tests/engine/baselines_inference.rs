@@ -2,7 +2,7 @@
 //! randomized smoothing votes over seeded subsamples, deterministically and independently of
 //! the list a graph is predicted in.
 
-mod baselines_support;
+use crate::baselines_support;
 
 use baselines_support::{plain_predict, predict_with_features_of, spec, trained_model, DEGREE_FEATURES};
 use gcleaner_engine::data::{synthetic, FeatureSpec, Graph};

@@ -6,7 +6,7 @@
 //!
 //! Skips with a printed reason when ../shared/datasets/AIDS is absent.
 
-mod baselines_support;
+use crate::baselines_support;
 
 use std::path::PathBuf;
 use std::time::Instant;

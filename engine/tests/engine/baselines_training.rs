@@ -2,7 +2,7 @@
 //! deterministic under a seed, does what it claims (fine-tuning leaves BatchNorm statistics
 //! alone, ABL isolates planted poisoned graphs), and refuses bad input with a clear error.
 
-mod baselines_support;
+use crate::baselines_support;
 
 use baselines_support::{accuracy, fresh_model, spec, trained_model, weights, DEGREE_FEATURES};
 use gcleaner_engine::attacks::{poison_training_set, AttackParams, Placement, Poisoning, Trigger};
