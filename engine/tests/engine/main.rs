@@ -19,3 +19,4 @@ mod purify_contract;
 mod purify_planted;
 mod purify_scan;
 mod report_html;
+mod small_gin;

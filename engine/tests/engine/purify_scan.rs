@@ -2,16 +2,13 @@
 //! judgement as a purification of the same model with the same seed, nothing unlearned, no model
 //! written, and a report that says it was a scan.
 
-use gcleaner_engine::data::batch::make_batches;
-use gcleaner_engine::data::{synthetic, Dataset, FeatureSpec};
+use gcleaner_engine::data::{synthetic, Dataset};
 use gcleaner_engine::models::weights::WeightLimits;
-use gcleaner_engine::models::{Arch, GnnModel, ModelSpec, SPEC_FORMAT};
-use gcleaner_engine::progress::{NoProgress, Progress, ProgressEvent};
+use gcleaner_engine::progress::{Progress, ProgressEvent};
 use gcleaner_engine::purify::pipeline::{
     run_purification, LabelMismatch, PipelineEvents, PurificationJob, MODEL_FILE, REPORT_FILE, REPORT_HTML_FILE,
 };
 use gcleaner_engine::purify::settings::{Overrides, RunMode};
-use gcleaner_engine::train::{train, TrainConfig};
 use gcleaner_engine::Error;
 use serde_json::json;
 use tch::Device;
@@ -33,25 +30,7 @@ impl PipelineEvents for Quiet {
 
 /// A small GIN trained for a few epochs on generated graphs, saved as `model.safetensors` in `dir`.
 fn saved_model(dir: &std::path::Path, ds: &Dataset) -> std::path::PathBuf {
-    let features = FeatureSpec::OneHotDegree { max_degree: 8 };
-    let spec = ModelSpec {
-        format: SPEC_FORMAT.into(),
-        arch: Arch::Gin,
-        in_features: features.dim(),
-        hidden: 16,
-        num_classes: 2,
-        num_layers: 3,
-        pooling: Arch::Gin.default_pooling(),
-        features: features.clone(),
-        class_labels: None,
-        pyg: None,
-    };
-    let _torch_seed = gcleaner_engine::rng::seed_torch(5);
-    let mut model = GnnModel::new(spec, Device::Cpu).unwrap();
-    let idx: Vec<usize> = (0..ds.len()).collect();
-    let batches = make_batches(ds, &idx, 32, &features, Device::Cpu).unwrap();
-    train(&mut model, &batches, &TrainConfig { epochs: 5, lr: 0.01, seed: 5, ..TrainConfig::default() }, &mut NoProgress)
-        .unwrap();
+    let model = crate::small_gin::trained_small_gin(ds, 5);
     let path = dir.join("suspect.safetensors");
     model.save(&path).unwrap();
     path

@@ -2,39 +2,17 @@
 //! left open would swallow its later siblings, which are then not drawn), with one circle per
 //! trigger node, one line per trigger edge and one point per projected graph embedding.
 
-use gcleaner_engine::data::batch::make_batches;
-use gcleaner_engine::data::{synthetic, FeatureSpec};
-use gcleaner_engine::models::{Arch, GnnModel, ModelSpec, SPEC_FORMAT};
+use gcleaner_engine::data::synthetic;
 use gcleaner_engine::progress::NoProgress;
 use gcleaner_engine::purify::recovery::Trigger;
 use gcleaner_engine::purify::report::PurifyReport;
 use gcleaner_engine::purify::{html, purify, PurifyConfig};
-use gcleaner_engine::train::{train, TrainConfig};
 use scraper::{ElementRef, Html, Selector};
-use tch::Device;
 
 /// A real report: a small GIN trained on generated graphs, purified with few epochs.
 fn real_report() -> PurifyReport {
     let ds = synthetic::generate(60, 3);
-    let features = FeatureSpec::OneHotDegree { max_degree: 8 };
-    let spec = ModelSpec {
-        format: SPEC_FORMAT.into(),
-        arch: Arch::Gin,
-        in_features: features.dim(),
-        hidden: 16,
-        num_classes: 2,
-        num_layers: 3,
-        pooling: Arch::Gin.default_pooling(),
-        features: features.clone(),
-        class_labels: None,
-        pyg: None,
-    };
-    let _torch_seed = gcleaner_engine::rng::seed_torch(3);
-    let mut model = GnnModel::new(spec, Device::Cpu).unwrap();
-    let idx: Vec<usize> = (0..ds.len()).collect();
-    let batches = make_batches(&ds, &idx, 32, &features, Device::Cpu).unwrap();
-    let config = TrainConfig { epochs: 5, lr: 0.01, seed: 3, ..TrainConfig::default() };
-    train(&mut model, &batches, &config, &mut NoProgress).unwrap();
+    let model = crate::small_gin::trained_small_gin(&ds, 3);
 
     let mut c = PurifyConfig { seed: 3, force: true, trigger_nodes: Some(4), ..PurifyConfig::default() };
     c.recovery.epochs = 3;
