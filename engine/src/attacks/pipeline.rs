@@ -464,20 +464,7 @@ pub fn run_attack_with_clean_model(
     // Fail on parameters that poisoning would reject before spending minutes on training.
     select_poisoned(ds, &split.train, target_class, config.injection_ratio, config.seed)?;
     let t = Instant::now();
-    let motif = match config.attack {
-        AttackKind::Motif => {
-            let motif = match config.motif {
-                Some(m) => m,
-                None => training_motif_counts(ds, &split.train).least_frequent(),
-            };
-            check_trigger_fits(ds, motif.num_nodes())?;
-            Some(motif)
-        }
-        _ => {
-            params.trigger_size(ds)?;
-            None
-        }
-    };
+    let motif = resolve_motif(ds, config, &split, &params)?;
     let motif_s = t.elapsed().as_secs_f64();
     if !split.eval.iter().any(|&i| ds.graphs[i].label != target_class) {
         return Err(Error::invalid(format!(
@@ -490,17 +477,7 @@ pub fn run_attack_with_clean_model(
     let t = Instant::now();
     let clean_model_reused = clean_model.is_some();
     let clean_model = match clean_model {
-        Some(model) => {
-            if model.spec() != &spec {
-                return Err(Error::invalid(format!(
-                    "the given clean model does not match this attack's model: its spec is {} \
-                     but this run builds {}",
-                    model.spec().to_json(),
-                    spec.to_json()
-                )));
-            }
-            model
-        }
+        Some(model) => checked_clean_model(model, &spec)?,
         None => train_fresh(ds, &split.train, config, &spec, "clean model", progress)?,
     };
     let clean_training_s = t.elapsed().as_secs_f64();
@@ -514,20 +491,7 @@ pub fn run_attack_with_clean_model(
     backdoor.trigger_s += motif_s;
 
     let t = Instant::now();
-    let mut description = AttackDescription::new(
-        config.attack,
-        params,
-        config.target_label,
-        backdoor.placement,
-        backdoor.trigger,
-        config.seed,
-        backdoor.poisoned_indices,
-    );
-    description.density = backdoor.density;
-    description.motif = backdoor.motif;
-    description.dataset = Some(ds.name.clone());
-    description.defender_indices = split.defender.clone();
-    description.eval_indices = split.eval.clone();
+    let description = describe(ds, config, params, &split, &mut backdoor);
 
     let defender = ds.subset(&split.defender);
     let eval_clean = ds.subset(&split.eval);
@@ -589,6 +553,59 @@ pub fn run_attack_with_clean_model(
         poisoned_dataset: backdoor.poisoned_dataset,
         train_indices: split.train.clone(),
     })
+}
+
+/// Motif-BA's motif (the configured one, or the training graphs' least frequent), checked to fit
+/// the dataset's graphs; the other attacks check their trigger size instead and have none.
+fn resolve_motif(ds: &Dataset, config: &AttackConfig, split: &AttackSplit, params: &AttackParams) -> Result<Option<Motif>> {
+    if config.attack != AttackKind::Motif {
+        params.trigger_size(ds)?;
+        return Ok(None);
+    }
+    let motif = match config.motif {
+        Some(m) => m,
+        None => training_motif_counts(ds, &split.train).least_frequent(),
+    };
+    check_trigger_fits(ds, motif.num_nodes())?;
+    Ok(Some(motif))
+}
+
+/// A clean model handed in for reuse, refused unless it is the model this attack would train.
+fn checked_clean_model(model: GnnModel, spec: &ModelSpec) -> Result<GnnModel> {
+    if model.spec() != spec {
+        return Err(Error::invalid(format!(
+            "the given clean model does not match this attack's model: its spec is {} \
+             but this run builds {}",
+            model.spec().to_json(),
+            spec.to_json()
+        )));
+    }
+    Ok(model)
+}
+
+/// The attack file's description of what was planted, where, and on which graphs.
+fn describe(
+    ds: &Dataset,
+    config: &AttackConfig,
+    params: AttackParams,
+    split: &AttackSplit,
+    backdoor: &mut Backdoor,
+) -> AttackDescription {
+    let mut description = AttackDescription::new(
+        config.attack,
+        params,
+        config.target_label,
+        backdoor.placement,
+        backdoor.trigger.clone(),
+        config.seed,
+        std::mem::take(&mut backdoor.poisoned_indices),
+    );
+    description.density = backdoor.density;
+    description.motif = backdoor.motif;
+    description.dataset = Some(ds.name.clone());
+    description.defender_indices = split.defender.clone();
+    description.eval_indices = split.eval.clone();
+    description
 }
 
 /// Sub-BA, Exp-BA and Motif-BA: one trigger for every graph, planted where the placement says.

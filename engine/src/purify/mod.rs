@@ -397,6 +397,64 @@ fn recover_candidates(
     Ok((candidates, nulls))
 }
 
+/// The clean sample's graphs for recovery and unlearning, and those held out to measure.
+struct SampleSplit<'s> {
+    train_graphs: Vec<&'s Graph>,
+    train_labels: Vec<usize>,
+    holdout_graphs: Vec<&'s Graph>,
+    holdout_labels: Vec<usize>,
+}
+
+impl<'s> SampleSplit<'s> {
+    /// Splits `sample` as `config` says, refusing a fixed trigger size no graph can carry and a
+    /// split that leaves recovery fewer than two graphs.
+    fn of(sample: &'s Dataset, config: &PurifyConfig) -> Result<SampleSplit<'s>> {
+        if let Some(n) = config.trigger_nodes {
+            // Smaller graphs take a prefix of the trigger; one larger than every graph is no trigger.
+            let largest = sample.graphs.iter().map(|g| g.num_nodes).max().unwrap_or(0);
+            if n > largest {
+                return Err(Error::setting(
+                    "trigger_nodes",
+                    format!("must be at most {largest}, the size of the clean sample's largest graph, got {n}"),
+                ));
+            }
+        }
+        let (train_idx, holdout_idx) = split_sample(sample, config.holdout_fraction, config.seed);
+        let train_graphs: Vec<&Graph> = train_idx.iter().map(|&i| &sample.graphs[i]).collect();
+        let holdout_graphs: Vec<&Graph> = holdout_idx.iter().map(|&i| &sample.graphs[i]).collect();
+        if train_graphs.len() < 2 {
+            return Err(Error::invalid(format!(
+                "the clean sample is too small: {} graph(s) left for recovery after holding out {}",
+                train_graphs.len(),
+                holdout_graphs.len()
+            )));
+        }
+        Ok(SampleSplit {
+            train_labels: train_graphs.iter().map(|g| g.label).collect(),
+            holdout_labels: holdout_graphs.iter().map(|g| g.label).collect(),
+            train_graphs,
+            holdout_graphs,
+        })
+    }
+}
+
+/// The candidates unlearning removes: the judged one first, then (robust mode) every other size
+/// that points at the same target with evidence of a backdoor. A pattern containing the
+/// attacker's trigger flips at least as many graphs as the trigger itself, so the highest score
+/// can belong to a larger pattern whose unlearning does not carry over (a 5-clique for a 4-node
+/// trigger on AIDS).
+fn candidates_to_unlearn(candidates: &[Candidate], selected: usize, config: &PurifyConfig) -> Vec<usize> {
+    let target = candidates[selected].evidence.target;
+    let mut chosen = vec![selected];
+    if config.unlearn.mode == UnlearnMode::Robust {
+        chosen.extend((0..candidates.len()).filter(|&i| {
+            let e = &candidates[i].evidence;
+            i != selected && e.target == target && e.score >= config.evidence_threshold
+        }));
+    }
+    chosen
+}
+
 /// Runs G-Cleaner on `model` with the clean `sample` (already mapped to the model's classes).
 pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progress: &mut dyn Progress) -> Result<PurifyOutcome> {
     let started = Instant::now();
@@ -411,28 +469,7 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
         sample
     };
     check_sample(model, sample)?;
-    if let Some(n) = config.trigger_nodes {
-        // Smaller graphs take a prefix of the trigger; one larger than every graph is no trigger.
-        let largest = sample.graphs.iter().map(|g| g.num_nodes).max().unwrap_or(0);
-        if n > largest {
-            return Err(Error::setting(
-                "trigger_nodes",
-                format!("must be at most {largest}, the size of the clean sample's largest graph, got {n}"),
-            ));
-        }
-    }
-    let (train_idx, holdout_idx) = split_sample(sample, config.holdout_fraction, config.seed);
-    let train_graphs: Vec<&Graph> = train_idx.iter().map(|&i| &sample.graphs[i]).collect();
-    let train_labels: Vec<usize> = train_graphs.iter().map(|g| g.label).collect();
-    let holdout_graphs: Vec<&Graph> = holdout_idx.iter().map(|&i| &sample.graphs[i]).collect();
-    let holdout_labels: Vec<usize> = holdout_graphs.iter().map(|g| g.label).collect();
-    if train_graphs.len() < 2 {
-        return Err(Error::invalid(format!(
-            "the clean sample is too small: {} graph(s) left for recovery after holding out {}",
-            train_graphs.len(),
-            holdout_graphs.len()
-        )));
-    }
+    let SampleSplit { train_graphs, train_labels, holdout_graphs, holdout_labels } = SampleSplit::of(sample, config)?;
 
     let t = Instant::now();
     let train_importance = importance(model, &train_graphs, config.explainer)?;
@@ -473,17 +510,7 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
             labels: train_labels.clone(),
             node_order: least_important_nodes(&train_importance, usize::MAX),
         };
-        // The chosen trigger first, then every other size that points at the same target with
-        // evidence of a backdoor: a pattern containing the attacker's trigger flips at least as
-        // many graphs as the trigger itself, so the highest score can belong to a larger
-        // pattern whose unlearning does not carry over (a 5-clique for a 4-node trigger on AIDS).
-        unlearned_candidates.push(selected);
-        if config.unlearn.mode == UnlearnMode::Robust {
-            unlearned_candidates.extend((0..candidates.len()).filter(|&i| {
-                let e = &candidates[i].evidence;
-                i != selected && e.target == target && e.score >= config.evidence_threshold
-            }));
-        }
+        unlearned_candidates = candidates_to_unlearn(&candidates, selected, config);
         let mut triggers: Vec<_> = unlearned_candidates.iter().map(|&i| candidates[i].recovered.trigger.clone()).collect();
         if config.unlearn.mode == UnlearnMode::Robust {
             triggers.extend(dense_cores(&trigger, &candidates, &unlearned_candidates));
@@ -511,14 +538,7 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
     let t = Instant::now();
     let (after, predicted_after) = report::measure_holdout(&purified, &holdout_set, &trigger, target, config)?;
     let change = report::HoldoutChange::between(&predicted_before, &predicted_after, &holdout_labels);
-    let mut warnings = Vec::new();
-    if change.accuracy_fell {
-        warnings.push(format!(
-            "held-out accuracy fell from {:.3} to {:.3}: {} held-out graphs were right before purification and wrong after, {} the other way \
-             (sign test p = {:.3}); check the purified model on more clean data before using it",
-            before.evaluation.accuracy, after.evaluation.accuracy, change.lost, change.gained, change.p_value
-        ));
-    }
+    let holdout = HoldoutReport { before, after, change };
     let train_positions = least_important_nodes(&train_importance, trigger.size);
     let projection = report::Projection {
         before: report::project_embeddings(model, &train_graphs, &train_labels, &train_positions, &trigger)?,
@@ -548,11 +568,11 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
         unlearned_candidates,
         trigger,
         unlearning: outcome,
-        holdout: HoldoutReport { before, after, change },
+        warnings: holdout.warnings(),
+        holdout,
         attack: None,
         projection: Some(projection),
         timings: Timings { explain_s, recovery_s, unlearning_s, evaluation_s, total_s: started.elapsed().as_secs_f64() },
-        warnings,
     };
     Ok(PurifyOutcome { model: purified, report })
 }

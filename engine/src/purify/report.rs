@@ -250,6 +250,21 @@ impl Default for HoldoutChange {
     }
 }
 
+impl HoldoutReport {
+    /// Sentences for the report's `warnings`: held-out accuracy that fell by more than chance.
+    pub fn warnings(&self) -> Vec<String> {
+        let (before, after, change) = (&self.before, &self.after, &self.change);
+        if !change.accuracy_fell {
+            return Vec::new();
+        }
+        vec![format!(
+            "held-out accuracy fell from {:.3} to {:.3}: {} held-out graphs were right before purification and wrong after, {} the other way \
+             (sign test p = {:.3}); check the purified model on more clean data before using it",
+            before.evaluation.accuracy, after.evaluation.accuracy, change.lost, change.gained, change.p_value
+        )]
+    }
+}
+
 impl HoldoutChange {
     /// Compares predictions before and after on graphs with `labels`.
     pub fn between(before: &[usize], after: &[usize], labels: &[usize]) -> Self {

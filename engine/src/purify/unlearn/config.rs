@@ -108,6 +108,15 @@ impl Default for UnlearnConfig {
 }
 
 impl UnlearnConfig {
+    /// The most epochs a run may take: robust mode trains past `epochs` (up to `max_epochs`)
+    /// while the trigger still flips the unlearning copies; the paper mode runs `epochs`.
+    pub fn epoch_cap(&self) -> usize {
+        match self.mode {
+            UnlearnMode::Robust => self.max_epochs.max(self.epochs),
+            UnlearnMode::Paper => self.epochs,
+        }
+    }
+
     /// The teacher's fine-tuning epochs: the configured ones, else 20 in paper mode (the method as
     /// published: a copy fine-tuned briefly on the clean sample) and 0 in robust mode, where the
     /// teacher is the input model itself. Its answers on clean graphs are what unlearning must

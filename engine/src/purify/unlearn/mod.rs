@@ -238,44 +238,32 @@ pub fn unlearn_toward(
         UnlearnMode::Paper => 0,
     };
     let train_clean_frozen = FrozenInputs::new(model, &train_clean, train_clean.assemble_clean(), frozen_blocks);
-    let train_clean_in = train_clean_frozen.inputs();
-    let teacher_logits_clean = fine_tuned_teacher(model, &train_clean, train_clean_in, config)?;
-    let start_logits = tch::no_grad(|| train_clean_frozen.forward(model).logits);
-    let scale = if config.mode == UnlearnMode::Robust && config.logit_scaling { logit_scale(&start_logits) } else { 1.0 };
+    let teacher_logits_clean = fine_tuned_teacher(model, &train_clean, train_clean_frozen.inputs(), config)?;
+    let scale = robust_logit_scale(model, &train_clean_frozen, config);
     let teacher_scaled = (&teacher_logits_clean / scale).log_softmax(-1, Kind::Float);
     let teacher_probs = teacher_scaled.exp();
+    let mut opt = trained_weights_optimiser(model, frozen_blocks, config.lr)?;
 
-    let variables = model.var_store().variables();
-    for (name, var) in &variables {
-        let trainable = trained_by_unlearning(name, frozen_blocks);
-        // Running statistics are buffers, never trained.
-        if !name.ends_with("running_mean") && !name.ends_with("running_var") && !name.ends_with("num_batches_tracked") {
-            let _ = var.shallow_clone().set_requires_grad(trainable);
-        }
-    }
-    // One fused update over the trained weights: libtorch's Adam costs about ten kernels per
-    // weight tensor, per step.
-    // (The parameters only: GIN's eps is a buffer, as in PyG.)
-    let parameters = model.parameter_names();
-    let trained: Vec<Tensor> = parameters
-        .iter()
-        .filter_map(|name| variables.get(name))
-        .filter(|v| v.requires_grad())
-        .map(Tensor::shallow_clone)
-        .collect();
-    let mut opt = FlatAdam::over(trained, config.lr, 0.0)?;
-
-    let adjacencies: Vec<Tensor> = triggers.iter().map(|t| t.adjacency(device)).collect();
-    let slot_features: Vec<Option<Tensor>> = triggers.iter().map(|t| t.features(device)).collect();
     let mut rng = rng_for(seed, "unlearning-positions");
-    let mut robust = RobustTerms {
+    let mut epochs = EpochRunner {
+        train,
+        triggers,
+        adjacencies: triggers.iter().map(|t| t.adjacency(device)).collect(),
+        slot_features: triggers.iter().map(|t| t.features(device)).collect(),
+        dropout,
         config,
-        target,
-        scale,
-        class_w: class_weights(&train.labels, spec.num_classes),
-        teacher_scaled: &teacher_scaled,
-        teacher_probs: &teacher_probs,
-        mixup_rng: rng_for(seed, "unlearning-mixup"),
+        train_clean_frozen: &train_clean_frozen,
+        teacher_logits_clean: &teacher_logits_clean,
+        target_label: Tensor::from(target as i64).to_device(device),
+        robust: RobustTerms {
+            config,
+            target,
+            scale,
+            class_w: class_weights(&train.labels, spec.num_classes),
+            teacher_scaled: &teacher_scaled,
+            teacher_probs: &teacher_probs,
+            mixup_rng: rng_for(seed, "unlearning-mixup"),
+        },
     };
     let holdout_positions = holdout.placements(trigger.size, config.positions, seed, "holdout-positions");
 
@@ -284,152 +272,30 @@ pub fn unlearn_toward(
     let watched = WatchedGraphs::new(model, train, holdout, frozen_blocks)?;
     let start = watched.measure(model)?;
     let (start_recall, support, start_balanced) = (start.recall, start.support, start.balanced_accuracy);
-    // The held-out copies keep their placements for the whole run: batched once, and measured
-    // each epoch against that epoch's clean predictions (at the start, the guard's).
-    let mut holdout_probe = if holdout.graphs.is_empty() {
-        None
-    } else {
-        Some(evidence::EvidenceProbe::with_clean_predictions(
-            model,
-            &holdout.graphs,
-            &holdout_positions,
-            trigger.size,
-            start.holdout_predicted,
-        )?)
-    };
-    // Their triggered inputs, through the frozen blocks once.
-    let holdout_triggered = holdout_probe.as_ref().and_then(|probe| probe.copies()).map(|copies| {
-        let inputs = copies.assemble_fixed(&trigger.adjacency(device), trigger.features(device).as_ref());
-        FrozenInputs::new(model, copies, inputs, frozen_blocks)
-    });
+    let mut holdout_monitor =
+        HoldoutMonitor::new(model, holdout, &holdout_positions, trigger, frozen_blocks, start.holdout_predicted)?;
     // Only the trained weights change (BatchNorm stays in eval mode), and they live in the
     // optimiser's one flat buffer: a snapshot is one copy of it.
     let mut snapshot = opt.snapshot();
     let mut snapshot_epoch = 0usize;
     let mut history: Vec<UnlearnEpoch> = Vec::with_capacity(config.epochs);
-    // Robust mode trains past `epochs` while the trigger still flips the unlearning copies.
-    let max_epochs = match config.mode {
-        UnlearnMode::Robust => config.max_epochs.max(config.epochs),
-        UnlearnMode::Paper => config.epochs,
-    };
-    let target_label = Tensor::from(target as i64).to_device(device);
-
+    let max_epochs = config.epoch_cap();
     for epoch in 0..max_epochs {
-        let converged = history
-            .last()
-            .is_some_and(|h| h.train_flip_rate <= config.converged_flip_rate.max(h.natural_flip_rate.unwrap_or(0.0)));
-        if (epoch >= config.epochs && (converged || history.is_empty())) || (epoch >= config.min_epochs && converged) {
+        if finished(config, epoch, history.last()) {
             break;
         }
-        // Every graph at its explainer positions plus fresh random node sets, each copy with
-        // one of the triggers; copies are batched per trigger (a batch has one trigger size).
-        let mut copies: Vec<Vec<PlacedCopy>> = vec![Vec::new(); triggers.len()];
-        for g in 0..train.graphs.len() {
-            for k in 0..=config.positions {
-                let t = if triggers.len() == 1 { 0 } else { rng.gen_range(0..triggers.len()) };
-                let size = triggers[t].size;
-                let nodes =
-                    if k == 0 { train.explainer_positions(g, size) } else { random_node_set(train.graphs[g], size, &mut rng) };
-                copies[t].push((g, nodes));
-            }
-        }
-        let mut batches: Vec<(usize, &[PlacedCopy])> = Vec::new();
-        for (t, group) in copies.iter_mut().enumerate() {
-            group.shuffle(&mut rng);
-            batches.extend(group.chunks(config.batch_size.max(1)).map(|chunk| (t, chunk)));
-        }
-        batches.shuffle(&mut rng);
-        // The epoch's tallies stay on the model's device and are read once after the epoch, so
-        // a CUDA step never waits on a copy back to the host.
-        let mut loss_total = Tensor::zeros([], (Kind::Double, device));
-        let mut steps = 0usize;
-        let mut flipped_total = Tensor::zeros([], (Kind::Int64, device));
-        let mut non_target_total = Tensor::zeros([], (Kind::Int64, device));
-        for (t, chunk) in batches {
-            let graphs: Vec<&Graph> = chunk.iter().map(|(g, _)| train.graphs[*g]).collect();
-            let labels: Vec<usize> = chunk.iter().map(|(g, _)| train.labels[*g]).collect();
-            let places: Vec<Vec<usize>> = chunk.iter().map(|(_, p)| p.clone()).collect();
-            let batch = MontageBatch::build(&graphs, &labels, &places, triggers[t].size, &spec.features, device)?;
-            let adjacency = if dropout > 0.0 {
-                // Drawn from this run's own generator, not libtorch's process-wide one, which
-                // other threads (other jobs, parallel tests) may draw from at the same time.
-                let pairs = adjacencies[t].size()[0];
-                let keep: Vec<f32> =
-                    (0..chunk.len() as i64 * pairs).map(|_| f32::from(u8::from(rng.gen::<f64>() >= dropout))).collect();
-                let keep = Tensor::from_slice(&keep).view([chunk.len() as i64, pairs]).to_device(device);
-                &adjacencies[t].unsqueeze(0) * keep
-            } else {
-                adjacencies[t].shallow_clone()
-            };
-            // The pattern is fixed here (no gradient to it): the cheaper unweighted montage.
-            let triggered_in = batch.assemble_fixed(&adjacency, slot_features[t].as_ref());
-            let rows: Vec<i64> = chunk.iter().map(|(g, _)| *g as i64).collect();
-            let rows = Tensor::from_slice(&rows).to_device(device);
-            let outputs = match config.mode {
-                // A copy's clean graph is its sample graph, whatever the placement: the robust
-                // terms need only its logits, so the sample is forwarded once per step and each
-                // copy takes its graph's row (a batch of 64 copies holds about 24 distinct
-                // graphs; eval-mode BatchNorm makes a graph's output independent of its batch).
-                // The sample and the copies share one pass through the trained blocks.
-                UnlearnMode::Robust => {
-                    let joined = train_clean_frozen.forward_joined(model, &triggered_in.graph_input(&batch));
-                    let n_clean = train_clean_frozen.num_graphs();
-                    StepOutputs::Robust {
-                        triggered_logits: joined.logits.narrow(0, n_clean, batch.num_graphs),
-                        sample_logits: joined.logits.narrow(0, 0, n_clean),
-                        sample_embedding: joined.embedding.narrow(0, 0, n_clean),
-                    }
-                }
-                UnlearnMode::Paper => StepOutputs::Paper(forward(model, &batch, &triggered_in)),
-            };
-            let non_target = batch.labels.ne_tensor(&target_label);
-            non_target_total += non_target.sum(Kind::Int64);
-            flipped_total +=
-                (outputs.triggered_logits().argmax(-1, false).eq_tensor(&target_label) * &non_target).sum(Kind::Int64);
-            let loss = match outputs {
-                StepOutputs::Robust { triggered_logits, sample_logits, sample_embedding } => robust.step_loss(
-                    model,
-                    &RobustStep {
-                        triggered_logits,
-                        sample_logits,
-                        sample_embedding,
-                        rows,
-                        labels: &labels,
-                        label_tensor: &batch.labels,
-                    },
-                ),
-                StepOutputs::Paper(trig_out) => {
-                    paper_loss(model, &batch, &trig_out, &teacher_logits_clean.index_select(0, &rows), config.lambda)
-                }
-            };
-            opt.backward_step(&loss);
-            loss_total += loss.detach().to_kind(Kind::Double);
-            steps += 1;
-        }
-        let loss_sum = loss_total.double_value(&[]);
-        let (flipped, non_target_copies) = (flipped_total.int64_value(&[]), non_target_total.int64_value(&[]));
-
+        let tally = epochs.run(model, &mut opt, &mut rng)?;
         let now = watched.measure(model)?;
         let (recall, hold_acc, now_balanced) = (now.recall, now.holdout_accuracy, now.balanced_accuracy);
         let drop = worst_drop(&start_recall, &recall, &support);
-        let flip = match holdout_probe.as_mut() {
-            Some(probe) => {
-                probe.set_clean_predictions(now.holdout_predicted)?;
-                let triggered = match &holdout_triggered {
-                    Some(inputs) => inputs.predictions(model)?,
-                    None => Vec::new(),
-                };
-                probe.evidence_for(&triggered, Some(target)).flip_rate
-            }
-            None => 0.0,
-        };
+        let flip = holdout_monitor.flip_rate(model, now.holdout_predicted, target)?;
         history.push(UnlearnEpoch {
             epoch: epoch + 1,
-            loss: loss_sum / steps.max(1) as f64,
+            loss: tally.mean_loss(),
             holdout_accuracy: hold_acc,
             holdout_flip_rate: flip,
             worst_recall_drop: drop,
-            train_flip_rate: if non_target_copies > 0 { flipped as f64 / non_target_copies as f64 } else { 0.0 },
+            train_flip_rate: tally.flip_rate(),
             natural_flip_rate: natural.map(|rate| rate(model)).transpose()?,
         });
         // A collapsed epoch is not kept, but training goes on: the first epochs of a large
@@ -445,7 +311,7 @@ pub fn unlearn_toward(
             step: epoch + 1,
             // Past `epochs` the run goes on only while unlearning has not converged.
             total: if epoch < config.epochs { config.epochs } else { max_epochs },
-            message: format!("loss {:.4} holdout acc {:.3} flip {:.3}", loss_sum / steps.max(1) as f64, hold_acc, flip),
+            message: format!("loss {:.4} holdout acc {:.3} flip {:.3}", tally.mean_loss(), hold_acc, flip),
         }) {
             return Err(Error::Cancelled);
         }
@@ -458,6 +324,246 @@ pub fn unlearn_toward(
         let _ = var.shallow_clone().set_requires_grad(false);
     }
     Ok(UnlearnOutcome { history, rolled_back_to_epoch, logit_scale: scale })
+}
+
+/// The scale the robust losses divide logits by: the input model's on the clean sample, or 1
+/// when scaling is off or the paper's loss is used.
+fn robust_logit_scale(model: &GnnModel, clean: &FrozenInputs, config: &UnlearnConfig) -> f64 {
+    if config.mode == UnlearnMode::Robust && config.logit_scaling {
+        logit_scale(&tch::no_grad(|| clean.forward(model).logits))
+    } else {
+        1.0
+    }
+}
+
+/// Whether unlearning stops before `epoch` (0-based), given the last epoch's record: after
+/// `epochs` once converged (or when nothing ran), and after `min_epochs` once converged, where
+/// converged means the trigger flipped no more copies than the goal (natural patches' rate, or
+/// `converged_flip_rate`, whichever is higher).
+fn finished(config: &UnlearnConfig, epoch: usize, last: Option<&UnlearnEpoch>) -> bool {
+    let converged = last.is_some_and(|h| h.train_flip_rate <= config.converged_flip_rate.max(h.natural_flip_rate.unwrap_or(0.0)));
+    (epoch >= config.epochs && (converged || last.is_none())) || (epoch >= config.min_epochs && converged)
+}
+
+/// Marks the weights unlearning trains (those after the `frozen_blocks`) and returns one fused
+/// Adam over them: libtorch's own Adam costs about ten kernels per weight tensor, per step.
+fn trained_weights_optimiser(model: &GnnModel, frozen_blocks: usize, lr: f64) -> Result<FlatAdam> {
+    let variables = model.var_store().variables();
+    for (name, var) in &variables {
+        let trainable = trained_by_unlearning(name, frozen_blocks);
+        // Running statistics are buffers, never trained.
+        if !name.ends_with("running_mean") && !name.ends_with("running_var") && !name.ends_with("num_batches_tracked") {
+            let _ = var.shallow_clone().set_requires_grad(trainable);
+        }
+    }
+    // The parameters only: GIN's eps is a buffer, as in PyG.
+    let trained: Vec<Tensor> = model
+        .parameter_names()
+        .iter()
+        .filter_map(|name| variables.get(name))
+        .filter(|v| v.requires_grad())
+        .map(Tensor::shallow_clone)
+        .collect();
+    FlatAdam::over(trained, lr, 0.0)
+}
+
+/// The held-out copies with the first trigger, placed once for the whole run: batched once,
+/// through the frozen blocks once, and measured each epoch against that epoch's clean
+/// predictions (at the start, the guard's).
+struct HoldoutMonitor {
+    probe: Option<evidence::EvidenceProbe>,
+    triggered: Option<FrozenInputs>,
+}
+
+impl HoldoutMonitor {
+    fn new(
+        model: &GnnModel,
+        holdout: &UnlearnSet,
+        positions: &[Vec<Vec<usize>>],
+        trigger: &Trigger,
+        frozen_blocks: usize,
+        clean_predicted: Vec<usize>,
+    ) -> Result<HoldoutMonitor> {
+        if holdout.graphs.is_empty() {
+            return Ok(HoldoutMonitor { probe: None, triggered: None });
+        }
+        let probe =
+            evidence::EvidenceProbe::with_clean_predictions(model, &holdout.graphs, positions, trigger.size, clean_predicted)?;
+        let device = model.device();
+        let triggered = probe.copies().map(|copies| {
+            let inputs = copies.assemble_fixed(&trigger.adjacency(device), trigger.features(device).as_ref());
+            FrozenInputs::new(model, copies, inputs, frozen_blocks)
+        });
+        Ok(HoldoutMonitor { probe: Some(probe), triggered })
+    }
+
+    /// The trigger's flip rate to `target` on the held-out copies, given the model's clean
+    /// predictions on the held-out graphs now (0 without held-out graphs).
+    fn flip_rate(&mut self, model: &GnnModel, clean_predicted: Vec<usize>, target: usize) -> Result<f64> {
+        let Some(probe) = self.probe.as_mut() else {
+            return Ok(0.0);
+        };
+        probe.set_clean_predictions(clean_predicted)?;
+        let triggered = match &self.triggered {
+            Some(inputs) => inputs.predictions(model)?,
+            None => Vec::new(),
+        };
+        Ok(probe.evidence_for(&triggered, Some(target)).flip_rate)
+    }
+}
+
+/// What one epoch adds up, read from the device once the epoch is over.
+struct EpochTally {
+    loss_sum: f64,
+    steps: usize,
+    flipped: i64,
+    non_target_copies: i64,
+}
+
+impl EpochTally {
+    fn mean_loss(&self) -> f64 {
+        self.loss_sum / self.steps.max(1) as f64
+    }
+
+    /// Share of the epoch's triggered non-target copies the model sent to the target.
+    fn flip_rate(&self) -> f64 {
+        if self.non_target_copies > 0 {
+            self.flipped as f64 / self.non_target_copies as f64
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Everything an unlearning epoch needs that stays the same from epoch to epoch.
+struct EpochRunner<'a> {
+    train: &'a UnlearnSet<'a>,
+    triggers: &'a [Trigger],
+    adjacencies: Vec<Tensor>,
+    slot_features: Vec<Option<Tensor>>,
+    dropout: f64,
+    config: &'a UnlearnConfig,
+    train_clean_frozen: &'a FrozenInputs,
+    teacher_logits_clean: &'a Tensor,
+    target_label: Tensor,
+    robust: RobustTerms<'a>,
+}
+
+impl EpochRunner<'_> {
+    /// Every graph at its explainer positions plus fresh random node sets, each copy with one
+    /// of the triggers; copies are batched per trigger (a batch has one trigger size), and the
+    /// batches shuffled.
+    fn batches(&self, rng: &mut crate::rng::Rng) -> Vec<(usize, Vec<PlacedCopy>)> {
+        let (train, triggers) = (self.train, self.triggers);
+        let mut copies: Vec<Vec<PlacedCopy>> = vec![Vec::new(); triggers.len()];
+        for g in 0..train.graphs.len() {
+            for k in 0..=self.config.positions {
+                let t = if triggers.len() == 1 { 0 } else { rng.gen_range(0..triggers.len()) };
+                let size = triggers[t].size;
+                let nodes = if k == 0 { train.explainer_positions(g, size) } else { random_node_set(train.graphs[g], size, rng) };
+                copies[t].push((g, nodes));
+            }
+        }
+        let mut batches: Vec<(usize, Vec<PlacedCopy>)> = Vec::new();
+        for (t, group) in copies.iter_mut().enumerate() {
+            group.shuffle(rng);
+            batches.extend(group.chunks(self.config.batch_size.max(1)).map(|chunk| (t, chunk.to_vec())));
+        }
+        batches.shuffle(rng);
+        batches
+    }
+
+    /// One pass over freshly placed copies, one optimiser step per batch.
+    fn run(&mut self, model: &GnnModel, opt: &mut FlatAdam, rng: &mut crate::rng::Rng) -> Result<EpochTally> {
+        let device = model.device();
+        // The epoch's tallies stay on the model's device and are read once after the epoch, so
+        // a CUDA step never waits on a copy back to the host.
+        let mut loss_total = Tensor::zeros([], (Kind::Double, device));
+        let mut steps = 0usize;
+        let mut flipped_total = Tensor::zeros([], (Kind::Int64, device));
+        let mut non_target_total = Tensor::zeros([], (Kind::Int64, device));
+        for (t, chunk) in self.batches(rng) {
+            let (loss, flipped, non_target) = self.step(model, t, &chunk, rng)?;
+            opt.backward_step(&loss);
+            loss_total += loss.detach().to_kind(Kind::Double);
+            flipped_total += flipped;
+            non_target_total += non_target;
+            steps += 1;
+        }
+        Ok(EpochTally {
+            loss_sum: loss_total.double_value(&[]),
+            steps,
+            flipped: flipped_total.int64_value(&[]),
+            non_target_copies: non_target_total.int64_value(&[]),
+        })
+    }
+
+    /// The loss of one batch of copies carrying trigger `t`, and how many of its non-target
+    /// copies the model sent to the target (and how many non-target copies it had).
+    fn step(
+        &mut self,
+        model: &GnnModel,
+        t: usize,
+        chunk: &[PlacedCopy],
+        rng: &mut crate::rng::Rng,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (train, config, device) = (self.train, self.config, model.device());
+        let graphs: Vec<&Graph> = chunk.iter().map(|(g, _)| train.graphs[*g]).collect();
+        let labels: Vec<usize> = chunk.iter().map(|(g, _)| train.labels[*g]).collect();
+        let places: Vec<Vec<usize>> = chunk.iter().map(|(_, p)| p.clone()).collect();
+        let batch = MontageBatch::build(&graphs, &labels, &places, self.triggers[t].size, &model.spec().features, device)?;
+        let adjacency = if self.dropout > 0.0 {
+            // Drawn from this run's own generator, not libtorch's process-wide one, which
+            // other threads (other jobs, parallel tests) may draw from at the same time.
+            let pairs = self.adjacencies[t].size()[0];
+            let keep: Vec<f32> =
+                (0..chunk.len() as i64 * pairs).map(|_| f32::from(u8::from(rng.gen::<f64>() >= self.dropout))).collect();
+            let keep = Tensor::from_slice(&keep).view([chunk.len() as i64, pairs]).to_device(device);
+            &self.adjacencies[t].unsqueeze(0) * keep
+        } else {
+            self.adjacencies[t].shallow_clone()
+        };
+        // The pattern is fixed here (no gradient to it): the cheaper unweighted montage.
+        let triggered_in = batch.assemble_fixed(&adjacency, self.slot_features[t].as_ref());
+        let rows: Vec<i64> = chunk.iter().map(|(g, _)| *g as i64).collect();
+        let rows = Tensor::from_slice(&rows).to_device(device);
+        let outputs = match config.mode {
+            // A copy's clean graph is its sample graph, whatever the placement: the robust
+            // terms need only its logits, so the sample is forwarded once per step and each
+            // copy takes its graph's row (a batch of 64 copies holds about 24 distinct
+            // graphs; eval-mode BatchNorm makes a graph's output independent of its batch).
+            // The sample and the copies share one pass through the trained blocks.
+            UnlearnMode::Robust => {
+                let joined = self.train_clean_frozen.forward_joined(model, &triggered_in.graph_input(&batch));
+                let n_clean = self.train_clean_frozen.num_graphs();
+                StepOutputs::Robust {
+                    triggered_logits: joined.logits.narrow(0, n_clean, batch.num_graphs),
+                    sample_logits: joined.logits.narrow(0, 0, n_clean),
+                    sample_embedding: joined.embedding.narrow(0, 0, n_clean),
+                }
+            }
+            UnlearnMode::Paper => StepOutputs::Paper(forward(model, &batch, &triggered_in)),
+        };
+        let non_target = batch.labels.ne_tensor(&self.target_label);
+        let flipped = (outputs.triggered_logits().argmax(-1, false).eq_tensor(&self.target_label) * &non_target).sum(Kind::Int64);
+        let loss = match outputs {
+            StepOutputs::Robust { triggered_logits, sample_logits, sample_embedding } => self.robust.step_loss(
+                model,
+                &RobustStep {
+                    triggered_logits,
+                    sample_logits,
+                    sample_embedding,
+                    rows,
+                    labels: &labels,
+                    label_tensor: &batch.labels,
+                },
+            ),
+            StepOutputs::Paper(trig_out) => {
+                paper_loss(model, &batch, &trig_out, &self.teacher_logits_clean.index_select(0, &rows), config.lambda)
+            }
+        };
+        Ok((loss, flipped, non_target.sum(Kind::Int64)))
+    }
 }
 
 #[cfg(test)]
