@@ -11,7 +11,8 @@
 //! | node importance (saliency, GNNExplainer, Grad-CAM) | [`explain`] |
 //! | write a trigger into graphs at chosen nodes, differentiably | [`montage`] |
 //! | plant the four published backdoors and measure attack success | [`attacks`] |
-//! | G-Cleaner purification: recovery, the verdict, unlearning, the report; the baselines | [`purify`] |
+//! | G-Cleaner purification: recovery, the verdict, unlearning, the report | [`purify`] |
+//! | the baseline defences G-Cleaner is compared with (fine-tuning, ABL, pruning, smoothing) | [`baselines`] |
 //! | progress and cancellation, seeded randomness, libtorch threads, the fused optimiser | [`progress`], [`rng`], [`threads`], [`optim`] |
 //!
 //! Dependencies point one way: `purify` builds on `attacks` (to measure an attack's evaluation
@@ -19,6 +20,7 @@
 
 pub mod allocator;
 pub mod attacks;
+pub mod baselines;
 pub mod data;
 pub mod error;
 pub mod explain;

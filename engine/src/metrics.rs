@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::data::batch::GraphBatch;
+use crate::data::{FeatureSpec, Graph};
 use crate::models::GnnModel;
-use crate::Result;
+use crate::{Error, Result};
 
 /// A model's outputs for a set of graphs, in the order of the graphs' dataset indices.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +53,38 @@ pub fn predict(model: &GnnModel, batches: &[GraphBatch]) -> Result<Predictions> 
         p.labels.push(label);
     }
     Ok(p)
+}
+
+/// Evaluation-mode predictions for `graphs` with node features from `features` (which must be
+/// as wide as the model's input). `positions[i]` names `graphs[i]` in errors.
+pub fn predict_classes(
+    model: &GnnModel,
+    graphs: &[&Graph],
+    positions: &[usize],
+    features: &FeatureSpec,
+    batch_size: usize,
+) -> Result<Vec<usize>> {
+    if features.dim() != model.spec().in_features {
+        return Err(Error::invalid(format!(
+            "features give {} columns but the model expects {}",
+            features.dim(),
+            model.spec().in_features
+        )));
+    }
+    let mut classes = Vec::with_capacity(graphs.len());
+    for (chunk, chunk_positions) in graphs.chunks(batch_size.max(1)).zip(positions.chunks(batch_size.max(1))) {
+        let batch = GraphBatch::new(chunk, chunk_positions.to_vec(), features, model.device())?;
+        let predicted = tch::no_grad(|| model.forward_t(&batch.input(), false).log_probs.argmax(-1, false).to_kind(Kind::Int64));
+        let predicted = Vec::<i64>::try_from(predicted.to_device(tch::Device::Cpu))?;
+        classes.extend(predicted.into_iter().map(|c| c as usize));
+    }
+    Ok(classes)
+}
+
+/// The model's own predictions, no defence at inference.
+pub fn predict_plain(model: &GnnModel, graphs: &[&Graph], batch_size: usize) -> Result<Vec<usize>> {
+    let positions: Vec<usize> = (0..graphs.len()).collect();
+    predict_classes(model, graphs, &positions, &model.spec().features, batch_size)
 }
 
 fn tensor_rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {

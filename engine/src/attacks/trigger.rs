@@ -76,11 +76,11 @@ impl Trigger {
         let mut edges = Vec::new();
         for _ in 0..CONNECTED_DRAW_ATTEMPTS {
             edges = pairs.choose_multiple(&mut rng, num_edges).copied().collect();
-            if components(num_nodes, &edges).iter().all(|&c| c == 0) {
+            if crate::data::graph::components(num_nodes, &edges).iter().all(|&c| c == 0) {
                 return Trigger::new(num_nodes, edges);
             }
         }
-        let component = components(num_nodes, &edges);
+        let component = crate::data::graph::components(num_nodes, &edges);
         let mut first_node_of = Vec::new();
         for (node, &c) in component.iter().enumerate() {
             if c == first_node_of.len() {
@@ -105,34 +105,6 @@ impl Trigger {
 
     /// Whether every trigger node can reach every other one along trigger edges.
     pub fn is_connected(&self) -> bool {
-        components(self.num_nodes, &self.edges).iter().all(|&c| c == 0)
+        crate::data::graph::components(self.num_nodes, &self.edges).iter().all(|&c| c == 0)
     }
-}
-
-/// Component index of every node, numbered in order of each component's lowest node.
-fn components(num_nodes: usize, edges: &[(u32, u32)]) -> Vec<usize> {
-    let mut adjacency = vec![Vec::new(); num_nodes];
-    for &(u, v) in edges {
-        adjacency[u as usize].push(v as usize);
-        adjacency[v as usize].push(u as usize);
-    }
-    let mut component = vec![usize::MAX; num_nodes];
-    let mut next = 0;
-    for start in 0..num_nodes {
-        if component[start] != usize::MAX {
-            continue;
-        }
-        component[start] = next;
-        let mut stack = vec![start];
-        while let Some(node) = stack.pop() {
-            for &other in &adjacency[node] {
-                if component[other] == usize::MAX {
-                    component[other] = next;
-                    stack.push(other);
-                }
-            }
-        }
-        next += 1;
-    }
-    component
 }

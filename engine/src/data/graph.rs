@@ -234,6 +234,34 @@ fn check_unique(labels: &[i64]) -> Result<()> {
     Ok(())
 }
 
+/// Component index of every node of an undirected graph on `0..num_nodes` with `edges`, numbered in order of each component's lowest node.
+pub fn components(num_nodes: usize, edges: &[(u32, u32)]) -> Vec<usize> {
+    let mut adjacency = vec![Vec::new(); num_nodes];
+    for &(u, v) in edges {
+        adjacency[u as usize].push(v as usize);
+        adjacency[v as usize].push(u as usize);
+    }
+    let mut component = vec![usize::MAX; num_nodes];
+    let mut next = 0;
+    for start in 0..num_nodes {
+        if component[start] != usize::MAX {
+            continue;
+        }
+        component[start] = next;
+        let mut stack = vec![start];
+        while let Some(node) = stack.pop() {
+            for &other in &adjacency[node] {
+                if component[other] == usize::MAX {
+                    component[other] = next;
+                    stack.push(other);
+                }
+            }
+        }
+        next += 1;
+    }
+    component
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

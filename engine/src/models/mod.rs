@@ -28,6 +28,7 @@ pub mod pooling;
 mod pyg_model_tests;
 pub mod pyg_spec;
 pub mod sage;
+mod sample_fit;
 pub mod scatter;
 pub mod spec;
 #[cfg(test)]
@@ -41,6 +42,7 @@ use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
 
 pub use pyg_spec::{JumpingKnowledge, MlpSpec, Norm, PygHead, PygOptions, SPEC_FORMAT_V2};
+pub use sample_fit::{check_sample, check_sample_features};
 pub use spec::{Arch, ModelSpec, Pooling, SPEC_FORMAT, SPEC_METADATA_KEY};
 pub use weights::LoadedModel;
 

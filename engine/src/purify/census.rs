@@ -8,7 +8,7 @@
 //! is among the sizes searched. It covers topology only: node features that do not derive from
 //! structure stay the graph's own, as Sub-BA, Exp-BA and Motif-BA leave them.
 
-use super::recovery::Trigger;
+use super::recovery::Pattern;
 use crate::montage::slot_pairs;
 
 /// Largest pattern the census enumerates: 5 nodes means 2^10 edge sets times 120 relabellings;
@@ -17,7 +17,7 @@ pub const MAX_CENSUS_NODES: usize = 5;
 
 /// Every connected graph on `n` nodes up to isomorphism (empty above [`MAX_CENSUS_NODES`]),
 /// fewest edges first, each given by its smallest edge bitmask over [`slot_pairs`].
-pub fn connected_patterns(n: usize) -> Vec<Trigger> {
+pub fn connected_patterns(n: usize) -> Vec<Pattern> {
     if !(2..=MAX_CENSUS_NODES).contains(&n) {
         return Vec::new();
     }
@@ -41,7 +41,7 @@ pub fn connected_patterns(n: usize) -> Vec<Trigger> {
     canonical.dedup();
     canonical
         .into_iter()
-        .map(|mask| Trigger {
+        .map(|mask| Pattern {
             size: n,
             edges: pairs.iter().enumerate().filter(|&(p, _)| mask >> p & 1 == 1).map(|(_, &e)| e).collect(),
             slot_features: None,

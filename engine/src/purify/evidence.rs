@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::null::NullPatches;
-use super::recovery::Trigger;
+use super::recovery::Pattern;
 use crate::data::Graph;
 use crate::models::GnnModel;
 use crate::montage::MontageBatch;
@@ -114,7 +114,7 @@ impl NullComparison {
 }
 
 /// Model predictions for a montaged batch with `trigger` written in (or the clean graphs).
-pub fn montage_predictions(model: &GnnModel, batch: &MontageBatch, trigger: Option<&Trigger>) -> Result<Vec<usize>> {
+pub fn montage_predictions(model: &GnnModel, batch: &MontageBatch, trigger: Option<&Pattern>) -> Result<Vec<usize>> {
     let device = model.device();
     let predicted = tch::no_grad(|| {
         let inputs = match trigger {
@@ -218,7 +218,7 @@ impl EvidenceProbe {
     }
 
     /// The evidence for `trigger`, which must have the probe's size.
-    pub fn measure(&self, model: &GnnModel, trigger: &Trigger, fixed_target: Option<usize>) -> Result<TriggerEvidence> {
+    pub fn measure(&self, model: &GnnModel, trigger: &Pattern, fixed_target: Option<usize>) -> Result<TriggerEvidence> {
         if trigger.size != self.size {
             return Err(crate::Error::invalid(format!(
                 "evidence probe for {}-node triggers given a {}-node one",
@@ -231,7 +231,7 @@ impl EvidenceProbe {
 
     /// The model's prediction for every placed copy with `trigger` written in (none when no
     /// sample graph can carry it).
-    fn triggered_predictions(&self, model: &GnnModel, trigger: &Trigger) -> Result<Vec<usize>> {
+    fn triggered_predictions(&self, model: &GnnModel, trigger: &Pattern) -> Result<Vec<usize>> {
         match &self.batch {
             Some(batch) => montage_predictions(model, batch, Some(trigger)),
             None => Ok(Vec::new()),
@@ -255,7 +255,7 @@ impl EvidenceProbe {
     pub fn measure_against_null(
         &self,
         model: &GnnModel,
-        trigger: &Trigger,
+        trigger: &Pattern,
         graphs: &[&Graph],
         labels: &[usize],
         draws: usize,

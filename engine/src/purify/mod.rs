@@ -2,7 +2,6 @@
 //! sizes, judge the candidates by backdoor evidence, unlearn the chosen one, and report
 //! before/after numbers measured on held-out clean graphs only.
 
-pub mod baselines;
 pub mod budget;
 pub mod census;
 pub mod config_check;
@@ -157,7 +156,7 @@ fn select_candidate(candidates: &[Candidate]) -> usize {
 /// smaller than the recovered pattern sits inside it (a 12-node trigger in an 18-node pattern of
 /// generated graphs), and a model taught to ignore only the whole pattern still answers to the
 /// part.
-fn dense_cores(trigger: &recovery::Trigger, candidates: &[Candidate], unlearned: &[usize]) -> Vec<recovery::Trigger> {
+fn dense_cores(trigger: &recovery::Pattern, candidates: &[Candidate], unlearned: &[usize]) -> Vec<recovery::Pattern> {
     let n = trigger.size;
     let mut degree = vec![0usize; n];
     for &(a, b) in &trigger.edges {
@@ -180,7 +179,7 @@ fn dense_cores(trigger: &recovery::Trigger, candidates: &[Candidate], unlearned:
                 .filter_map(|&(a, b)| Some((slot.get(&a).copied()?, slot.get(&b).copied()?)))
                 .map(|(a, b)| (a.min(b), a.max(b)))
                 .collect();
-            (!edges.is_empty() && trigger.slot_features.is_none()).then_some(recovery::Trigger {
+            (!edges.is_empty() && trigger.slot_features.is_none()).then_some(recovery::Pattern {
                 size: s,
                 edges,
                 slot_features: None,
@@ -240,43 +239,6 @@ fn importance(model: &GnnModel, graphs: &[&Graph], kind: ExplainerKind) -> Resul
     }
 }
 
-/// Checks that the sample fits the model: every graph yields features of the model's width and
-/// every label is one of its classes.
-pub fn check_sample(model: &GnnModel, sample: &Dataset) -> Result<()> {
-    check_sample_features(model, sample)?;
-    let spec = model.spec();
-    if sample.num_classes() > spec.num_classes {
-        return Err(Error::invalid(format!(
-            "the clean sample has {} classes but the model predicts {}",
-            sample.num_classes(),
-            spec.num_classes
-        )));
-    }
-    Ok(())
-}
-
-/// Checks that every graph of the sample yields node features of the model's width.
-pub fn check_sample_features(model: &GnnModel, sample: &Dataset) -> Result<()> {
-    let spec = model.spec();
-    if sample.is_empty() {
-        return Err(Error::invalid("the clean sample holds no graphs"));
-    }
-    if spec.features.dim() != spec.in_features {
-        return Err(Error::invalid(format!(
-            "model spec: features give {} columns but in_features is {}",
-            spec.features.dim(),
-            spec.in_features
-        )));
-    }
-    for (i, g) in sample.graphs.iter().enumerate() {
-        if g.num_nodes == 0 {
-            return Err(Error::invalid(format!("clean sample graph {i} has no nodes")));
-        }
-        spec.features.node_features(g).map_err(|e| Error::invalid(format!("clean sample graph {i}: {e}")))?;
-    }
-    Ok(())
-}
-
 /// Measures every connected pattern of the candidate's size on the candidate's own placed
 /// copies and takes the strongest when its evidence beats the generator's pattern (ties keep the
 /// generator's; among census patterns, the higher flip rate, then the fewer edges).
@@ -295,7 +257,7 @@ fn census_pick(
     }
     candidate.census_patterns = patterns.len();
     candidate.generator_score = Some(candidate.evidence.score);
-    let mut best: Option<(recovery::Trigger, TriggerEvidence)> = None;
+    let mut best: Option<(recovery::Pattern, TriggerEvidence)> = None;
     for pattern in patterns {
         let e = probe.measure(model, &pattern, None)?;
         candidate.census.push(report::CensusEntry {
@@ -468,7 +430,7 @@ pub fn purify(model: &GnnModel, sample: &Dataset, config: &PurifyConfig, progres
     } else {
         sample
     };
-    check_sample(model, sample)?;
+    crate::models::check_sample(model, sample)?;
     let SampleSplit { train_graphs, train_labels, holdout_graphs, holdout_labels } = SampleSplit::of(sample, config)?;
 
     let t = Instant::now();
@@ -612,12 +574,12 @@ mod tests {
         );
     }
     use crate::purify::evidence::TriggerEvidence;
-    use crate::purify::recovery::Trigger;
+    use crate::purify::recovery::Pattern;
 
     fn candidate(size: usize, score: f64, objective: f64) -> Candidate {
         Candidate {
             recovered: RecoveredTrigger {
-                trigger: Trigger { size, edges: vec![(0, 1)], slot_features: None },
+                trigger: Pattern { size, edges: vec![(0, 1)], slot_features: None },
                 objective,
                 mean_similarity: 0.0,
                 restart: 0,
@@ -657,7 +619,7 @@ mod tests {
         // A 4-clique on slots 0-3 with two pendant slots.
         let mut edges: Vec<(usize, usize)> = vec![(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3), (0, 4), (1, 5)];
         edges.sort_unstable();
-        let pattern = Trigger { size: 6, edges, slot_features: None };
+        let pattern = Pattern { size: 6, edges, slot_features: None };
         let candidates = [candidate(2, 0.0, 0.0), candidate(3, 0.0, 0.0), candidate(4, 0.0, 0.0), candidate(6, 0.5, 0.0)];
         let cores = dense_cores(&pattern, &candidates, &[3]);
         let shapes: Vec<(usize, usize)> = cores.iter().map(|t| (t.size, t.edges.len())).collect();

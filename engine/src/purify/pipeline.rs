@@ -12,9 +12,10 @@ use tch::Device;
 
 use super::report::{AttackEvaluation, PurifyReport};
 use super::settings::{Overrides, RunMode};
-use super::{check_sample_features, html, purify};
+use super::{html, purify};
 use crate::attacks::AttackSource;
 use crate::data::Dataset;
+use crate::models::check_sample_features;
 use crate::models::weights::{self, WeightLimits};
 use crate::models::{GnnModel, ModelSpec};
 use crate::progress::{Progress, ProgressEvent};

@@ -14,10 +14,10 @@ const LABEL_BATCH: usize = 256;
 /// (its spec's `class_labels`, else `0..C`). A graph the model's features cannot be built for
 /// is an error naming it.
 pub fn pseudo_label(model: &GnnModel, sample: &Dataset) -> Result<Dataset> {
-    super::check_sample_features(model, sample)?;
+    crate::models::check_sample_features(model, sample)?;
     let spec = model.spec();
     let graphs: Vec<&crate::data::Graph> = sample.graphs.iter().collect();
-    let predicted = super::baselines::inference::predict_plain(model, &graphs, LABEL_BATCH)?;
+    let predicted = crate::metrics::predict_plain(model, &graphs, LABEL_BATCH)?;
     let class_labels = spec.class_labels.clone().unwrap_or_else(|| (0..spec.num_classes as i64).collect());
     let graphs = sample.graphs.iter().zip(predicted).map(|(g, class)| crate::data::Graph { label: class, ..g.clone() }).collect();
     Ok(Dataset { name: sample.name.clone(), graphs, class_labels })

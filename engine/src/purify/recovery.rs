@@ -81,10 +81,11 @@ impl RecoveryConfig {
     }
 }
 
-/// A universal trigger: an adjacency over `size` slots and, for non-structural features, the
-/// slot nodes' features.
+/// A recovered (or enumerated) universal pattern: an adjacency over `size` slots and, for
+/// non-structural features, the slot nodes' features. The attacker's side has its own type,
+/// [`crate::attacks::Trigger`], which is a graph on its own nodes and carries no features.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Trigger {
+pub struct Pattern {
     pub size: usize,
     /// Edges among the slots, `(i, j)` with `i < j`.
     pub edges: Vec<(usize, usize)>,
@@ -93,7 +94,7 @@ pub struct Trigger {
     pub slot_features: Option<Vec<Vec<f32>>>,
 }
 
-impl Trigger {
+impl Pattern {
     /// The adjacency vector over slot pairs, in [`slot_pairs`] order.
     pub fn adjacency(&self, device: tch::Device) -> Tensor {
         let values: Vec<f32> =
@@ -103,8 +104,8 @@ impl Trigger {
 
     /// Whether the pattern has an edge and every slot reaches every other along its edges.
     pub fn is_connected(&self) -> bool {
-        let edges = self.edges.iter().map(|&(u, v)| (u as u32, v as u32)).collect();
-        crate::attacks::Trigger::new(self.size, edges).is_ok_and(|t| t.is_connected())
+        let edges: Vec<(u32, u32)> = self.edges.iter().map(|&(u, v)| (u as u32, v as u32)).collect();
+        !edges.is_empty() && crate::data::graph::components(self.size, &edges).iter().all(|&c| c == 0)
     }
 
     pub fn features(&self, device: tch::Device) -> Option<Tensor> {
@@ -119,7 +120,7 @@ impl Trigger {
 /// The best trigger found for one size.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecoveredTrigger {
-    pub trigger: Trigger,
+    pub trigger: Pattern,
     /// Mean hinge loss of the universal trigger (lower = denser embedding cluster).
     pub objective: f64,
     /// Mean pairwise cosine similarity of the triggered graphs' centred embeddings.
@@ -210,7 +211,7 @@ pub fn recover_size(
     let parts = feature_parts(&spec.features);
     let batch = MontageBatch::build(graphs, labels, placements, size, &spec.features, device)?;
     let centre = embedding_centre(model, &batch);
-    let mut best: Option<(f64, f64, usize, Trigger, bool)> = None;
+    let mut best: Option<(f64, f64, usize, Pattern, bool)> = None;
     let mut restart_objectives = Vec::with_capacity(config.restarts);
     for restart in 0..config.restarts.max(1) {
         let _torch_seed = crate::rng::seed_torch(seed.wrapping_mul(1000) + restart as u64 * 7919 + size as u64);
@@ -247,7 +248,7 @@ pub fn recover_size(
 }
 
 /// The similarity objective and mean cosine of one fixed pattern.
-fn evaluate_pattern(model: &GnnModel, batch: &MontageBatch, centre: &Tensor, trigger: &Trigger, threshold: f64) -> (f64, f64) {
+fn evaluate_pattern(model: &GnnModel, batch: &MontageBatch, centre: &Tensor, trigger: &Pattern, threshold: f64) -> (f64, f64) {
     let device = model.device();
     tch::no_grad(|| {
         let inputs = batch.assemble_fixed(&trigger.adjacency(device), trigger.features(device).as_ref());
@@ -264,7 +265,7 @@ pub fn pattern_objective(
     graphs: &[&Graph],
     labels: &[usize],
     placements: &[Vec<usize>],
-    trigger: &Trigger,
+    trigger: &Pattern,
     threshold: f64,
 ) -> Result<(f64, f64)> {
     let batch = MontageBatch::build(graphs, labels, placements, trigger.size, &model.spec().features, model.device())?;
@@ -275,7 +276,7 @@ pub fn pattern_objective(
 /// Majority vote of the generator's per-graph proposals: an edge is in the universal trigger
 /// when most graphs' proposals hold it; discrete features take the most frequent value, and
 /// continuous ones the mean.
-fn distil_universal(generator: &TriggerGenerator, batch: &MontageBatch, size: usize, width: usize) -> Result<Trigger> {
+fn distil_universal(generator: &TriggerGenerator, batch: &MontageBatch, size: usize, width: usize) -> Result<Pattern> {
     let proposal = generator.propose(&batch.slot_input);
     let votes = Vec::<f32>::try_from(
         proposal.adjacency.detach().mean_dim([0i64].as_slice(), false, Kind::Float).to_device(tch::Device::Cpu),
@@ -289,13 +290,13 @@ fn distil_universal(generator: &TriggerGenerator, batch: &MontageBatch, size: us
         }
         _ => None,
     };
-    let mut trigger = Trigger { size, edges, slot_features };
+    let mut trigger = Pattern { size, edges, slot_features };
     snap_discrete_features(&mut trigger, generator);
     Ok(trigger)
 }
 
 /// Averaged one-hot blocks are snapped back to one-hot (the most voted value).
-fn snap_discrete_features(trigger: &mut Trigger, generator: &TriggerGenerator) {
+fn snap_discrete_features(trigger: &mut Pattern, generator: &TriggerGenerator) {
     let Some(rows) = trigger.slot_features.as_mut() else { return };
     for (offset, dim) in generator.discrete_blocks() {
         for row in rows.iter_mut() {

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::evidence::{self, TriggerEvidence};
-use super::recovery::{RecoveredTrigger, Trigger};
+use super::recovery::{Pattern, RecoveredTrigger};
 use super::unlearn::{UnlearnOutcome, UnlearnSet};
 use super::PurifyConfig;
 use crate::attacks::evaluate::{evaluate_sets, load_eval_sets, AttackMetrics, AttackSource};
@@ -34,7 +34,7 @@ pub struct PurifyReport {
     /// model was returned unchanged.
     #[serde(default)]
     pub unlearned_candidates: Vec<usize>,
-    pub trigger: Trigger,
+    pub trigger: Pattern,
     /// Absent when the model was returned unchanged (no backdoor evidence, no `force`).
     pub unlearning: Option<UnlearnOutcome>,
     pub holdout: HoldoutReport,
@@ -349,7 +349,7 @@ pub struct Timings {
 pub fn measure_holdout(
     model: &GnnModel,
     holdout: &UnlearnSet,
-    trigger: &Trigger,
+    trigger: &Pattern,
     target: usize,
     config: &PurifyConfig,
 ) -> Result<(HoldoutMeasurement, Vec<usize>)> {
@@ -377,7 +377,7 @@ pub fn project_embeddings(
     graphs: &[&crate::data::Graph],
     labels: &[usize],
     positions: &[Vec<usize>],
-    trigger: &Trigger,
+    trigger: &Pattern,
 ) -> Result<Vec<ProjectedPoint>> {
     use tch::{Device, Kind, Tensor};
     let device = model.device();

@@ -2,7 +2,7 @@
 //! clean accuracy before and after each defence. Slow (a backdoored model and ABL's model are
 //! trained), so ignored by default:
 //!
-//!     cargo test --release -p gcleaner-engine --test baselines_aids -- --ignored --nocapture
+//!     cargo test --release -p gcleaner-engine --test engine baselines_aids -- --ignored --nocapture
 //!
 //! Skips with a printed reason when ../shared/datasets/AIDS is absent.
 
@@ -14,15 +14,15 @@ use std::time::Instant;
 use gcleaner_engine::attacks::{
     poison_training_set, resolve_target_class, triggered_eval_set, AttackParams, Placement, Trigger, DEFAULT_TRIGGER_DENSITY,
 };
+use gcleaner_engine::baselines::{
+    run, AblConfig, BaselineConfig, DefenceKind, DefendedModel, FeatureSource, FinetuneConfig, FinetuneScope, PruneConfig,
+    SmoothingConfig, UnlearningObjective,
+};
 use gcleaner_engine::data::split::train_test_split;
 use gcleaner_engine::data::{load_dataset, make_batches, Dataset, FeatureSpec, Graph};
 use gcleaner_engine::metrics::{attack_success_rate, evaluate};
 use gcleaner_engine::models::{Arch, GnnModel, ModelSpec};
 use gcleaner_engine::progress::NoProgress;
-use gcleaner_engine::purify::baselines::{
-    run, AblConfig, BaselineConfig, DefenceKind, DefendedModel, FeatureSource, FinetuneConfig, FinetuneScope, PruneConfig,
-    SmoothingConfig, UnlearningObjective,
-};
 use gcleaner_engine::train::{train, TrainConfig};
 use tch::Device;
 

@@ -5,15 +5,11 @@
 use crate::baselines_support;
 
 use baselines_support::{plain_predict, predict_with_features_of, spec, trained_model, DEGREE_FEATURES};
+use gcleaner_engine::baselines::prune::{edge_similarities, prune_graph};
+use gcleaner_engine::baselines::smoothing::{majority_vote, samples, smoothed_predictions, subsample, SmoothedPrediction};
+use gcleaner_engine::baselines::{run, BaselineConfig, DefenceKind, DefendedModel, FeatureSource, PruneConfig, SmoothingConfig};
 use gcleaner_engine::data::{synthetic, FeatureSpec, Graph};
 use gcleaner_engine::progress::NoProgress;
-use gcleaner_engine::purify::baselines::prune::{edge_similarities, prune_graph};
-use gcleaner_engine::purify::baselines::smoothing::{
-    majority_vote, samples, smoothed_predictions, subsample, SmoothedPrediction,
-};
-use gcleaner_engine::purify::baselines::{
-    run, BaselineConfig, DefenceKind, DefendedModel, FeatureSource, PruneConfig, SmoothingConfig,
-};
 use gcleaner_engine::rng::rng_for;
 use gcleaner_engine::Result;
 
@@ -159,7 +155,7 @@ fn smoothing_votes_count_hand_classified_subsamples() {
     let mut classify = |subs: &[&Graph], _: &[usize]| -> Result<Vec<usize>> {
         Ok(subs.iter().map(|s| usize::from(s.edges.len() >= 9)).collect())
     };
-    let seeds = [gcleaner_engine::purify::baselines::smoothing::graph_seed(5, &g)];
+    let seeds = [gcleaner_engine::baselines::smoothing::graph_seed(5, &g)];
     let votes = smoothed_predictions(&[&g], &seeds, &config, 2, 64, &mut classify).unwrap();
     let by_hand = samples(&g, &config, 5).iter().filter(|s| s.edges.len() >= 9).count();
     assert_eq!(votes, vec![SmoothedPrediction { class: usize::from(by_hand > 7), votes: vec![15 - by_hand, by_hand] }]);

@@ -6,13 +6,13 @@ use crate::baselines_support;
 
 use baselines_support::{accuracy, fresh_model, spec, trained_model, weights, DEGREE_FEATURES};
 use gcleaner_engine::attacks::{poison_training_set, AttackParams, Placement, Poisoning, Trigger};
-use gcleaner_engine::data::{synthetic, Dataset, FeatureSpec, Graph};
-use gcleaner_engine::progress::{NoProgress, ProgressEvent};
-use gcleaner_engine::purify::baselines::abl::{abl, complementary_cross_entropy, cross_entropy, isolation_count, lowest_loss};
-use gcleaner_engine::purify::baselines::finetune::fine_tune;
-use gcleaner_engine::purify::baselines::{
+use gcleaner_engine::baselines::abl::{abl, complementary_cross_entropy, cross_entropy, isolation_count, lowest_loss};
+use gcleaner_engine::baselines::finetune::fine_tune;
+use gcleaner_engine::baselines::{
     run, AblConfig, BaselineConfig, DefenceKind, FinetuneConfig, FinetuneScope, UnlearningObjective,
 };
+use gcleaner_engine::data::{synthetic, Dataset, FeatureSpec, Graph};
+use gcleaner_engine::progress::{NoProgress, ProgressEvent};
 use gcleaner_engine::rng::rng_for;
 use gcleaner_engine::Error;
 use rand::Rng as _;

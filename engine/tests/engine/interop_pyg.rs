@@ -337,10 +337,10 @@ fn pyg_model_classes_predict_the_same_and_load_back_strictly() {
 /// specs are written here), each giving a defended model that still predicts every graph.
 #[test]
 fn baselines_run_on_pyg_model_classes() {
+    use gcleaner_engine::baselines::{self, BaselineConfig, DefenceKind, FinetuneScope};
     use gcleaner_engine::data::{make_batches, synthetic};
     use gcleaner_engine::models::ModelSpec;
     use gcleaner_engine::progress::NoProgress;
-    use gcleaner_engine::purify::baselines::{self, BaselineConfig, DefenceKind, FinetuneScope};
     use gcleaner_engine::train::{train, TrainConfig};
 
     tch::set_num_threads(1);

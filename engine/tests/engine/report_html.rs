@@ -4,7 +4,7 @@
 
 use gcleaner_engine::data::synthetic;
 use gcleaner_engine::progress::NoProgress;
-use gcleaner_engine::purify::recovery::Trigger;
+use gcleaner_engine::purify::recovery::Pattern;
 use gcleaner_engine::purify::report::PurifyReport;
 use gcleaner_engine::purify::{html, purify, PurifyConfig};
 use scraper::{ElementRef, Html, Selector};
@@ -81,7 +81,7 @@ fn a_real_report_draws_every_trigger_node_edge_and_embedding_point() {
 
     // The recovered trigger may have few edges; a denser one must be drawn whole as well.
     report.trigger =
-        Trigger { size: 6, edges: vec![(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (0, 5), (0, 3)], slot_features: None };
+        Pattern { size: 6, edges: vec![(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (0, 5), (0, 3)], slot_features: None };
     let page = html::render(&report);
     assert_eq!(drawn(&page), expected(&report));
     let doc = Html::parse_document(&page);

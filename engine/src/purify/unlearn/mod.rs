@@ -29,7 +29,7 @@ use tch::{nn, Kind, Tensor};
 
 use super::evidence;
 use super::frozen::FrozenInputs;
-use super::recovery::{random_node_set, random_placements, Trigger};
+use super::recovery::{random_node_set, random_placements, Pattern};
 use crate::data::Graph;
 use crate::models::GnnModel;
 use crate::montage::{MontageBatch, MontageInputs};
@@ -184,7 +184,7 @@ pub fn unlearn(
     model: &mut GnnModel,
     train: &UnlearnSet,
     holdout: &UnlearnSet,
-    triggers: &[Trigger],
+    triggers: &[Pattern],
     target: usize,
     config: &UnlearnConfig,
     seed: u64,
@@ -206,7 +206,7 @@ pub fn unlearn_toward(
     model: &mut GnnModel,
     train: &UnlearnSet,
     holdout: &UnlearnSet,
-    triggers: &[Trigger],
+    triggers: &[Pattern],
     target: usize,
     config: &UnlearnConfig,
     natural: Option<NaturalFlipRate>,
@@ -380,7 +380,7 @@ impl HoldoutMonitor {
         model: &GnnModel,
         holdout: &UnlearnSet,
         positions: &[Vec<Vec<usize>>],
-        trigger: &Trigger,
+        trigger: &Pattern,
         frozen_blocks: usize,
         clean_predicted: Vec<usize>,
     ) -> Result<HoldoutMonitor> {
@@ -438,7 +438,7 @@ impl EpochTally {
 /// Everything an unlearning epoch needs that stays the same from epoch to epoch.
 struct EpochRunner<'a> {
     train: &'a UnlearnSet<'a>,
-    triggers: &'a [Trigger],
+    triggers: &'a [Pattern],
     adjacencies: Vec<Tensor>,
     slot_features: Vec<Option<Tensor>>,
     dropout: f64,

@@ -8,9 +8,9 @@ use tch::nn::OptimizerConfig;
 use tch::{nn, Tensor};
 
 use crate::data::{make_batches, Dataset};
+use crate::models::check_sample;
 use crate::models::GnnModel;
 use crate::progress::{Progress, ProgressEvent};
-use crate::purify::check_sample;
 use crate::rng::rng_for;
 use crate::{Error, Result};
 

@@ -11,8 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::inference::{batch_features, predict_classes, prepare, FeatureSource};
+use super::inference::{batch_features, prepare, FeatureSource};
 use crate::data::{FeatureSpec, Graph};
+use crate::metrics::predict_classes;
 use crate::models::GnnModel;
 use crate::{Error, Result};
 

@@ -192,7 +192,7 @@ impl DefendedModel {
             return Ok(Vec::new());
         }
         match &self.inference {
-            Inference::Plain => inference::predict_plain(&self.model, graphs, self.batch_size),
+            Inference::Plain => crate::metrics::predict_plain(&self.model, graphs, self.batch_size),
             Inference::Prune(config) => prune::predict(&self.model, graphs, config, self.batch_size),
             Inference::Smoothing { config, seed } => {
                 let smoothed = smoothing::predict(&self.model, graphs, config, *seed, self.batch_size)?;

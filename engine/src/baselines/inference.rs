@@ -2,9 +2,8 @@
 //! features a model sees after an inference-time defence has edited a graph's structure.
 
 use serde::{Deserialize, Serialize};
-use tch::Kind;
 
-use crate::data::{FeatureSpec, Graph, GraphBatch};
+use crate::data::{FeatureSpec, Graph};
 use crate::models::GnnModel;
 use crate::{Error, Result};
 
@@ -66,36 +65,4 @@ pub(super) fn batch_features(model_features: &FeatureSpec, source: FeatureSource
         FeatureSource::Original => FeatureSpec::NodeAttributes { dim: model_features.dim() },
         FeatureSource::Recomputed => model_features.clone(),
     }
-}
-
-/// Evaluation-mode predictions for `graphs` with node features from `features` (which must be
-/// as wide as the model's input). `positions[i]` names `graphs[i]` in errors.
-pub(super) fn predict_classes(
-    model: &GnnModel,
-    graphs: &[&Graph],
-    positions: &[usize],
-    features: &FeatureSpec,
-    batch_size: usize,
-) -> Result<Vec<usize>> {
-    if features.dim() != model.spec().in_features {
-        return Err(Error::invalid(format!(
-            "features give {} columns but the model expects {}",
-            features.dim(),
-            model.spec().in_features
-        )));
-    }
-    let mut classes = Vec::with_capacity(graphs.len());
-    for (chunk, chunk_positions) in graphs.chunks(batch_size.max(1)).zip(positions.chunks(batch_size.max(1))) {
-        let batch = GraphBatch::new(chunk, chunk_positions.to_vec(), features, model.device())?;
-        let predicted = tch::no_grad(|| model.forward_t(&batch.input(), false).log_probs.argmax(-1, false).to_kind(Kind::Int64));
-        let predicted = Vec::<i64>::try_from(predicted.to_device(tch::Device::Cpu))?;
-        classes.extend(predicted.into_iter().map(|c| c as usize));
-    }
-    Ok(classes)
-}
-
-/// The model's own predictions, no defence at inference.
-pub(crate) fn predict_plain(model: &GnnModel, graphs: &[&Graph], batch_size: usize) -> Result<Vec<usize>> {
-    let positions: Vec<usize> = (0..graphs.len()).collect();
-    predict_classes(model, graphs, &positions, &model.spec().features, batch_size)
 }

@@ -12,8 +12,9 @@
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 
-use super::inference::{batch_features, predict_classes, prepare, FeatureSource};
+use super::inference::{batch_features, prepare, FeatureSource};
 use crate::data::Graph;
+use crate::metrics::predict_classes;
 use crate::models::GnnModel;
 use crate::rng::{rng_for, Rng};
 use crate::{Error, Result};
