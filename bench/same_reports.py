@@ -60,8 +60,11 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--old", type=Path, required=True)
     p.add_argument("--new", type=Path, required=True)
+    p.add_argument("--ignore", action="append", default=[], help="a report field to leave out of the comparison "
+                   "(one the change adds or removes on purpose); repeatable")
     p.add_argument("attack_dirs", type=Path, nargs="+")
     args = p.parse_args()
+    IGNORED.update(args.ignore)
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
         for i, d in enumerate(args.attack_dirs):

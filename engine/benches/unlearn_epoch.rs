@@ -33,7 +33,7 @@ use gcleaner_engine::data::{load_dataset, FeatureSpec, Graph};
 use gcleaner_engine::explain::saliency;
 use gcleaner_engine::models::{Arch, GnnModel};
 use gcleaner_engine::progress::{NoProgress, Progress, ProgressEvent};
-use gcleaner_engine::purify::recovery::{least_important_nodes, Trigger};
+use gcleaner_engine::purify::recovery::{least_important_nodes, Pattern};
 use gcleaner_engine::purify::unlearn::{unlearn, UnlearnConfig, UnlearnSet};
 use gcleaner_engine::purify::{purify, PurifyConfig};
 
@@ -135,7 +135,7 @@ fn main() {
     let train_set = set(&train_idx);
     let holdout_set = set(&holdout_idx);
     // K4 minus the edge (2, 3).
-    let trigger = Trigger { size: 4, edges: vec![(0, 1), (0, 2), (0, 3), (1, 2), (1, 3)], slot_features: None };
+    let trigger = Pattern { size: 4, edges: vec![(0, 1), (0, 2), (0, 3), (1, 2), (1, 3)], slot_features: None };
     let config = UnlearnConfig::default();
 
     if let Some(out) = &sample_out {

@@ -9,14 +9,15 @@
 //! | the published G-Cleaner classifiers and PyG's own `BasicGNN` classes, with PyG-compatible safetensors weights | [`models`] |
 //! | train a classifier; accuracy, balanced accuracy, per-class recall | [`train`], [`metrics`] |
 //! | node importance (saliency, GNNExplainer, Grad-CAM) | [`explain`] |
-//! | write a trigger into graphs at chosen nodes, differentiably | [`montage`] |
+//! | write a trigger into graphs at chosen nodes, differentiably (internal) | `montage` |
 //! | plant the four published backdoors and measure attack success | [`attacks`] |
 //! | G-Cleaner purification: recovery, the verdict, unlearning, the report | [`purify`] |
 //! | the baseline defences G-Cleaner is compared with (fine-tuning, ABL, pruning, smoothing) | [`baselines`] |
-//! | progress and cancellation, seeded randomness, libtorch threads, the fused optimiser | [`progress`], [`rng`], [`threads`], [`optim`] |
+//! | progress and cancellation, seeded randomness, libtorch threads, the fused optimiser | [`progress`], [`rng`], [`threads`], `optim` (internal) |
 //!
 //! Dependencies point one way: `purify` builds on `attacks` (to measure an attack's evaluation
-//! sets), both on `montage`, `explain` and `models`, and those on `data`.
+//! sets), both on `montage`, `explain` and `models`, and those on `data`; `baselines` builds on
+//! `models` and `data` alone. Modules marked internal are not part of the public surface.
 
 pub mod allocator;
 pub mod attacks;
@@ -26,8 +27,8 @@ pub mod error;
 pub mod explain;
 pub mod metrics;
 pub mod models;
-pub mod montage;
-pub mod optim;
+pub(crate) mod montage;
+pub(crate) mod optim;
 pub mod progress;
 pub mod purify;
 pub mod rng;

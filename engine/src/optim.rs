@@ -82,10 +82,6 @@ impl FlatAdam {
         self.slots.iter().map(|&(_, n)| n).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Number of parameters trained.
     pub fn slot_count(&self) -> usize {
         self.slots.len()

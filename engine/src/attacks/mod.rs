@@ -11,15 +11,15 @@
 //! | Motif-BA | rarest 3/4-node motif         | highest-degree nodes               |
 //! | GTA      | generated per graph           | generated per graph                |
 
-pub mod description;
+pub(crate) mod description;
 pub mod evaluate;
-pub mod gta;
+pub(crate) mod gta;
 pub mod inject;
-pub mod motif;
+pub(crate) mod motif;
 pub mod pipeline;
-pub mod placement;
-pub mod poison;
-pub mod trigger;
+pub(crate) mod placement;
+pub(crate) mod poison;
+pub(crate) mod trigger;
 
 pub use description::{AttackDescription, AttackKind, GraphTrigger, TriggerDescription};
 pub use evaluate::{evaluate_on_attack, evaluate_sets, load_eval_sets, AttackEvalSets, AttackMetrics, AttackSource};

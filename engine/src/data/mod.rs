@@ -6,7 +6,7 @@ pub mod archive;
 pub mod batch;
 pub mod features;
 pub mod gin_text;
-pub mod graph;
+pub(crate) mod graph;
 pub mod json;
 pub mod limits;
 pub mod load;

@@ -1,7 +1,7 @@
 //! Explanations of a graph classifier's predictions: per-node importance (gradient saliency,
 //! GNNExplainer) and Grad-CAM heat maps.
 
-pub mod gnnexplainer;
+pub(crate) mod gnnexplainer;
 pub mod gradcam;
 pub mod saliency;
 

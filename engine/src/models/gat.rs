@@ -12,7 +12,7 @@ use tch::{nn, nn::Module, Kind, Tensor};
 
 use super::edges::Edges;
 use super::init::{glorot, glorot_linear_no_bias};
-use super::normalize::l2_normalize_rows;
+use super::published::Convolution;
 use super::scatter::{scatter_sum, segment_softmax, weighted_segment_softmax};
 use super::weights::ExpectedTensor;
 use super::ModelSpec;
@@ -81,47 +81,31 @@ impl GatConv {
     }
 }
 
-#[derive(Debug)]
-pub struct Gat {
-    pub convs: Vec<GatConv>,
+impl Convolution for GatConv {
+    type Prepared = EdgesWithSelfLoops;
+    fn new(p: &nn::Path, in_dim: i64, out_dim: i64) -> GatConv {
+        GatConv::new(p, in_dim, out_dim)
+    }
+    fn prepare(edges: &Edges, kind: Kind) -> EdgesWithSelfLoops {
+        EdgesWithSelfLoops::new(edges, kind)
+    }
+    fn forward(&self, x: &Tensor, _edges: &Edges, looped: &EdgesWithSelfLoops) -> Tensor {
+        GatConv::forward(self, x, looped)
+    }
 }
 
-impl Gat {
-    pub fn new(p: &nn::Path, spec: &ModelSpec) -> Gat {
-        let h = spec.hidden as i64;
-        let convs = (1..=spec.num_layers)
-            .map(|i| {
-                let in_dim = if i == 1 { spec.in_features as i64 } else { h };
-                GatConv::new(&(p / format!("conv{i}")), in_dim, h)
-            })
-            .collect();
-        Gat { convs }
+/// The tensors a weights file for this architecture holds, by name and shape.
+pub fn expected_tensors(spec: &ModelSpec) -> Vec<ExpectedTensor> {
+    let h = spec.hidden;
+    let mut out = Vec::new();
+    for i in 1..=spec.num_layers {
+        let in_dim = if i == 1 { spec.in_features } else { h };
+        out.push(ExpectedTensor::param(&format!("conv{i}.lin.weight"), &[h, in_dim]));
+        out.push(ExpectedTensor::param(&format!("conv{i}.att_src"), &[1, 1, h]));
+        out.push(ExpectedTensor::param(&format!("conv{i}.att_dst"), &[1, 1, h]));
+        out.push(ExpectedTensor::param(&format!("conv{i}.bias"), &[h]));
     }
-
-    /// The outputs `[N, h]` of `blocks`, in order, with `x` the input of the first of them.
-    pub fn forward_layers(&self, x: &Tensor, edges: &Edges, _train: bool, blocks: std::ops::Range<usize>) -> Vec<Tensor> {
-        let looped = EdgesWithSelfLoops::new(edges, x.kind());
-        let mut outputs: Vec<Tensor> = Vec::with_capacity(self.convs.len());
-        for conv in self.convs.iter().skip(blocks.start).take(blocks.len()) {
-            let input = outputs.last().unwrap_or(x);
-            let out = l2_normalize_rows(&conv.forward(input, &looped)).relu();
-            outputs.push(out);
-        }
-        outputs
-    }
-
-    pub fn expected_tensors(spec: &ModelSpec) -> Vec<ExpectedTensor> {
-        let h = spec.hidden;
-        let mut out = Vec::new();
-        for i in 1..=spec.num_layers {
-            let in_dim = if i == 1 { spec.in_features } else { h };
-            out.push(ExpectedTensor::param(&format!("conv{i}.lin.weight"), &[h, in_dim]));
-            out.push(ExpectedTensor::param(&format!("conv{i}.att_src"), &[1, 1, h]));
-            out.push(ExpectedTensor::param(&format!("conv{i}.att_dst"), &[1, 1, h]));
-            out.push(ExpectedTensor::param(&format!("conv{i}.bias"), &[h]));
-        }
-        out
-    }
+    out
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use tch::{nn, nn::Module, Tensor};
 
 use super::edges::Edges;
 use super::init::glorot_linear_no_bias;
-use super::normalize::l2_normalize_rows;
+use super::published::Convolution;
 use super::scatter::scatter_sum;
 use super::weights::ExpectedTensor;
 use super::ModelSpec;
@@ -57,45 +57,29 @@ impl GcnConv {
     }
 }
 
-#[derive(Debug)]
-pub struct Gcn {
-    pub convs: Vec<GcnConv>,
+impl Convolution for GcnConv {
+    type Prepared = GcnNorm;
+    fn new(p: &nn::Path, in_dim: i64, out_dim: i64) -> GcnConv {
+        GcnConv::new(p, in_dim, out_dim)
+    }
+    fn prepare(edges: &Edges, kind: tch::Kind) -> GcnNorm {
+        GcnNorm::new(edges, kind)
+    }
+    fn forward(&self, x: &Tensor, edges: &Edges, norm: &GcnNorm) -> Tensor {
+        GcnConv::forward(self, x, edges, norm)
+    }
 }
 
-impl Gcn {
-    pub fn new(p: &nn::Path, spec: &ModelSpec) -> Gcn {
-        let h = spec.hidden as i64;
-        let convs = (1..=spec.num_layers)
-            .map(|i| {
-                let in_dim = if i == 1 { spec.in_features as i64 } else { h };
-                GcnConv::new(&(p / format!("conv{i}")), in_dim, h)
-            })
-            .collect();
-        Gcn { convs }
+/// The tensors a weights file for this architecture holds, by name and shape.
+pub fn expected_tensors(spec: &ModelSpec) -> Vec<ExpectedTensor> {
+    let h = spec.hidden;
+    let mut out = Vec::new();
+    for i in 1..=spec.num_layers {
+        let in_dim = if i == 1 { spec.in_features } else { h };
+        out.push(ExpectedTensor::param(&format!("conv{i}.lin.weight"), &[h, in_dim]));
+        out.push(ExpectedTensor::param(&format!("conv{i}.bias"), &[h]));
     }
-
-    /// The outputs `[N, h]` of `blocks`, in order, with `x` the input of the first of them.
-    pub fn forward_layers(&self, x: &Tensor, edges: &Edges, _train: bool, blocks: std::ops::Range<usize>) -> Vec<Tensor> {
-        let norm = GcnNorm::new(edges, x.kind());
-        let mut outputs: Vec<Tensor> = Vec::with_capacity(self.convs.len());
-        for conv in self.convs.iter().skip(blocks.start).take(blocks.len()) {
-            let input = outputs.last().unwrap_or(x);
-            let out = l2_normalize_rows(&conv.forward(input, edges, &norm)).relu();
-            outputs.push(out);
-        }
-        outputs
-    }
-
-    pub fn expected_tensors(spec: &ModelSpec) -> Vec<ExpectedTensor> {
-        let h = spec.hidden;
-        let mut out = Vec::new();
-        for i in 1..=spec.num_layers {
-            let in_dim = if i == 1 { spec.in_features } else { h };
-            out.push(ExpectedTensor::param(&format!("conv{i}.lin.weight"), &[h, in_dim]));
-            out.push(ExpectedTensor::param(&format!("conv{i}.bias"), &[h]));
-        }
-        out
-    }
+    out
 }
 
 #[cfg(test)]

@@ -6,9 +6,10 @@
 
 use tch::{nn, nn::Module, Tensor};
 
-use super::batch_norm::{self, BatchNorm1d};
+use super::batch_norm;
 use super::edges::Edges;
 use super::init::torch_linear;
+use super::published::Convolution;
 use super::weights::ExpectedTensor;
 use super::ModelSpec;
 
@@ -36,50 +37,31 @@ impl GinConv {
     }
 }
 
-#[derive(Debug)]
-pub struct Gin {
-    pub convs: Vec<GinConv>,
-    pub bns: Vec<BatchNorm1d>,
+impl Convolution for GinConv {
+    type Prepared = ();
+    fn new(p: &nn::Path, in_dim: i64, out_dim: i64) -> GinConv {
+        GinConv::new(p, in_dim, out_dim)
+    }
+    fn prepare(_edges: &Edges, _kind: tch::Kind) {}
+    fn forward(&self, x: &Tensor, edges: &Edges, _prepared: &()) -> Tensor {
+        GinConv::forward(self, x, edges)
+    }
 }
 
-impl Gin {
-    pub fn new(p: &nn::Path, spec: &ModelSpec) -> Gin {
-        let h = spec.hidden as i64;
-        let mut convs = Vec::with_capacity(spec.num_layers);
-        let mut bns = Vec::with_capacity(spec.num_layers);
-        for i in 1..=spec.num_layers {
-            let in_dim = if i == 1 { spec.in_features as i64 } else { h };
-            convs.push(GinConv::new(&(p / format!("conv{i}")), in_dim, h));
-            bns.push(BatchNorm1d::new(&(p / format!("bn{i}")), h));
-        }
-        Gin { convs, bns }
+/// The tensors a weights file for this architecture holds, by name and shape.
+pub fn expected_tensors(spec: &ModelSpec) -> Vec<ExpectedTensor> {
+    let h = spec.hidden;
+    let mut out = Vec::new();
+    for i in 1..=spec.num_layers {
+        let in_dim = if i == 1 { spec.in_features } else { h };
+        out.push(ExpectedTensor::param(&format!("conv{i}.eps"), &[1]));
+        out.push(ExpectedTensor::param(&format!("conv{i}.nn.0.weight"), &[h, in_dim]));
+        out.push(ExpectedTensor::param(&format!("conv{i}.nn.0.bias"), &[h]));
+        out.push(ExpectedTensor::param(&format!("conv{i}.nn.2.weight"), &[h, h]));
+        out.push(ExpectedTensor::param(&format!("conv{i}.nn.2.bias"), &[h]));
+        out.extend(batch_norm::expected_tensors(&format!("bn{i}"), h));
     }
-
-    /// The outputs `[N, h]` of `blocks`, in order, with `x` the input of the first of them.
-    pub fn forward_layers(&self, x: &Tensor, edges: &Edges, train: bool, blocks: std::ops::Range<usize>) -> Vec<Tensor> {
-        let mut outputs: Vec<Tensor> = Vec::with_capacity(self.convs.len());
-        for (conv, bn) in self.convs.iter().zip(&self.bns).skip(blocks.start).take(blocks.len()) {
-            let input = outputs.last().unwrap_or(x);
-            let out = bn.forward_t(&conv.forward(input, edges).relu(), train);
-            outputs.push(out);
-        }
-        outputs
-    }
-
-    pub fn expected_tensors(spec: &ModelSpec) -> Vec<ExpectedTensor> {
-        let h = spec.hidden;
-        let mut out = Vec::new();
-        for i in 1..=spec.num_layers {
-            let in_dim = if i == 1 { spec.in_features } else { h };
-            out.push(ExpectedTensor::param(&format!("conv{i}.eps"), &[1]));
-            out.push(ExpectedTensor::param(&format!("conv{i}.nn.0.weight"), &[h, in_dim]));
-            out.push(ExpectedTensor::param(&format!("conv{i}.nn.0.bias"), &[h]));
-            out.push(ExpectedTensor::param(&format!("conv{i}.nn.2.weight"), &[h, h]));
-            out.push(ExpectedTensor::param(&format!("conv{i}.nn.2.bias"), &[h]));
-            out.extend(batch_norm::expected_tensors(&format!("bn{i}"), h));
-        }
-        out
-    }
+    out
 }
 
 #[cfg(test)]

@@ -8,28 +8,29 @@
 //! features and per-edge weights are plain tensors, so gradients reach both: explainers, Grad-CAM
 //! and trigger generation differentiate through them.
 
-pub mod basic_gnn;
-pub mod batch_norm;
-pub mod edges;
-pub mod gat;
-pub mod gat_heads;
-pub mod gcn;
-pub mod gin;
-pub mod gin_train;
-pub mod head;
-pub mod host;
-pub mod init;
-pub mod mlp;
+pub(crate) mod basic_gnn;
+pub(crate) mod batch_norm;
+pub(crate) mod edges;
+pub(crate) mod gat;
+pub(crate) mod gat_heads;
+pub(crate) mod gcn;
+pub(crate) mod gin;
+pub(crate) mod gin_train;
+pub(crate) mod head;
+pub(crate) mod host;
+pub(crate) mod init;
+pub(crate) mod mlp;
 #[cfg(test)]
 mod model_tests;
-pub mod normalize;
-pub mod pooling;
+pub(crate) mod normalize;
+pub(crate) mod pooling;
+pub(crate) mod published;
 #[cfg(test)]
 mod pyg_model_tests;
-pub mod pyg_spec;
-pub mod sage;
+pub(crate) mod pyg_spec;
+pub(crate) mod sage;
 mod sample_fit;
-pub mod scatter;
+pub(crate) mod scatter;
 pub mod spec;
 #[cfg(test)]
 mod test_support;
@@ -49,6 +50,7 @@ pub use weights::LoadedModel;
 use crate::{Error, Result};
 use edges::Edges;
 use head::Head;
+use published::{BlockNorm, LayerStack, PublishedGnn};
 
 /// One batch of graphs as the models consume it.
 #[derive(Debug)]
@@ -144,10 +146,8 @@ pub struct ForwardOutput {
 
 #[derive(Debug)]
 enum Body {
-    Gin(gin::Gin),
-    Gcn(gcn::Gcn),
-    Gat(gat::Gat),
-    Sage(sage::Sage),
+    /// GIN, GCN, GAT or GraphSAGE as published with G-Cleaner.
+    Published(Box<dyn LayerStack>),
     Pyg(basic_gnn::BasicGnn),
 }
 
@@ -156,39 +156,35 @@ impl Body {
         if let Some(pyg) = &spec.pyg {
             return Body::Pyg(basic_gnn::BasicGnn::new(p, spec, pyg));
         }
-        match spec.arch {
-            Arch::Gin => Body::Gin(gin::Gin::new(p, spec)),
-            Arch::Gcn => Body::Gcn(gcn::Gcn::new(p, spec)),
-            Arch::Gat => Body::Gat(gat::Gat::new(p, spec)),
-            Arch::Sage => Body::Sage(sage::Sage::new(p, spec)),
-        }
+        Body::Published(match spec.arch {
+            Arch::Gin => Box::new(PublishedGnn::<gin::GinConv>::new(p, spec, BlockNorm::Batch)),
+            Arch::Gcn => Box::new(PublishedGnn::<gcn::GcnConv>::new(p, spec, BlockNorm::L2)),
+            Arch::Gat => Box::new(PublishedGnn::<gat::GatConv>::new(p, spec, BlockNorm::L2)),
+            Arch::Sage => Box::new(PublishedGnn::<sage::SageConv>::new(p, spec, BlockNorm::Batch)),
+        })
     }
 
     /// The state entering block `blocks` in eval mode (see [`GnnModel::frozen_prefix`]).
     fn prefix(&self, x: &Tensor, edges: &Edges, blocks: usize) -> Tensor {
-        let published = match self {
-            Body::Gin(m) => m.forward_layers(x, edges, false, 0..blocks),
-            Body::Gcn(m) => m.forward_layers(x, edges, false, 0..blocks),
-            Body::Gat(m) => m.forward_layers(x, edges, false, 0..blocks),
-            Body::Sage(m) => m.forward_layers(x, edges, false, 0..blocks),
-            Body::Pyg(m) => return m.prefix(x, edges, blocks),
-        };
-        published.into_iter().last().unwrap_or_else(|| x.shallow_clone())
+        match self {
+            Body::Published(m) => {
+                m.forward_layers(x, edges, false, 0..blocks).into_iter().last().unwrap_or_else(|| x.shallow_clone())
+            }
+            Body::Pyg(m) => m.prefix(x, edges, blocks),
+        }
     }
 
     /// Blocks `start..num_layers` from `state`: their outputs and the node features that are
     /// pooled.
     fn forward_from(&self, state: &Tensor, start: usize, num_layers: usize, edges: &Edges, train: bool) -> (Vec<Tensor>, Tensor) {
-        let blocks = start..num_layers;
-        let outputs = match self {
-            Body::Gin(m) => m.forward_layers(state, edges, train, blocks),
-            Body::Gcn(m) => m.forward_layers(state, edges, train, blocks),
-            Body::Gat(m) => m.forward_layers(state, edges, train, blocks),
-            Body::Sage(m) => m.forward_layers(state, edges, train, blocks),
-            Body::Pyg(m) => return m.forward_from(state, start, edges, train),
-        };
-        let last = outputs.last().unwrap_or(state).shallow_clone();
-        (outputs, last)
+        match self {
+            Body::Published(m) => {
+                let outputs = m.forward_layers(state, edges, train, start..num_layers);
+                let last = outputs.last().unwrap_or(state).shallow_clone();
+                (outputs, last)
+            }
+            Body::Pyg(m) => m.forward_from(state, start, edges, train),
+        }
     }
 }
 
@@ -330,9 +326,11 @@ impl GnnModel {
     }
 
     /// The GIN conv blocks and the head, when this model is a published GIN.
-    pub(crate) fn gin_parts(&self) -> Option<(&gin::Gin, &Head)> {
+    pub(crate) fn gin_parts(&self) -> Option<(&PublishedGnn<gin::GinConv>, &Head)> {
         match (&self.body, &self.head) {
-            (Body::Gin(gin), Classifier::Published(head)) => Some((gin, head)),
+            (Body::Published(stack), Classifier::Published(head)) => {
+                stack.as_any().downcast_ref::<PublishedGnn<gin::GinConv>>().map(|gin| (gin, head))
+            }
             _ => None,
         }
     }

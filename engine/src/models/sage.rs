@@ -7,9 +7,10 @@
 
 use tch::{nn, nn::Module, Tensor};
 
-use super::batch_norm::{self, BatchNorm1d};
+use super::batch_norm;
 use super::edges::Edges;
 use super::init::torch_linear;
+use super::published::Convolution;
 use super::scatter::{counts, scatter_sum};
 use super::weights::ExpectedTensor;
 use super::ModelSpec;
@@ -46,49 +47,31 @@ pub fn mean_normaliser(edges: &Edges, kind: tch::Kind) -> Tensor {
     incoming.clamp_min(1.0).reciprocal().unsqueeze(1)
 }
 
-#[derive(Debug)]
-pub struct Sage {
-    pub convs: Vec<SageConv>,
-    pub bns: Vec<BatchNorm1d>,
+impl Convolution for SageConv {
+    type Prepared = Tensor;
+    fn new(p: &nn::Path, in_dim: i64, out_dim: i64) -> SageConv {
+        SageConv::new(p, in_dim, out_dim)
+    }
+    fn prepare(edges: &Edges, kind: tch::Kind) -> Tensor {
+        mean_normaliser(edges, kind)
+    }
+    fn forward(&self, x: &Tensor, edges: &Edges, inv_count: &Tensor) -> Tensor {
+        SageConv::forward(self, x, edges, inv_count)
+    }
 }
 
-impl Sage {
-    pub fn new(p: &nn::Path, spec: &ModelSpec) -> Sage {
-        let h = spec.hidden as i64;
-        let mut convs = Vec::with_capacity(spec.num_layers);
-        let mut bns = Vec::with_capacity(spec.num_layers);
-        for i in 1..=spec.num_layers {
-            let in_dim = if i == 1 { spec.in_features as i64 } else { h };
-            convs.push(SageConv::new(&(p / format!("conv{i}")), in_dim, h));
-            bns.push(BatchNorm1d::new(&(p / format!("bn{i}")), h));
-        }
-        Sage { convs, bns }
+/// The tensors a weights file for this architecture holds, by name and shape.
+pub fn expected_tensors(spec: &ModelSpec) -> Vec<ExpectedTensor> {
+    let h = spec.hidden;
+    let mut out = Vec::new();
+    for i in 1..=spec.num_layers {
+        let in_dim = if i == 1 { spec.in_features } else { h };
+        out.push(ExpectedTensor::param(&format!("conv{i}.lin_l.weight"), &[h, in_dim]));
+        out.push(ExpectedTensor::param(&format!("conv{i}.lin_l.bias"), &[h]));
+        out.push(ExpectedTensor::param(&format!("conv{i}.lin_r.weight"), &[h, in_dim]));
+        out.extend(batch_norm::expected_tensors(&format!("bn{i}"), h));
     }
-
-    /// The outputs `[N, h]` of `blocks`, in order, with `x` the input of the first of them.
-    pub fn forward_layers(&self, x: &Tensor, edges: &Edges, train: bool, blocks: std::ops::Range<usize>) -> Vec<Tensor> {
-        let inv_count = mean_normaliser(edges, x.kind());
-        let mut outputs: Vec<Tensor> = Vec::with_capacity(self.convs.len());
-        for (conv, bn) in self.convs.iter().zip(&self.bns).skip(blocks.start).take(blocks.len()) {
-            let input = outputs.last().unwrap_or(x);
-            let out = bn.forward_t(&conv.forward(input, edges, &inv_count).relu(), train);
-            outputs.push(out);
-        }
-        outputs
-    }
-
-    pub fn expected_tensors(spec: &ModelSpec) -> Vec<ExpectedTensor> {
-        let h = spec.hidden;
-        let mut out = Vec::new();
-        for i in 1..=spec.num_layers {
-            let in_dim = if i == 1 { spec.in_features } else { h };
-            out.push(ExpectedTensor::param(&format!("conv{i}.lin_l.weight"), &[h, in_dim]));
-            out.push(ExpectedTensor::param(&format!("conv{i}.lin_l.bias"), &[h]));
-            out.push(ExpectedTensor::param(&format!("conv{i}.lin_r.weight"), &[h, in_dim]));
-            out.extend(batch_norm::expected_tensors(&format!("bn{i}"), h));
-        }
-        out
-    }
+    out
 }
 
 #[cfg(test)]

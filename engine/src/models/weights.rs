@@ -82,10 +82,10 @@ pub fn expected_tensors(spec: &ModelSpec) -> Vec<ExpectedTensor> {
         return tensors;
     }
     let mut tensors = match spec.arch {
-        Arch::Gin => gin::Gin::expected_tensors(spec),
-        Arch::Gcn => gcn::Gcn::expected_tensors(spec),
-        Arch::Gat => gat::Gat::expected_tensors(spec),
-        Arch::Sage => sage::Sage::expected_tensors(spec),
+        Arch::Gin => gin::expected_tensors(spec),
+        Arch::Gcn => gcn::expected_tensors(spec),
+        Arch::Gat => gat::expected_tensors(spec),
+        Arch::Sage => sage::expected_tensors(spec),
     };
     tensors.extend(Head::expected_tensors(spec.hidden, spec.num_classes));
     tensors

@@ -20,8 +20,6 @@ pub struct TriggerGenerator {
 
 /// What a generator proposes for a batch.
 pub struct TriggerProposal {
-    /// Continuous adjacency in [0, 1], `[B, num_pairs]`.
-    pub soft_adjacency: Tensor,
     /// Binarised adjacency (straight-through), `[B, num_pairs]`.
     pub adjacency: Tensor,
     /// Generated slot features (straight-through one-hot where discrete), `[B, slots, G]`.
@@ -42,8 +40,8 @@ impl TriggerGenerator {
 
     pub fn propose(&self, slot_input: &Tensor) -> TriggerProposal {
         let h = self.hidden.forward(slot_input).relu();
-        let soft_adjacency = self.adjacency.forward(&h).sigmoid();
-        let adjacency = straight_through_binary(&soft_adjacency);
+        // Continuous in [0, 1], binarised straight-through.
+        let adjacency = straight_through_binary(&self.adjacency.forward(&h).sigmoid());
         let features = self.features.as_ref().map(|layer| {
             let raw = layer.forward(&h).view([slot_input.size()[0], self.slots as i64, -1]);
             let mut offset = 0i64;
@@ -59,7 +57,7 @@ impl TriggerGenerator {
             }
             Tensor::cat(&columns, 2)
         });
-        TriggerProposal { soft_adjacency, adjacency, features }
+        TriggerProposal { adjacency, features }
     }
 }
 

@@ -2,12 +2,12 @@
 //! sizes, judge the candidates by backdoor evidence, unlearn the chosen one, and report
 //! before/after numbers measured on held-out clean graphs only.
 
-pub mod budget;
-pub mod census;
-pub mod config_check;
-pub mod evidence;
-pub mod frozen;
-pub mod generator;
+pub(crate) mod budget;
+pub(crate) mod census;
+pub(crate) mod config_check;
+pub(crate) mod evidence;
+pub(crate) mod frozen;
+pub(crate) mod generator;
 pub mod html;
 pub mod null;
 pub mod pipeline;

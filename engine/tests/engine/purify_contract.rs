@@ -220,7 +220,7 @@ fn auxiliary_graphs_are_labelled_with_the_models_own_predictions() {
 
 #[test]
 fn robust_unlearning_trains_past_its_epochs_until_the_trigger_stops_flipping() {
-    use gcleaner_engine::purify::recovery::Trigger;
+    use gcleaner_engine::purify::recovery::Pattern;
     use gcleaner_engine::purify::unlearn::{unlearn, UnlearnConfig, UnlearnSet};
     let ds = synthetic::generate(24, 9);
     let features = FeatureSpec::OneHotDegree { max_degree: 8 };
@@ -238,7 +238,7 @@ fn robust_unlearning_trains_past_its_epochs_until_the_trigger_stops_flipping() {
     let node_order = graphs.iter().map(|g| (0..g.num_nodes).collect()).collect();
     let train = UnlearnSet { graphs: graphs.clone(), labels, node_order };
     let holdout = UnlearnSet { graphs: Vec::new(), labels: Vec::new(), node_order: Vec::new() };
-    let trigger = Trigger { size: 3, edges: vec![(0, 1), (1, 2)], slot_features: None };
+    let trigger = Pattern { size: 3, edges: vec![(0, 1), (1, 2)], slot_features: None };
     let base = UnlearnConfig {
         epochs: 2,
         max_epochs: 5,
@@ -308,17 +308,17 @@ fn short_unlearning(
 ) -> (
     gcleaner_engine::purify::unlearn::UnlearnSet<'_>,
     gcleaner_engine::purify::unlearn::UnlearnSet<'_>,
-    gcleaner_engine::purify::recovery::Trigger,
+    gcleaner_engine::purify::recovery::Pattern,
     gcleaner_engine::purify::unlearn::UnlearnConfig,
 ) {
-    use gcleaner_engine::purify::recovery::Trigger;
+    use gcleaner_engine::purify::recovery::Pattern;
     use gcleaner_engine::purify::unlearn::{UnlearnConfig, UnlearnSet};
     let graphs: Vec<&Graph> = ds.graphs.iter().collect();
     let labels: Vec<usize> = graphs.iter().map(|g| g.label).collect();
     let node_order = graphs.iter().map(|g| (0..g.num_nodes).collect()).collect();
     let train = UnlearnSet { graphs, labels, node_order };
     let holdout = UnlearnSet { graphs: Vec::new(), labels: Vec::new(), node_order: Vec::new() };
-    let trigger = Trigger { size: 3, edges: vec![(0, 1), (1, 2), (0, 2)], slot_features: None };
+    let trigger = Pattern { size: 3, edges: vec![(0, 1), (1, 2), (0, 2)], slot_features: None };
     let config = UnlearnConfig {
         epochs: 5,
         max_epochs: 5,
