@@ -32,7 +32,7 @@ use super::common::{load_data, DeviceArg};
 pub struct ReproduceArgs {
     /// Folder holding the datasets: TU folders (AIDS/, MUTAG/, Fingerprint/, IMDB-BINARY/), GIN
     /// text files (bitcoin/bitcoin.txt, COLLAB/COLLAB.txt, ...), or any format `--data` takes.
-    #[arg(long, default_value = "../shared/datasets")]
+    #[arg(long)]
     datasets: PathBuf,
     /// Datasets to run (comma-separated): AIDS, MUTAG, bitcoin, Fingerprint (its four largest
     /// classes, "Fingerprint-4"), IMDB-BINARY, COLLAB, PROTEINS, ENZYMES, DD, or any folder or
