@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Purifies the models of an attack sweep (bench/attack_sweep.py) with `gcleaner purify` and prints
-the issue-4 table: per dataset and attack, mean +- std over seeds of ASR before / after, the
+a table: per dataset and attack, mean +- std over seeds of ASR before / after, the
 never-backdoored model's ASR on the same triggered graphs, clean accuracy, balanced accuracy and
 the target class's recall before / after, and how often the verdict found a backdoor.
 

@@ -1,4 +1,4 @@
-"""PyTorch Geometric reference for `make bench` (issue 4): times the robust-mode unlearning epoch
+"""PyTorch Geometric reference for `make bench`: times the robust-mode unlearning epoch
 of `gcleaner purify` written as a PyG user would write it, and prints one JSON line.
 
 Input: the directory engine/benches/unlearn_epoch.rs writes with `--sample-out DIR`: the

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Times gcleaner's robust-mode unlearning epoch and an equivalent PyTorch Geometric loop on the
 # same machine, prints the ratio of median epoch times, and times one whole purify()
-# (recovery + unlearning) on the same 33-graph AIDS sample (issue 4). Called by `make bench`.
+# (recovery + unlearning) on the same 33-graph AIDS sample. Called by `make bench`.
 #
 # Both sides use the same number of intra-op threads: the one thread gcleaner runs purification
 # on (engine/src/threads.rs). A shared or throttled machine can run 1.5x slower for tens of

@@ -1,4 +1,4 @@
-//! `make bench` (issue 4): seconds per robust-mode unlearning epoch on AIDS, and one whole
+//! `make bench`: seconds per robust-mode unlearning epoch on AIDS, and one whole
 //! `purify()` (recovery + unlearning) on the same 3% clean sample.
 //!
 //! The model is a Sub-BA-backdoored GIN of the default spec (one-hot degree features, hidden 64,

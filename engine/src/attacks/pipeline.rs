@@ -89,7 +89,7 @@ fn cpu() -> Device {
 }
 
 impl AttackConfig {
-    /// The defaults for `attack` with `arch`.
+    /// The published attacks' defaults for `attack` with `arch`.
     pub fn new(attack: AttackKind, arch: Arch) -> AttackConfig {
         AttackConfig {
             attack,
