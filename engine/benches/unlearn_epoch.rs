@@ -68,32 +68,49 @@ fn graph_json(graph: &Graph, positions: Vec<usize>) -> serde_json::Value {
     json!({ "num_nodes": graph.num_nodes, "edges": graph.edges, "label": graph.label, "positions": positions })
 }
 
-fn main() {
-    // As the gcleaner binary does at start-up.
-    gcleaner_engine::allocator::tune_for_tensors();
-    let mut path = PathBuf::from("../shared/datasets/AIDS");
-    let mut sample_out: Option<PathBuf> = None;
-    let mut from: Option<PathBuf> = None;
-    let mut skip_purify = false;
-    let mut attack = AttackConfig::new(AttackKind::Subgraph, Arch::Gin);
+/// The command line (see the module documentation).
+struct Args {
+    path: PathBuf,
+    sample_out: Option<PathBuf>,
+    from: Option<PathBuf>,
+    skip_purify: bool,
+    attack: AttackConfig,
+}
+
+fn parse_args() -> Args {
+    let mut parsed = Args {
+        path: PathBuf::from("../shared/datasets/AIDS"),
+        sample_out: None,
+        from: None,
+        skip_purify: false,
+        attack: AttackConfig::new(AttackKind::Subgraph, Arch::Gin),
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--sample-out" => sample_out = args.next().map(PathBuf::from),
-            "--from" => from = args.next().map(PathBuf::from),
-            "--skip-purify" => skip_purify = true,
-            "--train-epochs" => attack.train.epochs = args.next().and_then(|e| e.parse().ok()).expect("--train-epochs N"),
+            "--sample-out" => parsed.sample_out = args.next().map(PathBuf::from),
+            "--from" => parsed.from = args.next().map(PathBuf::from),
+            "--skip-purify" => parsed.skip_purify = true,
+            "--train-epochs" => parsed.attack.train.epochs = args.next().and_then(|e| e.parse().ok()).expect("--train-epochs N"),
             other if other.starts_with("--") => {} // `--bench`, passed by cargo
-            other => path = PathBuf::from(other),
+            other => parsed.path = PathBuf::from(other),
         }
     }
-    if from.is_none() && !path.exists() {
-        eprintln!("skipping: dataset {} not found", path.display());
-        return;
-    }
-    // A backdoored GIN of the default spec and the attack's 3% defender sample.
-    let t = Instant::now();
-    let (model, sample, target, dataset_graphs, backdoored_asr) = match &from {
+    parsed
+}
+
+/// A backdoored GIN of the default spec and the attack's 3% defender sample: read back from
+/// `--from`, or made by the attack pipeline.
+struct Subject {
+    model: GnnModel,
+    sample: gcleaner_engine::data::Dataset,
+    target: usize,
+    dataset_graphs: Option<u64>,
+    backdoored_asr: Option<f64>,
+}
+
+fn subject(args: &Args) -> Subject {
+    match &args.from {
         Some(dir) => {
             let model = GnnModel::load(&dir.join("model.safetensors"), None, Device::Cpu).unwrap_or_else(|e| panic!("{e}")).model;
             let sample = load_dataset(&dir.join("defender.json")).unwrap_or_else(|e| panic!("{e}"));
@@ -101,17 +118,91 @@ fn main() {
                 serde_json::from_str(&std::fs::read_to_string(dir.join("sample.json")).expect("sample.json"))
                     .expect("sample.json");
             let target = doc["target"].as_u64().expect("target") as usize;
-            (model, sample, target, doc["dataset_graphs"].as_u64(), doc["backdoored_asr"].as_f64())
+            Subject {
+                model,
+                sample,
+                target,
+                dataset_graphs: doc["dataset_graphs"].as_u64(),
+                backdoored_asr: doc["backdoored_asr"].as_f64(),
+            }
         }
         None => {
-            let ds = load_dataset(&path).unwrap_or_else(|e| panic!("{e}"));
-            let attacked = run_attack(&ds, &attack, &mut NoProgress).unwrap_or_else(|e| panic!("attack: {e}"));
-            let target = attacked.metrics.target_class;
-            let asr = attacked.metrics.backdoored_model.asr;
-            (attacked.model, attacked.defender, target, Some(ds.len() as u64), Some(asr))
+            let ds = load_dataset(&args.path).unwrap_or_else(|e| panic!("{e}"));
+            let attacked = run_attack(&ds, &args.attack, &mut NoProgress).unwrap_or_else(|e| panic!("attack: {e}"));
+            Subject {
+                target: attacked.metrics.target_class,
+                backdoored_asr: Some(attacked.metrics.backdoored_model.asr),
+                dataset_graphs: Some(ds.len() as u64),
+                model: attacked.model,
+                sample: attacked.defender,
+            }
         }
+    }
+}
+
+/// Writes what bench/pyg_unlearn_epoch.py needs to unlearn the same graphs from the same weights.
+fn write_sample(
+    out: &std::path::Path,
+    subject: &Subject,
+    sets: [&UnlearnSet; 2],
+    trigger: &Pattern,
+    max_degree: usize,
+    config: &UnlearnConfig,
+    seed: u64,
+) {
+    let spec = subject.model.spec();
+    let graphs = |s: &UnlearnSet| -> Vec<serde_json::Value> {
+        (0..s.graphs.len()).map(|g| graph_json(s.graphs[g], s.explainer_positions(g, trigger.size))).collect()
     };
+    let doc = json!({
+        "dataset_graphs": subject.dataset_graphs,
+        "backdoored_asr": subject.backdoored_asr,
+        "max_degree": max_degree,
+        "num_classes": spec.num_classes,
+        "hidden": spec.hidden,
+        "num_layers": spec.num_layers,
+        "target": subject.target,
+        "trigger": { "size": trigger.size, "edges": trigger.edges },
+        "config": config,
+        "seed": seed,
+        "train": graphs(sets[0]),
+        "holdout": graphs(sets[1]),
+    });
+    std::fs::create_dir_all(out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    std::fs::write(out.join("sample.json"), doc.to_string()).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    subject.model.save(&out.join("model.safetensors")).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    write_json_dataset(&subject.sample, &out.join("defender.json")).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+}
+
+/// One whole purification at the default configuration: its timings and verdict.
+fn time_purify(subject: &Subject, config: &PurifyConfig) -> serde_json::Value {
+    let mut purify_clock = UnlearnClock { ends: Vec::new() };
+    let t = Instant::now();
+    let purified = purify(&subject.model, &subject.sample, config, &mut purify_clock).unwrap_or_else(|e| panic!("purify: {e}"));
+    let purify_s = t.elapsed().as_secs_f64();
+    let report = &purified.report;
+    json!({
+        "purify_s": purify_s,
+        "purify_timings": report.timings,
+        "purify_backdoor_verdict": report.verdict.backdoor_evidence,
+        "purify_evidence": report.verdict.evidence_score,
+        "purify_unlearned_triggers": report.unlearned_candidates.iter().map(|&i| report.candidates[i].recovered.trigger.size).collect::<Vec<_>>(),
+        "purify_unlearn_epoch_s": median(purify_clock.epochs()),
+    })
+}
+
+fn main() {
+    // As the gcleaner binary does at start-up.
+    gcleaner_engine::allocator::tune_for_tensors();
+    let args = parse_args();
+    if args.from.is_none() && !args.path.exists() {
+        eprintln!("skipping: dataset {} not found", args.path.display());
+        return;
+    }
+    let t = Instant::now();
+    let subject = subject(&args);
     let attack_s = t.elapsed().as_secs_f64();
+    let (model, sample, target) = (&subject.model, &subject.sample, subject.target);
     let spec = model.spec().clone();
     let max_degree = match &spec.features {
         FeatureSpec::OneHotDegree { max_degree } => *max_degree,
@@ -122,10 +213,10 @@ fn main() {
     // default explainer (gradient saliency).
     let purify_config = PurifyConfig::default();
     let (train_idx, holdout_idx) =
-        gcleaner_engine::purify::split_sample(&sample, purify_config.holdout_fraction, purify_config.seed);
+        gcleaner_engine::purify::split_sample(sample, purify_config.holdout_fraction, purify_config.seed);
     let set = |indices: &[usize]| -> UnlearnSet<'_> {
         let graphs: Vec<&Graph> = indices.iter().map(|&i| &sample.graphs[i]).collect();
-        let importance = saliency::node_importance(&model, &graphs, &spec.features).expect("saliency");
+        let importance = saliency::node_importance(model, &graphs, &spec.features).expect("saliency");
         UnlearnSet {
             labels: graphs.iter().map(|g| g.label).collect(),
             node_order: least_important_nodes(&importance, usize::MAX),
@@ -137,29 +228,8 @@ fn main() {
     // K4 minus the edge (2, 3).
     let trigger = Pattern { size: 4, edges: vec![(0, 1), (0, 2), (0, 3), (1, 2), (1, 3)], slot_features: None };
     let config = UnlearnConfig::default();
-
-    if let Some(out) = &sample_out {
-        let graphs = |s: &UnlearnSet| -> Vec<serde_json::Value> {
-            (0..s.graphs.len()).map(|g| graph_json(s.graphs[g], s.explainer_positions(g, trigger.size))).collect()
-        };
-        let doc = json!({
-            "dataset_graphs": dataset_graphs,
-            "backdoored_asr": backdoored_asr,
-            "max_degree": max_degree,
-            "num_classes": spec.num_classes,
-            "hidden": spec.hidden,
-            "num_layers": spec.num_layers,
-            "target": target,
-            "trigger": { "size": trigger.size, "edges": trigger.edges },
-            "config": config,
-            "seed": purify_config.seed,
-            "train": graphs(&train_set),
-            "holdout": graphs(&holdout_set),
-        });
-        std::fs::create_dir_all(out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
-        std::fs::write(out.join("sample.json"), doc.to_string()).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
-        model.save(&out.join("model.safetensors")).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
-        write_json_dataset(&sample, &out.join("defender.json")).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    if let Some(out) = &args.sample_out {
+        write_sample(out, &subject, [&train_set, &holdout_set], &trigger, max_degree, &config, purify_config.seed);
     }
 
     let mut unlearned = model.try_clone().expect("clone");
@@ -189,10 +259,10 @@ fn main() {
     let epochs = clock.epochs();
 
     let mut result = json!({
-        "dataset_graphs": dataset_graphs,
-        "train_epochs": attack.train.epochs,
+        "dataset_graphs": subject.dataset_graphs,
+        "train_epochs": args.attack.train.epochs,
         "attack_s": attack_s,
-        "backdoored_asr": backdoored_asr,
+        "backdoored_asr": subject.backdoored_asr,
         "sample_graphs": sample.len(),
         "unlearning_graphs": train_set.graphs.len(),
         "holdout_graphs": holdout_set.graphs.len(),
@@ -210,21 +280,8 @@ fn main() {
         "holdout_flip_last": outcome.history.last().map(|h| h.holdout_flip_rate),
         "epochs_s": epochs,
     });
-    if !skip_purify {
-        // One whole purification, default configuration.
-        let mut purify_clock = UnlearnClock { ends: Vec::new() };
-        let t = Instant::now();
-        let purified = purify(&model, &sample, &purify_config, &mut purify_clock).unwrap_or_else(|e| panic!("purify: {e}"));
-        let purify_s = t.elapsed().as_secs_f64();
-        let report = &purified.report;
-        let fields = json!({
-            "purify_s": purify_s,
-            "purify_timings": report.timings,
-            "purify_backdoor_verdict": report.verdict.backdoor_evidence,
-            "purify_evidence": report.verdict.evidence_score,
-            "purify_unlearned_triggers": report.unlearned_candidates.iter().map(|&i| report.candidates[i].recovered.trigger.size).collect::<Vec<_>>(),
-            "purify_unlearn_epoch_s": median(purify_clock.epochs()),
-        });
+    if !args.skip_purify {
+        let fields = time_purify(&subject, &purify_config);
         result.as_object_mut().expect("object").extend(fields.as_object().expect("object").clone());
     }
     println!("{result}");
