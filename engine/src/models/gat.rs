@@ -15,7 +15,6 @@ use super::init::{glorot, glorot_linear_no_bias};
 use super::published::Convolution;
 use super::scatter::{scatter_sum, segment_softmax, weighted_segment_softmax};
 use super::weights::ExpectedTensor;
-use super::ModelSpec;
 
 const NEGATIVE_SLOPE: f64 = 0.2;
 
@@ -92,20 +91,14 @@ impl Convolution for GatConv {
     fn forward(&self, x: &Tensor, _edges: &Edges, looped: &EdgesWithSelfLoops) -> Tensor {
         GatConv::forward(self, x, looped)
     }
-}
-
-/// The tensors a weights file for this architecture holds, by name and shape.
-pub fn expected_tensors(spec: &ModelSpec) -> Vec<ExpectedTensor> {
-    let h = spec.hidden;
-    let mut out = Vec::new();
-    for i in 1..=spec.num_layers {
-        let in_dim = if i == 1 { spec.in_features } else { h };
-        out.push(ExpectedTensor::param(&format!("conv{i}.lin.weight"), &[h, in_dim]));
-        out.push(ExpectedTensor::param(&format!("conv{i}.att_src"), &[1, 1, h]));
-        out.push(ExpectedTensor::param(&format!("conv{i}.att_dst"), &[1, 1, h]));
-        out.push(ExpectedTensor::param(&format!("conv{i}.bias"), &[h]));
+    fn expected(prefix: &str, in_dim: usize, out_dim: usize) -> Vec<ExpectedTensor> {
+        vec![
+            ExpectedTensor::param(&format!("{prefix}.lin.weight"), &[out_dim, in_dim]),
+            ExpectedTensor::param(&format!("{prefix}.att_src"), &[1, 1, out_dim]),
+            ExpectedTensor::param(&format!("{prefix}.att_dst"), &[1, 1, out_dim]),
+            ExpectedTensor::param(&format!("{prefix}.bias"), &[out_dim]),
+        ]
     }
-    out
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ use super::init::glorot_linear_no_bias;
 use super::published::Convolution;
 use super::scatter::scatter_sum;
 use super::weights::ExpectedTensor;
-use super::ModelSpec;
 
 /// The symmetric normalisation coefficients, shared by every layer of one forward pass.
 pub struct GcnNorm {
@@ -68,18 +67,12 @@ impl Convolution for GcnConv {
     fn forward(&self, x: &Tensor, edges: &Edges, norm: &GcnNorm) -> Tensor {
         GcnConv::forward(self, x, edges, norm)
     }
-}
-
-/// The tensors a weights file for this architecture holds, by name and shape.
-pub fn expected_tensors(spec: &ModelSpec) -> Vec<ExpectedTensor> {
-    let h = spec.hidden;
-    let mut out = Vec::new();
-    for i in 1..=spec.num_layers {
-        let in_dim = if i == 1 { spec.in_features } else { h };
-        out.push(ExpectedTensor::param(&format!("conv{i}.lin.weight"), &[h, in_dim]));
-        out.push(ExpectedTensor::param(&format!("conv{i}.bias"), &[h]));
+    fn expected(prefix: &str, in_dim: usize, out_dim: usize) -> Vec<ExpectedTensor> {
+        vec![
+            ExpectedTensor::param(&format!("{prefix}.lin.weight"), &[out_dim, in_dim]),
+            ExpectedTensor::param(&format!("{prefix}.bias"), &[out_dim]),
+        ]
     }
-    out
 }
 
 #[cfg(test)]

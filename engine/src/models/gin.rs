@@ -6,12 +6,10 @@
 
 use tch::{nn, nn::Module, Tensor};
 
-use super::batch_norm;
 use super::edges::Edges;
 use super::init::torch_linear;
 use super::published::Convolution;
 use super::weights::ExpectedTensor;
-use super::ModelSpec;
 
 #[derive(Debug)]
 pub struct GinConv {
@@ -46,22 +44,15 @@ impl Convolution for GinConv {
     fn forward(&self, x: &Tensor, edges: &Edges, _prepared: &()) -> Tensor {
         GinConv::forward(self, x, edges)
     }
-}
-
-/// The tensors a weights file for this architecture holds, by name and shape.
-pub fn expected_tensors(spec: &ModelSpec) -> Vec<ExpectedTensor> {
-    let h = spec.hidden;
-    let mut out = Vec::new();
-    for i in 1..=spec.num_layers {
-        let in_dim = if i == 1 { spec.in_features } else { h };
-        out.push(ExpectedTensor::param(&format!("conv{i}.eps"), &[1]));
-        out.push(ExpectedTensor::param(&format!("conv{i}.nn.0.weight"), &[h, in_dim]));
-        out.push(ExpectedTensor::param(&format!("conv{i}.nn.0.bias"), &[h]));
-        out.push(ExpectedTensor::param(&format!("conv{i}.nn.2.weight"), &[h, h]));
-        out.push(ExpectedTensor::param(&format!("conv{i}.nn.2.bias"), &[h]));
-        out.extend(batch_norm::expected_tensors(&format!("bn{i}"), h));
+    fn expected(prefix: &str, in_dim: usize, out_dim: usize) -> Vec<ExpectedTensor> {
+        vec![
+            ExpectedTensor::param(&format!("{prefix}.eps"), &[1]),
+            ExpectedTensor::param(&format!("{prefix}.nn.0.weight"), &[out_dim, in_dim]),
+            ExpectedTensor::param(&format!("{prefix}.nn.0.bias"), &[out_dim]),
+            ExpectedTensor::param(&format!("{prefix}.nn.2.weight"), &[out_dim, out_dim]),
+            ExpectedTensor::param(&format!("{prefix}.nn.2.bias"), &[out_dim]),
+        ]
     }
-    out
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ pub use weights::LoadedModel;
 use crate::{Error, Result};
 use edges::Edges;
 use head::Head;
-use published::{BlockNorm, LayerStack, PublishedGnn};
+use published::{LayerStack, PublishedGnn};
 
 /// One batch of graphs as the models consume it.
 #[derive(Debug)]
@@ -156,12 +156,7 @@ impl Body {
         if let Some(pyg) = &spec.pyg {
             return Body::Pyg(basic_gnn::BasicGnn::new(p, spec, pyg));
         }
-        Body::Published(match spec.arch {
-            Arch::Gin => Box::new(PublishedGnn::<gin::GinConv>::new(p, spec, BlockNorm::Batch)),
-            Arch::Gcn => Box::new(PublishedGnn::<gcn::GcnConv>::new(p, spec, BlockNorm::L2)),
-            Arch::Gat => Box::new(PublishedGnn::<gat::GatConv>::new(p, spec, BlockNorm::L2)),
-            Arch::Sage => Box::new(PublishedGnn::<sage::SageConv>::new(p, spec, BlockNorm::Batch)),
-        })
+        Body::Published(published::layer_stack(p, spec))
     }
 
     /// The state entering block `blocks` in eval mode (see [`GnnModel::frozen_prefix`]).

@@ -8,7 +8,8 @@ use tch::{nn, Kind, Tensor};
 use super::batch_norm::BatchNorm1d;
 use super::edges::Edges;
 use super::normalize::l2_normalize_rows;
-use super::ModelSpec;
+use super::weights::ExpectedTensor;
+use super::{batch_norm, Arch, ModelSpec};
 
 /// One published convolution.
 pub trait Convolution: std::fmt::Debug + Sized {
@@ -18,6 +19,8 @@ pub trait Convolution: std::fmt::Debug + Sized {
     fn new(p: &nn::Path, in_dim: i64, out_dim: i64) -> Self;
     fn prepare(edges: &Edges, kind: Kind) -> Self::Prepared;
     fn forward(&self, x: &Tensor, edges: &Edges, prepared: &Self::Prepared) -> Tensor;
+    /// The convolution's tensors under `prefix` (`conv{i}`), by name and shape.
+    fn expected(prefix: &str, in_dim: usize, out_dim: usize) -> Vec<ExpectedTensor>;
 }
 
 /// What follows each convolution.
@@ -82,4 +85,39 @@ impl<C: Convolution + 'static> LayerStack for PublishedGnn<C> {
         }
         outputs
     }
+}
+
+/// The published body `spec.arch` names, with the block norm its reference code uses.
+pub fn layer_stack(p: &nn::Path, spec: &ModelSpec) -> Box<dyn LayerStack> {
+    use super::{gat::GatConv, gcn::GcnConv, gin::GinConv, sage::SageConv};
+    match spec.arch {
+        Arch::Gin => Box::new(PublishedGnn::<GinConv>::new(p, spec, BlockNorm::Batch)),
+        Arch::Gcn => Box::new(PublishedGnn::<GcnConv>::new(p, spec, BlockNorm::L2)),
+        Arch::Gat => Box::new(PublishedGnn::<GatConv>::new(p, spec, BlockNorm::L2)),
+        Arch::Sage => Box::new(PublishedGnn::<SageConv>::new(p, spec, BlockNorm::Batch)),
+    }
+}
+
+/// The tensors of [`layer_stack`]'s blocks in a weights file, by name and shape, block by block.
+pub fn expected_tensors(spec: &ModelSpec) -> Vec<ExpectedTensor> {
+    use super::{gat::GatConv, gcn::GcnConv, gin::GinConv, sage::SageConv};
+    match spec.arch {
+        Arch::Gin => blocks_expected::<GinConv>(spec, BlockNorm::Batch),
+        Arch::Gcn => blocks_expected::<GcnConv>(spec, BlockNorm::L2),
+        Arch::Gat => blocks_expected::<GatConv>(spec, BlockNorm::L2),
+        Arch::Sage => blocks_expected::<SageConv>(spec, BlockNorm::Batch),
+    }
+}
+
+fn blocks_expected<C: Convolution>(spec: &ModelSpec, norm: BlockNorm) -> Vec<ExpectedTensor> {
+    let h = spec.hidden;
+    let mut out = Vec::new();
+    for i in 1..=spec.num_layers {
+        let in_dim = if i == 1 { spec.in_features } else { h };
+        out.extend(C::expected(&format!("conv{i}"), in_dim, h));
+        if norm == BlockNorm::Batch {
+            out.extend(batch_norm::expected_tensors(&format!("bn{i}"), h));
+        }
+    }
+    out
 }

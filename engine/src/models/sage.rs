@@ -7,13 +7,11 @@
 
 use tch::{nn, nn::Module, Tensor};
 
-use super::batch_norm;
 use super::edges::Edges;
 use super::init::torch_linear;
 use super::published::Convolution;
 use super::scatter::{counts, scatter_sum};
 use super::weights::ExpectedTensor;
-use super::ModelSpec;
 
 #[derive(Debug)]
 pub struct SageConv {
@@ -58,20 +56,13 @@ impl Convolution for SageConv {
     fn forward(&self, x: &Tensor, edges: &Edges, inv_count: &Tensor) -> Tensor {
         SageConv::forward(self, x, edges, inv_count)
     }
-}
-
-/// The tensors a weights file for this architecture holds, by name and shape.
-pub fn expected_tensors(spec: &ModelSpec) -> Vec<ExpectedTensor> {
-    let h = spec.hidden;
-    let mut out = Vec::new();
-    for i in 1..=spec.num_layers {
-        let in_dim = if i == 1 { spec.in_features } else { h };
-        out.push(ExpectedTensor::param(&format!("conv{i}.lin_l.weight"), &[h, in_dim]));
-        out.push(ExpectedTensor::param(&format!("conv{i}.lin_l.bias"), &[h]));
-        out.push(ExpectedTensor::param(&format!("conv{i}.lin_r.weight"), &[h, in_dim]));
-        out.extend(batch_norm::expected_tensors(&format!("bn{i}"), h));
+    fn expected(prefix: &str, in_dim: usize, out_dim: usize) -> Vec<ExpectedTensor> {
+        vec![
+            ExpectedTensor::param(&format!("{prefix}.lin_l.weight"), &[out_dim, in_dim]),
+            ExpectedTensor::param(&format!("{prefix}.lin_l.bias"), &[out_dim]),
+            ExpectedTensor::param(&format!("{prefix}.lin_r.weight"), &[out_dim, in_dim]),
+        ]
     }
-    out
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use tch::{Device, Kind, Tensor};
 
-use super::{basic_gnn::BasicGnn, gat, gcn, gin, head::Head, sage, Arch, GnnModel, ModelSpec, PygHead, SPEC_METADATA_KEY};
+use super::{basic_gnn::BasicGnn, head::Head, GnnModel, ModelSpec, PygHead, SPEC_METADATA_KEY};
 use crate::{Error, Result};
 
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
@@ -81,12 +81,7 @@ pub fn expected_tensors(spec: &ModelSpec) -> Vec<ExpectedTensor> {
         }
         return tensors;
     }
-    let mut tensors = match spec.arch {
-        Arch::Gin => gin::expected_tensors(spec),
-        Arch::Gcn => gcn::expected_tensors(spec),
-        Arch::Gat => gat::expected_tensors(spec),
-        Arch::Sage => sage::expected_tensors(spec),
-    };
+    let mut tensors = super::published::expected_tensors(spec);
     tensors.extend(Head::expected_tensors(spec.hidden, spec.num_classes));
     tensors
 }
@@ -469,7 +464,7 @@ mod header_tests {
     fn a_file_naming_a_tensor_twice_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let _torch_seed = crate::rng::seed_torch(5);
-        let model = GnnModel::new(spec(Arch::Gin, 5, 8, 3), Device::Cpu).unwrap();
+        let model = GnnModel::new(spec(crate::models::Arch::Gin, 5, 8, 3), Device::Cpu).unwrap();
         let good = dir.path().join("good.safetensors");
         model.save(&good).unwrap();
         let bytes = std::fs::read(&good).unwrap();
