@@ -42,6 +42,24 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// Runs tests/interop/`script` with `args` then `--out DIR` on the venv's python, asserting that
+/// it succeeds: the python, the script's path and DIR. `None` when the venv cannot run PyG (the
+/// test is skipped, saying why).
+fn run_reference(script: &str, args: &[&str]) -> Option<(PathBuf, PathBuf, tempfile::TempDir)> {
+    let python = match reference_python() {
+        Ok(p) => p,
+        Err(reason) => {
+            eprintln!("skipping PyG interop test: {reason}");
+            return None;
+        }
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = repo_root().join("tests/interop").join(script);
+    let run = Command::new(&python).arg(&script).args(args).arg("--out").arg(dir.path()).output().expect("run reference script");
+    assert!(run.status.success(), "{} {args:?} failed:\n{}", script.display(), String::from_utf8_lossy(&run.stderr));
+    Some((python, script, dir))
+}
+
 /// The batch exactly as the script builds it: node attributes stacked, per graph its edges and
 /// then the same edges reversed, offsets by node count.
 struct Batch {
@@ -98,17 +116,7 @@ fn max_abs_diff(actual: &Tensor, expected: &Value) -> f64 {
 
 #[test]
 fn pyg_saved_models_predict_the_same_log_probabilities() {
-    let python = match reference_python() {
-        Ok(p) => p,
-        Err(reason) => {
-            eprintln!("skipping PyG interop test: {reason}");
-            return;
-        }
-    };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let script = repo_root().join("tests/interop/pyg_reference.py");
-    let run = Command::new(&python).arg(&script).arg("--out").arg(dir.path()).output().expect("run reference script");
-    assert!(run.status.success(), "{} failed:\n{}", script.display(), String::from_utf8_lossy(&run.stderr));
+    let Some((_, _, dir)) = run_reference("pyg_reference.py", &[]) else { return };
 
     let expected = read_json(&dir.path().join("expected.json"));
     let graphs_doc = read_json(&dir.path().join("graphs.json"));
@@ -231,17 +239,7 @@ fn pyg_model_classes_predict_the_same_and_load_back_strictly() {
     use gcleaner_engine::progress::NoProgress;
     use gcleaner_engine::train::{train, TrainConfig};
 
-    let python = match reference_python() {
-        Ok(p) => p,
-        Err(reason) => {
-            eprintln!("skipping PyG interop test: {reason}");
-            return;
-        }
-    };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let script = repo_root().join("tests/interop/pyg_models.py");
-    let run = Command::new(&python).arg(&script).arg("build").arg("--out").arg(dir.path()).output().expect("run script");
-    assert!(run.status.success(), "{} build failed:\n{}", script.display(), String::from_utf8_lossy(&run.stderr));
+    let Some((python, script, dir)) = run_reference("pyg_models.py", &["build"]) else { return };
 
     let expected = read_json(&dir.path().join("expected.json"));
     let graphs_path = dir.path().join("graphs.json");
